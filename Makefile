@@ -1,0 +1,112 @@
+# ESS field agent — plain GNU make.
+#   make                 build programs and the library
+#   make check           build and run every test (SANITIZE=1: under ASan+UBSan)
+#   make bench           print the figures (never pass/fail)
+#   make install DESTDIR=… PREFIX=…
+# A board is configuration: boards/$(BOARD)/board.mk may set CROSS_COMPILE,
+# PKG_CONFIG, extra flags and features.
+
+BOARD    ?= host
+-include boards/$(BOARD)/board.mk
+
+CROSS_COMPILE ?=
+CC         := $(CROSS_COMPILE)$(if $(filter default,$(origin CC)),cc,$(CC))
+AR         := $(CROSS_COMPILE)ar
+PKG_CONFIG ?= pkg-config
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+SANITIZE ?= 0
+WERROR   ?= $(if $(CI),1,0)
+BUILD    ?= build/$(BOARD)$(if $(filter 1,$(SANITIZE)),-san)
+
+PKGS := sqlite3 libcurl libgps libcjson libsodium zlib
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+# Optional: the journal and sd_notify when libsystemd is there (#ifdef on the
+# feature, never on a board name).
+ifeq ($(shell $(PKG_CONFIG) --exists libsystemd 2>/dev/null && echo 1),1)
+PKG_CFLAGS += -DHAVE_SYSTEMD $(shell $(PKG_CONFIG) --cflags libsystemd)
+PKG_LIBS   += $(shell $(PKG_CONFIG) --libs libsystemd)
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wmissing-declarations -Wpointer-arith -Wcast-qual -Wsign-compare \
+        -Wformat=2 -Wundef -Wvla -Wnull-dereference -fno-common
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=gnu11 $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
+        -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 -DESS_VERSION='"$(VERSION)"' \
+        -I. $(PKG_CFLAGS) $(BOARD_CFLAGS)
+ifeq ($(SANITIZE),1)
+override CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+override LDFLAGS += -fsanitize=address,undefined
+endif
+LDLIBS += $(PKG_LIBS) $(BOARD_LIBS)
+
+# Programs: each agent/cmd-NAME.c holds one main() and becomes $(BUILD)/NAME.
+PROG_SRCS := $(wildcard agent/cmd-*.c sync/cmd-*.c hal/cmd-*.c)
+PROGS     := $(patsubst %.c,$(BUILD)/%,$(notdir $(subst cmd-,,$(PROG_SRCS))))
+LIB_SRCS  := $(filter-out $(PROG_SRCS),$(wildcard agent/*.c sync/*.c hal/*.c))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIB       := $(BUILD)/libess.a
+
+TESTLIB_SRCS := $(wildcard tests/lib/*.c)
+TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
+UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRCS   := $(wildcard tests/bench/bench_*.c)
+BENCH_BINS   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps check bench install clean format format-check demo
+all: $(BUILD)/.deps $(LIB) $(PROGS)
+
+# Installs missing Debian packages (as root) or says what to run.
+deps $(BUILD)/.deps: boards/deps.sh
+	@boards/deps.sh ensure
+	@mkdir -p $(BUILD) && touch $(BUILD)/.deps
+
+$(BUILD)/obj/%.o: %.c | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/%: $(BUILD)/obj/agent/cmd-%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell $(PKG_CONFIG) --libs cmocka)
+
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+check: all $(UNIT_BINS)
+	@tests/run.sh $(BUILD)
+
+bench: all $(BENCH_BINS)
+	@tests/bench/run.sh $(BUILD)
+
+demo: all
+	@tests/demo.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	$(if $(PROGS),install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/)
+	install -d $(DESTDIR)$(PREFIX)/share/doc/ess-agent
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/ess-agent/
+
+format:
+	clang-format -i $(wildcard */*.[ch] tests/*/*.[ch])
+format-check:
+	clang-format --dry-run -Werror $(wildcard */*.[ch] tests/*/*.[ch])
+
+clean:
+	rm -rf build
+
+.SECONDARY:
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,54 @@
+#!/bin/sh
+# Runs every unit test binary and every integration script, counts test cases
+# from their TAP output and ends with the one line CI reads:
+#   N passed, N failed
+# A program that dies without reporting a failure counts as one failure.
+set -u
+build=${1:?usage: tests/run.sh BUILD_DIR}
+logs="$build/test-logs"
+mkdir -p "$logs"
+passed=0
+failed=0
+export CMOCKA_MESSAGE_OUTPUT=TAP
+export ESS_BUILD="$build"
+
+run_one() {
+	name=$1
+	shift
+	log="$logs/$name.log"
+	start=$(date +%s)
+	timeout -k 10 "${ESS_TEST_TIMEOUT:-900}" "$@" >"$log" 2>&1
+	rc=$?
+	ok=$(grep -c '^ok ' "$log")
+	bad=$(grep -c '^not ok ' "$log")
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+		bad=1
+		echo "not ok - $name exited with status $rc" >>"$log"
+	fi
+	if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then
+		bad=1
+		echo "not ok - $name reported no test" >>"$log"
+	fi
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+	status=PASS
+	[ "$bad" -ne 0 ] && status=FAIL
+	printf '%-4s %-32s %4d ok %3d failed  %4ss\n' "$status" "$name" "$ok" "$bad" \
+		"$(($(date +%s) - start))"
+	if [ "$bad" -ne 0 ]; then
+		grep -E '^not ok|^# |ERROR|error' "$log" | head -40 | sed 's/^/    /'
+		echo "    (full log: $log)"
+	fi
+}
+
+for t in "$build"/tests/test_*; do
+	[ -x "$t" ] || continue
+	run_one "$(basename "$t")" "$t"
+done
+for t in tests/integration/*.sh; do
+	[ -f "$t" ] || continue
+	run_one "$(basename "$t" .sh)" sh "$t"
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
