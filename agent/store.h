@@ -1,0 +1,229 @@
+/* The encrypted offline store: everything the device knows, in one SQLite
+ * database (WAL) under a data key that a keystore-held KEK wraps.
+ *
+ * Files in the store directory:
+ *   ess.db (+ -wal, -shm)  the database; personal values sealed (seal.h)
+ *   keys                   the data key and the device signing key, each
+ *                          wrapped by the KEK; never inside the database, so
+ *                          a wipe that destroys it (and the KEK) leaves a
+ *                          copy of the database taken earlier unreadable.
+ *
+ * Every function returns 0 (or a count / enum >= 0 where it says) or a
+ * negative errno: -ENOSPC disk full (the transaction was rolled back, nothing
+ * stored before is lost), -EBADMSG a row failed its authentication and was
+ * quarantined, -ENOENT not found, -EIO other database errors. Functions that
+ * take err fill it with a message naming files, never data.
+ *
+ * Strings handed back in records are owned by the record; release a record
+ * with the matching *_clear, which wipes personal data before freeing. */
+#ifndef ESS_STORE_H
+#define ESS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct hal_keystore;
+struct store;
+
+#define STORE_ID_MAX       128 /* incident, command ids; longer ones are refused */
+#define STORE_EVENT_ID_LEN 36  /* UUID text */
+#define STORE_SIG_BYTES    64
+#define STORE_DOC_MAX      (1024 * 1024) /* bound on one stored document */
+
+struct store_params {
+	const char *dir;               /* store directory, must exist */
+	struct hal_keystore *keystore; /* borrowed */
+	int create;                    /* make KEK, keys and database when none exist */
+};
+
+enum store_open_flags {
+	STORE_OPENED_CREATED = 1,   /* a new, empty store was made */
+	STORE_OPENED_RECOVERED = 2, /* the old database failed its check and was moved aside */
+	STORE_OPENED_MIGRATED = 4,  /* the schema was upgraded */
+};
+
+/* Opens (or, with create, makes) the store. On a corrupt database the file is
+ * renamed to ess.db.corrupt-<UTC time> (never deleted) and a fresh one is
+ * made. A wrong or missing key is an error that leaves every file untouched.
+ * flags (may be NULL) receives enum store_open_flags. */
+int store_open(const struct store_params *p, struct store **out, int *flags, char *err,
+	       size_t errlen);
+/* Flushes buffered positions, wipes keys, closes. NULL is fine. */
+void store_close(struct store *s);
+
+/* Crypto-shred: destroys the wrapped keys file and the KEK, then the
+ * database files, and closes s (do not use it afterwards). Nothing that was
+ * stored can be decrypted again, even from an earlier copy of the database. */
+int store_wipe(struct store *s, char *err, size_t errlen);
+
+/* Groups several changes into one durable transaction (e.g. assignment items
+ * with the cursor). Without it each call is its own transaction. */
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+void store_rollback(struct store *s);
+
+/* ---- incidents ---- */
+enum store_dispatch_state {
+	STORE_DISPATCH_ASSIGNED = 0,
+	STORE_DISPATCH_CANCELLED,
+	STORE_DISPATCH_REASSIGNED,
+	STORE_DISPATCH_CLOSED,
+};
+enum store_local_status {
+	STORE_STATUS_NEW = 0, /* received, not yet acknowledged */
+	STORE_STATUS_ACKNOWLEDGED,
+	STORE_STATUS_EN_ROUTE,
+	STORE_STATUS_ON_SCENE,
+	STORE_STATUS_RESOLVED,
+	STORE_STATUS_REFERRED,
+	STORE_STATUS_UNABLE_TO_LOCATE,
+	STORE_STATUS_DECLINED,
+};
+#define STORE_STATUS_COUNT 8
+
+enum store_put_result {
+	STORE_PUT_NEW = 0,  /* first version stored */
+	STORE_PUT_UPDATED,  /* a newer version replaced the old one */
+	STORE_PUT_IGNORED,  /* same or older version than the one held */
+};
+
+/* Stores a verified incident document: its exact payload bytes and the
+ * server's signature over them. Returns enum store_put_result or < 0. */
+int store_incident_put(struct store *s, const char *id, int64_t version,
+		       enum store_dispatch_state state, int64_t now_ms, const void *payload,
+		       size_t payload_len, const unsigned char sig[STORE_SIG_BYTES]);
+
+struct store_incident {
+	char id[STORE_ID_MAX + 1];
+	int64_t version;
+	enum store_dispatch_state dispatch_state;
+	enum store_local_status local_status;
+	int64_t ended_ms; /* when it stopped being active, 0 while active */
+	unsigned char sig[STORE_SIG_BYTES];
+	unsigned char *payload; /* owned, NUL-terminated for the JSON parser */
+	size_t payload_len;
+};
+void store_incident_clear(struct store_incident *inc);
+
+int store_incident_get(struct store *s, const char *id, struct store_incident *out);
+/* Calls cb for each incident, active first; a non-zero return stops the walk
+ * and is returned. The record is cleared after cb returns. */
+typedef int (*store_incident_fn)(void *arg, const struct store_incident *inc);
+int store_incident_each(struct store *s, store_incident_fn cb, void *arg);
+int store_incident_count(struct store *s, int64_t *n);
+/* A final status also starts the retention clock. */
+int store_incident_set_status(struct store *s, const char *id, enum store_local_status st,
+			      int64_t now_ms);
+
+/* Deletes incidents that ended before now - retention, audit entries older
+ * than now - audit_retention, with secure_delete, then truncates the WAL
+ * so no old frame keeps them. Returns the number of incidents removed. */
+int store_purge(struct store *s, int64_t now_ms, int64_t retention_ms, int64_t audit_retention_ms);
+
+/* ---- the outbox of events ---- */
+enum store_event_type {
+	STORE_EVENT_STATUS = 0,
+	STORE_EVENT_NOTE,
+	STORE_EVENT_RECEIPT,
+	STORE_EVENT_SOS,
+	STORE_EVENT_COMMAND_RESULT,
+};
+
+/* Appends one event: body is the event's JSON object without event_id and
+ * seq, which the store assigns (seq device-wide, never reused; event_id a
+ * random UUID v4). When this returns 0 (outside store_begin) the event is
+ * durable: it survives kill -9 and power loss. */
+int store_outbox_append(struct store *s, enum store_event_type type, const void *body, size_t len,
+			int64_t *seq, char event_id[STORE_EVENT_ID_LEN + 1]);
+
+struct store_event {
+	int64_t seq;
+	char event_id[STORE_EVENT_ID_LEN + 1];
+	enum store_event_type type;
+	unsigned char *body; /* owned, NUL-terminated */
+	size_t body_len;
+};
+void store_event_clear(struct store_event *ev);
+
+/* Calls cb for up to max queued events: SOS events first, then the rest in
+ * seq order. A row that fails authentication is quarantined and skipped.
+ * Returns the number of events passed to cb, or < 0. */
+typedef int (*store_event_fn)(void *arg, const struct store_event *ev);
+int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg);
+/* Removes delivered events (accepted or duplicate). */
+int store_outbox_delivered(struct store *s, const int64_t *seqs, size_t n);
+/* Moves an event to the rejected list with the server's reason. */
+int store_outbox_reject(struct store *s, int64_t seq, const char *reason, int64_t now_ms);
+int store_outbox_count(struct store *s, int64_t *n);
+
+struct store_rejected {
+	struct store_event ev;
+	int64_t rejected_ms;
+	char *reason; /* owned */
+};
+typedef int (*store_rejected_fn)(void *arg, const struct store_rejected *r);
+int store_rejected_each(struct store *s, store_rejected_fn cb, void *arg);
+int store_rejected_count(struct store *s, int64_t *n);
+
+/* ---- the position trail ---- */
+struct store_fix {
+	int64_t t_ms;         /* unix ms, increasing */
+	int32_t lat_e7;       /* 1e-7 degrees */
+	int32_t lon_e7;
+	int32_t accuracy_dm;  /* -1 unknown */
+	int32_t speed_cm_s;   /* -1 unknown */
+	int32_t heading_cdeg; /* 0..35999, -1 unknown */
+	uint8_t mode;         /* 2 or 3 */
+};
+
+/* Buffers a fix in (guarded) memory; fixes are sealed in chunks by
+ * store_pos_flush or when a chunk fills. A fix not newer than the last one,
+ * or out of range, is refused with -EINVAL. */
+int store_pos_append(struct store *s, const struct store_fix *fix);
+/* Seals the buffered fixes into the database, durably. */
+int store_pos_flush(struct store *s);
+/* Calls cb with up to max of the oldest stored fixes (flushing first), whole
+ * chunks at a time; *token receives what to pass to store_pos_consumed once
+ * the server has them. Returns the number of fixes, or < 0. */
+typedef int (*store_fix_fn)(void *arg, const struct store_fix *fixes, size_t n);
+int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int64_t *token);
+int store_pos_consumed(struct store *s, int64_t token);
+int store_pos_count(struct store *s, int64_t *n); /* stored + buffered */
+
+/* ---- sync state (cursor, clock offset, identity, …), sealed ---- */
+int store_state_set(struct store *s, const char *key, const void *val, size_t len);
+/* -ENOENT when unset; -ENOBUFS when cap is too small (*len gets the size). */
+int store_state_get(struct store *s, const char *key, void *buf, size_t cap, size_t *len);
+int store_state_del(struct store *s, const char *key);
+
+/* ---- the device's Ed25519 identity, wrapped by the KEK in the keys file ---- */
+/* Makes a new key pair; -EEXIST if one exists and !force. */
+int store_device_keygen(struct store *s, int force);
+int store_device_pubkey(struct store *s, unsigned char pk[32]);
+/* The secret key never leaves guarded memory: sign here. */
+int store_device_sign(struct store *s, const void *msg, size_t len, unsigned char sig[64]);
+
+/* ---- local audit log of views and changes ---- */
+enum store_audit_action {
+	STORE_AUDIT_RECEIVED = 0,
+	STORE_AUDIT_VIEWED,
+	STORE_AUDIT_STATUS,
+	STORE_AUDIT_NOTE,
+	STORE_AUDIT_PURGED,
+	STORE_AUDIT_COMMAND,
+	STORE_AUDIT_QUARANTINE,
+};
+int store_audit_add(struct store *s, enum store_audit_action action, const char *subject,
+		    const char *detail, int64_t now_ms);
+typedef int (*store_audit_fn)(void *arg, int64_t at_ms, enum store_audit_action action,
+			      const char *subject, const char *detail);
+int store_audit_each(struct store *s, store_audit_fn cb, void *arg);
+
+/* ---- health ---- */
+int store_quarantine_count(struct store *s, int64_t *n);
+/* Bytes of the database and its WAL on disk. */
+int64_t store_disk_bytes(struct store *s);
+/* A passive WAL checkpoint; the daemon calls it when idle. */
+int store_checkpoint(struct store *s);
+
+#endif

@@ -1,0 +1,67 @@
+/* Shared by the store's own files (store*.c) only. */
+#ifndef ESS_STORE_INT_H
+#define ESS_STORE_INT_H
+
+#include "agent/seal.h"
+#include "agent/store.h"
+
+#include <limits.h>
+#include <sqlite3.h>
+
+#define STORE_STMT_CACHE 48
+#define POS_CHUNK_MAX    512 /* fixes per sealed chunk: ~5 KiB encoded */
+
+enum { SEQ_OUTBOX = 0, SEQ_POSITIONS, SEQ_AUDIT, SEQ_COUNT };
+
+struct store {
+	sqlite3 *db;
+	struct hal_keystore *keystore; /* borrowed */
+	struct seal *seal;             /* the data key, guarded */
+	unsigned char *kek;            /* guarded, no access except while used */
+	unsigned char *sign_sk;        /* guarded, no access except while used; NULL if none */
+	unsigned char sign_pk[32];
+	unsigned char wrapped_dk[SEAL_OVERHEAD + SEAL_KEY_BYTES]; /* as in the keys file */
+	int in_tx;                     /* store_begin is open */
+	int64_t next_id[SEQ_COUNT];    /* next AUTOINCREMENT value, loaded at open */
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} stmts[STORE_STMT_CACHE];
+	/* The open position chunk: fixes not yet sealed, or sealed in row
+	 * pos_chunk_id and rewritten as it grows. */
+	struct store_fix *pos_buf; /* guarded, POS_CHUNK_MAX entries */
+	size_t pos_n;
+	size_t pos_sealed;
+	int64_t pos_chunk_id;
+	char dir[PATH_MAX];
+	char db_path[PATH_MAX];
+	char keys_path[PATH_MAX];
+};
+
+/* A cached prepared statement for a static SQL string (compared by address),
+ * reset and unbound; NULL on error (logged). */
+sqlite3_stmt *store_stmt(struct store *s, const char *sql);
+/* Maps an SQLite result code to a negative errno (0 for OK/ROW/DONE). */
+int store_sqlerr(struct store *s, int rc, const char *what);
+/* Opens a transaction unless store_begin did; store_tx_end commits or rolls
+ * back only what store_tx_start opened. */
+int store_tx_start(struct store *s, int *owned);
+int store_tx_end(struct store *s, int owned, int rc);
+int64_t store_next_id(struct store *s, int which);
+
+/* Seals plaintext for (table,row,column): *out is malloc'd, caller frees. */
+int store_seal(struct store *s, const char *table, const char *row, const char *column,
+	       const void *in, size_t len, unsigned char **out, size_t *outlen);
+/* Opens a sealed value: *out is malloc'd with a NUL after it, caller wipes
+ * and frees (store_free_secret). -EBADMSG if it does not authenticate. */
+int store_open_sealed(struct store *s, const char *table, const char *row, const char *column,
+		      const void *in, size_t len, unsigned char **out, size_t *outlen);
+void store_free_secret(void *p, size_t len);
+/* Moves the row to quarantine and deletes it from its table. */
+int store_quarantine(struct store *s, const char *table, const char *key_column,
+		     const char *row_key, int64_t rowid, const void *data, size_t len);
+
+int store_pos_open(struct store *s);
+void store_pos_close(struct store *s);
+
+#endif

