@@ -100,9 +100,10 @@ void log_vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;
 	gmtime_r(&ts.tv_sec, &tm);
-	int m = snprintf(out_line, sizeof(out_line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld] %s: %s\n",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-			 ts.tv_nsec / 1000000, lg.ident, (long)getpid(), level_names[level], line);
+	int m = snprintf(out_line, sizeof(out_line),
+	                 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld] %s: %s\n", tm.tm_year + 1900,
+	                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	                 ts.tv_nsec / 1000000, lg.ident, (long)getpid(), level_names[level], line);
 	if (m > 0) {
 		size_t w = (size_t)m < sizeof(out_line) ? (size_t)m : sizeof(out_line) - 1;
 		ssize_t rc = write(STDERR_FILENO, out_line, w);
@@ -112,13 +113,13 @@ out:
 	errno = saved_errno;
 }
 
-#define LOG_FN(name, level, with_errno)                                                           \
-	void name(const char *fmt, ...)                                                           \
-	{                                                                                         \
-		va_list ap;                                                                       \
-		va_start(ap, fmt);                                                                \
-		log_vlog(level, with_errno, fmt, ap);                                             \
-		va_end(ap);                                                                       \
+#define LOG_FN(name, level, with_errno)                                                            \
+	void name(const char *fmt, ...)                                                            \
+	{                                                                                          \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		log_vlog(level, with_errno, fmt, ap);                                              \
+		va_end(ap);                                                                        \
 	}
 
 LOG_FN(log_err, LOG_LEVEL_ERR, 1)

@@ -37,7 +37,6 @@ void log_warn(const char *fmt, ...) LOG_PRINTF(1, 2);
 void log_warnx(const char *fmt, ...) LOG_PRINTF(1, 2);
 void log_info(const char *fmt, ...) LOG_PRINTF(1, 2);
 void log_debug(const char *fmt, ...) LOG_PRINTF(1, 2);
-void log_vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
-	LOG_PRINTF(3, 0);
+void log_vlog(enum log_level level, int with_errno, const char *fmt, va_list ap) LOG_PRINTF(3, 0);
 
 #endif

@@ -105,7 +105,8 @@ long poscodec_decode(const unsigned char *in, size_t len, struct store_fix *fixe
 	struct store_fix prev = {0};
 	for (uint64_t i = 0; i < n; i++) {
 		struct store_fix f;
-		if (get_uvarint(&p, end, &v) < 0 || (v >> 1) > (uint64_t)INT64_MAX - (uint64_t)prev.t_ms)
+		if (get_uvarint(&p, end, &v) < 0 ||
+		    (v >> 1) > (uint64_t)INT64_MAX - (uint64_t)prev.t_ms)
 			return -EINVAL;
 		f.t_ms = prev.t_ms + (int64_t)(v >> 1);
 		f.mode = (v & 1) ? 3 : 2;

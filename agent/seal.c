@@ -50,24 +50,24 @@ static void next_nonce(struct seal *s, unsigned char nonce[SEAL_NONCE_BYTES])
 }
 
 int seal_encrypt(struct seal *s, const void *ad, size_t adlen, const void *in, size_t len,
-		 unsigned char *out)
+                 unsigned char *out)
 {
 	if (len > SIZE_MAX - SEAL_OVERHEAD)
 		return -EOVERFLOW;
 	next_nonce(s, out);
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out + SEAL_NONCE_BYTES, NULL, in, len, ad, adlen,
-						   NULL, out, s->key);
+	                                           NULL, out, s->key);
 	return 0;
 }
 
 int seal_decrypt(struct seal *s, const void *ad, size_t adlen, const unsigned char *in, size_t len,
-		 unsigned char *out)
+                 unsigned char *out)
 {
 	if (len < SEAL_OVERHEAD)
 		return -EINVAL;
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, in + SEAL_NONCE_BYTES,
-						       len - SEAL_NONCE_BYTES, ad, adlen, in,
-						       s->key) != 0)
+	                                               len - SEAL_NONCE_BYTES, ad, adlen, in,
+	                                               s->key) != 0)
 		return -EBADMSG;
 	return 0;
 }
@@ -101,24 +101,23 @@ void seal_random(struct seal *s, void *buf, size_t len)
 }
 
 int seal_wrap(const unsigned char kek[SEAL_KEY_BYTES], const char *label, const void *in,
-	      size_t len, unsigned char *out)
+              size_t len, unsigned char *out)
 {
 	randombytes_buf(out, SEAL_NONCE_BYTES);
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out + SEAL_NONCE_BYTES, NULL, in, len,
-						   (const unsigned char *)label, strlen(label),
-						   NULL, out, kek);
+	                                           (const unsigned char *)label, strlen(label),
+	                                           NULL, out, kek);
 	return 0;
 }
 
 int seal_unwrap(const unsigned char kek[SEAL_KEY_BYTES], const char *label, const unsigned char *in,
-		size_t len, unsigned char *out)
+                size_t len, unsigned char *out)
 {
 	if (len < SEAL_OVERHEAD)
 		return -EINVAL;
-	if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, in + SEAL_NONCE_BYTES,
-						       len - SEAL_NONCE_BYTES,
-						       (const unsigned char *)label, strlen(label),
-						       in, kek) != 0)
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+	        out, NULL, NULL, in + SEAL_NONCE_BYTES, len - SEAL_NONCE_BYTES,
+	        (const unsigned char *)label, strlen(label), in, kek) != 0)
 		return -EBADMSG;
 	return 0;
 }

@@ -28,11 +28,11 @@ void seal_close(struct seal *s);
 
 /* out must hold len + SEAL_OVERHEAD bytes. Returns 0 or -EOVERFLOW. */
 int seal_encrypt(struct seal *s, const void *ad, size_t adlen, const void *in, size_t len,
-		 unsigned char *out);
+                 unsigned char *out);
 /* out must hold len - SEAL_OVERHEAD bytes. Returns 0, -EBADMSG when the
  * value was altered, moved or sealed with another key, -EINVAL if too short. */
 int seal_decrypt(struct seal *s, const void *ad, size_t adlen, const unsigned char *in, size_t len,
-		 unsigned char *out);
+                 unsigned char *out);
 
 /* Associated data "ess1\0<table>\0<row>\0<column>", written to buf.
  * Returns its length, or 0 if it does not fit. */
@@ -45,8 +45,8 @@ void seal_random(struct seal *s, void *buf, size_t len);
 /* Wraps and unwraps small secrets (keys) under a key-encryption key with the
  * same format; a fresh random nonce each time. */
 int seal_wrap(const unsigned char kek[SEAL_KEY_BYTES], const char *label, const void *in,
-	      size_t len, unsigned char *out);
+              size_t len, unsigned char *out);
 int seal_unwrap(const unsigned char kek[SEAL_KEY_BYTES], const char *label, const unsigned char *in,
-		size_t len, unsigned char *out);
+                size_t len, unsigned char *out);
 
 #endif

@@ -16,10 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SETERR(...)                                                                               \
-	do {                                                                                      \
-		if (err)                                                                          \
-			snprintf(err, errlen, __VA_ARGS__);                                       \
+#define SETERR(...)                                                                                \
+	do {                                                                                       \
+		if (err)                                                                           \
+			snprintf(err, errlen, __VA_ARGS__);                                        \
 	} while (0)
 
 /* ---- the keys file: the data key and the device signing key, wrapped ---- */
@@ -62,7 +62,7 @@ sqlite3_stmt *store_stmt(struct store *s, const char *sql)
 		if (!s->stmts[i].sql) {
 			sqlite3_stmt *st;
 			int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
-						    NULL);
+			                            NULL);
 			if (rc != SQLITE_OK) {
 				log_errx("store: prepare failed: %s", sqlite3_errmsg(s->db));
 				return NULL;
@@ -173,7 +173,7 @@ int64_t store_next_id(struct store *s, int which)
 }
 
 int store_seal(struct store *s, const char *table, const char *row, const char *column,
-	       const void *in, size_t len, unsigned char **out, size_t *outlen)
+               const void *in, size_t len, unsigned char **out, size_t *outlen)
 {
 	char ad[256];
 	size_t adlen = seal_ad(ad, sizeof(ad), table, row, column);
@@ -196,7 +196,7 @@ void store_free_secret(void *p, size_t len)
 }
 
 int store_open_sealed(struct store *s, const char *table, const char *row, const char *column,
-		      const void *in, size_t len, unsigned char **out, size_t *outlen)
+                      const void *in, size_t len, unsigned char **out, size_t *outlen)
 {
 	char ad[256];
 	size_t adlen = seal_ad(ad, sizeof(ad), table, row, column);
@@ -220,10 +220,10 @@ int store_open_sealed(struct store *s, const char *table, const char *row, const
 }
 
 int store_quarantine(struct store *s, const char *table, const char *key_column,
-		     const char *row_key, int64_t rowid, const void *data, size_t len)
+                     const char *row_key, int64_t rowid, const void *data, size_t len)
 {
 	static const char ins_sql[] =
-		"INSERT INTO quarantine(from_table, row_key, at, data) VALUES(?,?,?,?)";
+	    "INSERT INTO quarantine(from_table, row_key, at, data) VALUES(?,?,?,?)";
 	char del_sql[128];
 	char keybuf[32];
 	int owned, rc;
@@ -342,13 +342,13 @@ static int db_configure(struct store *s)
 	 * secure_delete: deleted rows (purged incidents, delivered events) are
 	 * overwritten, not left in free pages. */
 	static const char pragmas[] = "PRAGMA journal_mode=WAL;"
-				      "PRAGMA synchronous=FULL;"
-				      "PRAGMA wal_autocheckpoint=1000;"
-				      "PRAGMA journal_size_limit=4194304;"
-				      "PRAGMA secure_delete=ON;"
-				      "PRAGMA cell_size_check=ON;"
-				      "PRAGMA foreign_keys=OFF;"
-				      "PRAGMA temp_store=MEMORY;";
+	                              "PRAGMA synchronous=FULL;"
+	                              "PRAGMA wal_autocheckpoint=1000;"
+	                              "PRAGMA journal_size_limit=4194304;"
+	                              "PRAGMA secure_delete=ON;"
+	                              "PRAGMA cell_size_check=ON;"
+	                              "PRAGMA foreign_keys=OFF;"
+	                              "PRAGMA temp_store=MEMORY;";
 	return sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
 }
 
@@ -390,8 +390,8 @@ static int move_aside(struct store *s, char *err, size_t errlen)
 		}
 	}
 	log_errx("store: database %s failed its integrity check; moved to %s.corrupt-%s and "
-		 "started a new one",
-		 s->db_path, s->db_path, stamp);
+	         "started a new one",
+	         s->db_path, s->db_path, stamp);
 	return fsu_sync_dir_of(s->db_path);
 }
 
@@ -400,9 +400,9 @@ static int db_open(struct store *s, int *recovered, char *err, size_t errlen)
 	for (int attempt = 0; attempt < 2; attempt++) {
 		mode_t old = umask(077);
 		int rc = sqlite3_open_v2(s->db_path, &s->db,
-					 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-						 SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE,
-					 NULL);
+		                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+		                             SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE,
+		                         NULL);
 		if (rc == SQLITE_OK)
 			rc = db_configure(s);
 		if (rc == SQLITE_OK)
@@ -472,7 +472,7 @@ static int keycheck(struct store *s, int *fresh, char *err, size_t errlen)
 		unsigned char db_id[16];
 		seal_random(s->seal, db_id, sizeof(db_id));
 		rc = store_seal(s, "meta", "keycheck", "value", KEYCHECK_TEXT,
-				sizeof(KEYCHECK_TEXT) - 1, &sealed, &slen);
+		                sizeof(KEYCHECK_TEXT) - 1, &sealed, &slen);
 		if (rc < 0)
 			return rc;
 		int owned;
@@ -549,7 +549,7 @@ static void store_free(struct store *s)
 }
 
 int store_open(const struct store_params *p, struct store **out, int *flags, char *err,
-	       size_t errlen)
+               size_t errlen)
 {
 	int rc, fl = 0;
 	unsigned char *dk = NULL;
@@ -562,9 +562,9 @@ int store_open(const struct store_params *p, struct store **out, int *flags, cha
 	s->keystore = p->keystore;
 	if (snprintf(s->dir, sizeof(s->dir), "%s", p->dir) >= (int)sizeof(s->dir) ||
 	    snprintf(s->db_path, sizeof(s->db_path), "%s/ess.db", p->dir) >=
-		    (int)sizeof(s->db_path) ||
+	        (int)sizeof(s->db_path) ||
 	    snprintf(s->keys_path, sizeof(s->keys_path), "%s/keys", p->dir) >=
-		    (int)sizeof(s->keys_path)) {
+	        (int)sizeof(s->keys_path)) {
 		SETERR("store directory path too long");
 		rc = -ENAMETOOLONG;
 		goto fail;
@@ -652,7 +652,7 @@ int store_open(const struct store_params *p, struct store **out, int *flags, cha
 		goto fail;
 	if (fresh && have_db && !recovered)
 		log_warnx("store: %s had no key check; it is now bound to %s", s->db_path,
-			  s->keys_path);
+		          s->keys_path);
 	rc = load_sequences(s);
 	if (rc == 0)
 		rc = store_pos_open(s);
@@ -709,7 +709,8 @@ int store_wipe(struct store *s, char *err, size_t errlen)
 		if ((r = fsu_shred(path, rc < 0 ? NULL : err, errlen)) < 0 && rc == 0)
 			rc = r;
 	}
-	log_warnx("store: wiped (keys destroyed, database removed)%s", rc < 0 ? " with errors" : "");
+	log_warnx("store: wiped (keys destroyed, database removed)%s",
+	          rc < 0 ? " with errors" : "");
 	return rc;
 }
 
@@ -859,7 +860,7 @@ int store_device_sign(struct store *s, const void *msg, size_t len, unsigned cha
 /* ---- audit ---- */
 
 int store_audit_add(struct store *s, enum store_audit_action action, const char *subject,
-		    const char *detail, int64_t now_ms)
+                    const char *detail, int64_t now_ms)
 {
 	static const char sql[] = "INSERT INTO audit(id, at, entry) VALUES(?, ?, ?)";
 	size_t sl = subject ? strnlen(subject, 256) : 0, dl = detail ? strnlen(detail, 4096) : 0;
@@ -940,7 +941,7 @@ int store_audit_each(struct store *s, store_audit_fn cb, void *arg)
 		const char *subject = (const char *)pt + 1;
 		const char *detail = subject + strlen(subject) + 1;
 		ret = cb(arg, sqlite3_column_int64(st, 1), (enum store_audit_action)pt[0], subject,
-			 detail);
+		         detail);
 		store_free_secret(pt, plen);
 		if (ret)
 			break;

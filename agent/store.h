@@ -47,7 +47,7 @@ enum store_open_flags {
  * made. A wrong or missing key is an error that leaves every file untouched.
  * flags (may be NULL) receives enum store_open_flags. */
 int store_open(const struct store_params *p, struct store **out, int *flags, char *err,
-	       size_t errlen);
+               size_t errlen);
 /* Flushes buffered positions, wipes keys, closes. NULL is fine. */
 void store_close(struct store *s);
 
@@ -82,16 +82,16 @@ enum store_local_status {
 #define STORE_STATUS_COUNT 8
 
 enum store_put_result {
-	STORE_PUT_NEW = 0,  /* first version stored */
-	STORE_PUT_UPDATED,  /* a newer version replaced the old one */
-	STORE_PUT_IGNORED,  /* same or older version than the one held */
+	STORE_PUT_NEW = 0, /* first version stored */
+	STORE_PUT_UPDATED, /* a newer version replaced the old one */
+	STORE_PUT_IGNORED, /* same or older version than the one held */
 };
 
 /* Stores a verified incident document: its exact payload bytes and the
  * server's signature over them. Returns enum store_put_result or < 0. */
 int store_incident_put(struct store *s, const char *id, int64_t version,
-		       enum store_dispatch_state state, int64_t now_ms, const void *payload,
-		       size_t payload_len, const unsigned char sig[STORE_SIG_BYTES]);
+                       enum store_dispatch_state state, int64_t now_ms, const void *payload,
+                       size_t payload_len, const unsigned char sig[STORE_SIG_BYTES]);
 
 struct store_incident {
 	char id[STORE_ID_MAX + 1];
@@ -113,7 +113,7 @@ int store_incident_each(struct store *s, store_incident_fn cb, void *arg);
 int store_incident_count(struct store *s, int64_t *n);
 /* A final status also starts the retention clock. */
 int store_incident_set_status(struct store *s, const char *id, enum store_local_status st,
-			      int64_t now_ms);
+                              int64_t now_ms);
 
 /* Deletes incidents that ended before now - retention, audit entries older
  * than now - audit_retention, with secure_delete, then truncates the WAL
@@ -134,7 +134,7 @@ enum store_event_type {
  * random UUID v4). When this returns 0 (outside store_begin) the event is
  * durable: it survives kill -9 and power loss. */
 int store_outbox_append(struct store *s, enum store_event_type type, const void *body, size_t len,
-			int64_t *seq, char event_id[STORE_EVENT_ID_LEN + 1]);
+                        int64_t *seq, char event_id[STORE_EVENT_ID_LEN + 1]);
 
 struct store_event {
 	int64_t seq;
@@ -167,8 +167,8 @@ int store_rejected_count(struct store *s, int64_t *n);
 
 /* ---- the position trail ---- */
 struct store_fix {
-	int64_t t_ms;         /* unix ms, increasing */
-	int32_t lat_e7;       /* 1e-7 degrees */
+	int64_t t_ms;   /* unix ms, increasing */
+	int32_t lat_e7; /* 1e-7 degrees */
 	int32_t lon_e7;
 	int32_t accuracy_dm;  /* -1 unknown */
 	int32_t speed_cm_s;   /* -1 unknown */
@@ -214,9 +214,9 @@ enum store_audit_action {
 	STORE_AUDIT_QUARANTINE,
 };
 int store_audit_add(struct store *s, enum store_audit_action action, const char *subject,
-		    const char *detail, int64_t now_ms);
+                    const char *detail, int64_t now_ms);
 typedef int (*store_audit_fn)(void *arg, int64_t at_ms, enum store_audit_action action,
-			      const char *subject, const char *detail);
+                              const char *subject, const char *detail);
 int store_audit_each(struct store *s, store_audit_fn cb, void *arg);
 
 /* ---- health ---- */

@@ -24,17 +24,17 @@ static void incident_row(char *buf, size_t cap, const char *id, int64_t version)
 }
 
 int store_incident_put(struct store *s, const char *id, int64_t version,
-		       enum store_dispatch_state state, int64_t now_ms, const void *payload,
-		       size_t payload_len, const unsigned char sig[STORE_SIG_BYTES])
+                       enum store_dispatch_state state, int64_t now_ms, const void *payload,
+                       size_t payload_len, const unsigned char sig[STORE_SIG_BYTES])
 {
 	static const char get_sql[] = "SELECT version FROM incidents WHERE id = ?";
 	static const char ins_sql[] =
-		"INSERT INTO incidents(id, version, dispatch_state, local_status, ended_at, doc) "
-		"VALUES(?1, ?2, ?3, 0, CASE WHEN ?3 = 0 THEN NULL ELSE ?4 END, ?5)";
+	    "INSERT INTO incidents(id, version, dispatch_state, local_status, ended_at, doc) "
+	    "VALUES(?1, ?2, ?3, 0, CASE WHEN ?3 = 0 THEN NULL ELSE ?4 END, ?5)";
 	static const char upd_sql[] =
-		"UPDATE incidents SET version = ?2, dispatch_state = ?3, doc = ?5, "
-		"ended_at = CASE WHEN ?3 = 0 AND local_status < 4 THEN NULL "
-		"ELSE coalesce(ended_at, ?4) END WHERE id = ?1";
+	    "UPDATE incidents SET version = ?2, dispatch_state = ?3, doc = ?5, "
+	    "ended_at = CASE WHEN ?3 = 0 AND local_status < 4 THEN NULL "
+	    "ELSE coalesce(ended_at, ?4) END WHERE id = ?1";
 	if (!id_ok(id) || version < 1 || payload_len > STORE_DOC_MAX ||
 	    (unsigned)state > STORE_DISPATCH_CLOSED)
 		return -EINVAL;
@@ -77,7 +77,7 @@ int store_incident_put(struct store *s, const char *id, int64_t version,
 	char row[STORE_ID_MAX + 24];
 	incident_row(row, sizeof(row), id, version);
 	rc = store_seal(s, "incidents", row, "doc", plain, STORE_SIG_BYTES + payload_len, &sealed,
-			&slen);
+	                &slen);
 	if (rc < 0)
 		goto out;
 	st = store_stmt(s, result == STORE_PUT_NEW ? ins_sql : upd_sql);
@@ -129,7 +129,7 @@ static int incident_from_row(struct store *s, sqlite3_stmt *st, struct store_inc
 	unsigned char *pt;
 	size_t plen;
 	int rc = store_open_sealed(s, "incidents", row, "doc", sqlite3_column_blob(st, 5),
-				   (size_t)sqlite3_column_bytes(st, 5), &pt, &plen);
+	                           (size_t)sqlite3_column_bytes(st, 5), &pt, &plen);
 	if (rc < 0)
 		return rc;
 	if (plen < STORE_SIG_BYTES) {
@@ -156,7 +156,7 @@ static void quarantine_incident(struct store *s, const char *id, const void *blo
 int store_incident_get(struct store *s, const char *id, struct store_incident *out)
 {
 	static const char sql[] = "SELECT id, version, dispatch_state, local_status, ended_at, doc "
-				  "FROM incidents WHERE id = ?";
+	                          "FROM incidents WHERE id = ?";
 	memset(out, 0, sizeof(*out));
 	if (!id_ok(id))
 		return -EINVAL;
@@ -189,7 +189,7 @@ int store_incident_each(struct store *s, store_incident_fn cb, void *arg)
 {
 	/* Active incidents first, then ended ones, most recent first. */
 	static const char sql[] = "SELECT id, version, dispatch_state, local_status, ended_at, doc "
-				  "FROM incidents ORDER BY ended_at IS NOT NULL, ended_at DESC, id";
+	                          "FROM incidents ORDER BY ended_at IS NOT NULL, ended_at DESC, id";
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
@@ -235,12 +235,12 @@ int store_incident_each(struct store *s, store_incident_fn cb, void *arg)
 }
 
 int store_incident_set_status(struct store *s, const char *id, enum store_local_status status,
-			      int64_t now_ms)
+                              int64_t now_ms)
 {
 	static const char sql[] =
-		"UPDATE incidents SET local_status = ?2, "
-		"ended_at = CASE WHEN ?2 >= 4 THEN coalesce(ended_at, ?3) ELSE ended_at END "
-		"WHERE id = ?1";
+	    "UPDATE incidents SET local_status = ?2, "
+	    "ended_at = CASE WHEN ?2 >= 4 THEN coalesce(ended_at, ?3) ELSE ended_at END "
+	    "WHERE id = ?1";
 	if (!id_ok(id) || (unsigned)status >= STORE_STATUS_COUNT)
 		return -EINVAL;
 	sqlite3_stmt *st = store_stmt(s, sql);
@@ -259,7 +259,7 @@ int store_incident_set_status(struct store *s, const char *id, enum store_local_
 int store_purge(struct store *s, int64_t now_ms, int64_t retention_ms, int64_t audit_retention_ms)
 {
 	static const char del_inc[] = "DELETE FROM incidents WHERE ended_at IS NOT NULL "
-				      "AND ended_at < ?";
+	                              "AND ended_at < ?";
 	static const char del_rej[] = "DELETE FROM rejected WHERE rejected_at < ?";
 	static const char del_audit[] = "DELETE FROM audit WHERE at < ?";
 	int owned, rc, purged = 0;
@@ -268,7 +268,8 @@ int store_purge(struct store *s, int64_t now_ms, int64_t retention_ms, int64_t a
 	if ((rc = store_tx_start(s, &owned)) < 0)
 		return rc;
 	const char *sqls[3] = {del_inc, del_rej, del_audit};
-	int64_t cut[3] = {now_ms - retention_ms, now_ms - retention_ms, now_ms - audit_retention_ms};
+	int64_t cut[3] = {now_ms - retention_ms, now_ms - retention_ms,
+	                  now_ms - audit_retention_ms};
 	for (int i = 0; i < 3 && rc == 0; i++) {
 		sqlite3_stmt *st = store_stmt(s, sqls[i]);
 		if (!st) {

@@ -21,8 +21,8 @@ struct store {
 	unsigned char *sign_sk;        /* guarded, no access except while used; NULL if none */
 	unsigned char sign_pk[32];
 	unsigned char wrapped_dk[SEAL_OVERHEAD + SEAL_KEY_BYTES]; /* as in the keys file */
-	int in_tx;                     /* store_begin is open */
-	int64_t next_id[SEQ_COUNT];    /* next AUTOINCREMENT value, loaded at open */
+	int in_tx;                                                /* store_begin is open */
+	int64_t next_id[SEQ_COUNT]; /* next AUTOINCREMENT value, loaded at open */
 	struct {
 		const char *sql;
 		sqlite3_stmt *st;
@@ -51,15 +51,15 @@ int64_t store_next_id(struct store *s, int which);
 
 /* Seals plaintext for (table,row,column): *out is malloc'd, caller frees. */
 int store_seal(struct store *s, const char *table, const char *row, const char *column,
-	       const void *in, size_t len, unsigned char **out, size_t *outlen);
+               const void *in, size_t len, unsigned char **out, size_t *outlen);
 /* Opens a sealed value: *out is malloc'd with a NUL after it, caller wipes
  * and frees (store_free_secret). -EBADMSG if it does not authenticate. */
 int store_open_sealed(struct store *s, const char *table, const char *row, const char *column,
-		      const void *in, size_t len, unsigned char **out, size_t *outlen);
+                      const void *in, size_t len, unsigned char **out, size_t *outlen);
 void store_free_secret(void *p, size_t len);
 /* Moves the row to quarantine and deletes it from its table. */
 int store_quarantine(struct store *s, const char *table, const char *key_column,
-		     const char *row_key, int64_t rowid, const void *data, size_t len);
+                     const char *row_key, int64_t rowid, const void *data, size_t len);
 
 int store_pos_open(struct store *s);
 void store_pos_close(struct store *s);

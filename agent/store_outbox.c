@@ -32,7 +32,7 @@ static void uuid_text(const unsigned char id[16], char out[STORE_EVENT_ID_LEN + 
 }
 
 int store_outbox_append(struct store *s, enum store_event_type type, const void *body, size_t len,
-			int64_t *seq_out, char event_id[STORE_EVENT_ID_LEN + 1])
+                        int64_t *seq_out, char event_id[STORE_EVENT_ID_LEN + 1])
 {
 	static const char sql[] = "INSERT INTO outbox(seq, event_id, type, body) VALUES(?,?,?,?)";
 	if ((unsigned)type > STORE_EVENT_COMMAND_RESULT || len > STORE_DOC_MAX)
@@ -84,7 +84,7 @@ void store_event_clear(struct store_event *ev)
 
 /* Reads (seq, event_id, type, body) from a row of table. */
 static int event_from_row(struct store *s, const char *table, sqlite3_stmt *st,
-			  struct store_event *ev)
+                          struct store_event *ev)
 {
 	memset(ev, 0, sizeof(*ev));
 	ev->seq = sqlite3_column_int64(st, 0);
@@ -96,7 +96,7 @@ static int event_from_row(struct store *s, const char *table, sqlite3_stmt *st,
 	char row[96];
 	event_row(row, sizeof(row), ev->seq, id, type);
 	int rc = store_open_sealed(s, table, row, "body", sqlite3_column_blob(st, 3),
-				   (size_t)sqlite3_column_bytes(st, 3), &ev->body, &ev->body_len);
+	                           (size_t)sqlite3_column_bytes(st, 3), &ev->body, &ev->body_len);
 	if (rc == 0)
 		uuid_text(id, ev->event_id);
 	return rc;
@@ -136,7 +136,7 @@ static void quarantine_bad(struct store *s, const char *table, struct bad_rows *
 
 /* Passes up to max events from the statement to cb; counts in *given. */
 static int walk_events(struct store *s, sqlite3_stmt *st, size_t max, store_event_fn cb, void *arg,
-		       size_t *given, struct bad_rows *bad)
+                       size_t *given, struct bad_rows *bad)
 {
 	int rc = SQLITE_DONE;
 	sqlite3_bind_int64(st, 1, (int64_t)max);
@@ -170,9 +170,9 @@ static int walk_events(struct store *s, sqlite3_stmt *st, size_t max, store_even
 int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg)
 {
 	static const char sos_sql[] = "SELECT seq, event_id, type, body FROM outbox "
-				      "WHERE type = 3 ORDER BY seq LIMIT ?";
+	                              "WHERE type = 3 ORDER BY seq LIMIT ?";
 	static const char rest_sql[] = "SELECT seq, event_id, type, body FROM outbox "
-				       "WHERE type != 3 ORDER BY seq LIMIT ?";
+	                               "WHERE type != 3 ORDER BY seq LIMIT ?";
 	size_t given = 0;
 	struct bad_rows bad = {0};
 	sqlite3_stmt *st = store_stmt(s, sos_sql);
@@ -209,8 +209,9 @@ int store_outbox_delivered(struct store *s, const int64_t *seqs, size_t n)
 int store_outbox_reject(struct store *s, int64_t seq, const char *reason, int64_t now_ms)
 {
 	static const char get_sql[] = "SELECT seq, event_id, type, body FROM outbox WHERE seq = ?";
-	static const char ins_sql[] = "INSERT INTO rejected(seq, event_id, type, rejected_at, body, "
-				      "reason) VALUES(?,?,?,?,?,?)";
+	static const char ins_sql[] =
+	    "INSERT INTO rejected(seq, event_id, type, rejected_at, body, "
+	    "reason) VALUES(?,?,?,?,?,?)";
 	static const char del_sql[] = "DELETE FROM outbox WHERE seq = ?";
 	struct store_event ev = {0};
 	unsigned char id[16], *sbody = NULL, *sreason = NULL;
@@ -245,7 +246,7 @@ int store_outbox_reject(struct store *s, int64_t seq, const char *reason, int64_
 	rc = store_seal(s, "rejected", row, "body", ev.body, ev.body_len, &sbody, &blen);
 	if (rc == 0)
 		rc = store_seal(s, "rejected", row, "reason", reason ? reason : "", reason_len,
-				&sreason, &rlen);
+		                &sreason, &rlen);
 	if (rc < 0)
 		goto out;
 	st = store_stmt(s, ins_sql);
@@ -281,7 +282,7 @@ out:
 int store_rejected_each(struct store *s, store_rejected_fn cb, void *arg)
 {
 	static const char sql[] = "SELECT seq, event_id, type, body, rejected_at, reason "
-				  "FROM rejected ORDER BY seq";
+	                          "FROM rejected ORDER BY seq";
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
@@ -295,11 +296,11 @@ int store_rejected_each(struct store *s, store_rejected_fn cb, void *arg)
 		if (e == 0) {
 			char row[96];
 			event_row(row, sizeof(row), r.ev.seq, sqlite3_column_blob(st, 1),
-				  (int)r.ev.type);
+			          (int)r.ev.type);
 			e = store_open_sealed(s, "rejected", row, "reason",
-					      sqlite3_column_blob(st, 5),
-					      (size_t)sqlite3_column_bytes(st, 5),
-					      (unsigned char **)&r.reason, &rlen);
+			                      sqlite3_column_blob(st, 5),
+			                      (size_t)sqlite3_column_bytes(st, 5),
+			                      (unsigned char **)&r.reason, &rlen);
 		}
 		if (e == -EBADMSG) {
 			store_event_clear(&r.ev);

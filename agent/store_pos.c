@@ -139,7 +139,7 @@ int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int6
 		unsigned char *pt;
 		size_t plen;
 		int r = store_open_sealed(s, "positions", row, "chunk", sqlite3_column_blob(st, 2),
-					  (size_t)sqlite3_column_bytes(st, 2), &pt, &plen);
+		                          (size_t)sqlite3_column_bytes(st, 2), &pt, &plen);
 		long got = -EINVAL;
 		if (r == 0) {
 			got = poscodec_decode(pt, plen, fixes, POS_CHUNK_MAX);
@@ -167,13 +167,13 @@ int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int6
 			break;
 	}
 	int ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0
-		  : rc < 0				 ? rc
-							 : store_sqlerr(s, rc, "positions");
+	          : rc < 0                                ? rc
+	                                                  : store_sqlerr(s, rc, "positions");
 	sqlite3_reset(st);
 	sodium_free(fixes);
 	if (bad_id >= 0) {
 		store_quarantine(s, "positions", "id", NULL, bad_id, bad_blob,
-				 bad_blob ? bad_len : 0);
+		                 bad_blob ? bad_len : 0);
 		free(bad_blob);
 	}
 	return ret < 0 ? ret : (int)total;

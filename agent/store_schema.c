@@ -9,59 +9,59 @@
 #include <stdio.h>
 
 static const char *const migrations[] = {
-	/* 1: the initial store. */
-	"CREATE TABLE meta("
-	"  key TEXT PRIMARY KEY,"   /* fixed program constants */
-	"  value BLOB NOT NULL"     /* db_id (random name of this database), keycheck (sealed) */
-	") WITHOUT ROWID;"
-	"CREATE TABLE incidents("
-	"  id TEXT PRIMARY KEY,"          /* server's opaque id: lookups by id, names nobody */
-	"  version INTEGER NOT NULL,"     /* compared on each delivery to ignore stale copies */
-	"  dispatch_state INTEGER NOT NULL," /* enum: active vs ended, for lists and retention */
-	"  local_status INTEGER NOT NULL," /* enum: checked before an event is queued */
-	"  ended_at INTEGER,"             /* unix ms it stopped being active: retention */
-	"  doc BLOB NOT NULL"             /* sealed: server signature || exact payload */
-	");"
-	"CREATE TABLE outbox("
-	"  seq INTEGER PRIMARY KEY AUTOINCREMENT," /* device-wide order; never reused after delete */
-	"  event_id BLOB NOT NULL,"       /* 16 random bytes: matches server results, says nothing */
-	"  type INTEGER NOT NULL,"        /* enum: SOS leaves first */
-	"  body BLOB NOT NULL"            /* sealed event JSON */
-	");"
-	"CREATE TABLE rejected("
-	"  seq INTEGER PRIMARY KEY,"      /* the event's seq, kept for technicians */
-	"  event_id BLOB NOT NULL,"       /* random, as in outbox */
-	"  type INTEGER NOT NULL,"        /* enum, for the list */
-	"  rejected_at INTEGER NOT NULL," /* unix ms: retention */
-	"  body BLOB NOT NULL,"           /* sealed event JSON */
-	"  reason BLOB NOT NULL"          /* sealed: the server's words may quote data */
-	");"
-	"CREATE TABLE positions("
-	"  id INTEGER PRIMARY KEY AUTOINCREMENT," /* chunk order = time order */
-	"  n INTEGER NOT NULL,"           /* fixes in the chunk: queue depth without decrypting */
-	"  chunk BLOB NOT NULL"           /* sealed poscodec chunk */
-	");"
-	"CREATE TABLE state("
-	"  key TEXT PRIMARY KEY,"         /* fixed program constants (cursor, device_id, …) */
-	"  value BLOB NOT NULL"           /* sealed */
-	") WITHOUT ROWID;"
-	"CREATE TABLE audit("
-	"  id INTEGER PRIMARY KEY AUTOINCREMENT," /* order */
-	"  at INTEGER NOT NULL,"          /* unix ms: retention */
-	"  entry BLOB NOT NULL"           /* sealed: action, subject, detail */
-	");",
+    /* 1: the initial store. */
+    "CREATE TABLE meta("
+    "  key TEXT PRIMARY KEY," /* fixed program constants */
+    "  value BLOB NOT NULL"   /* db_id (random name of this database), keycheck (sealed) */
+    ") WITHOUT ROWID;"
+    "CREATE TABLE incidents("
+    "  id TEXT PRIMARY KEY,"             /* server's opaque id: lookups by id, names nobody */
+    "  version INTEGER NOT NULL,"        /* compared on each delivery to ignore stale copies */
+    "  dispatch_state INTEGER NOT NULL," /* enum: active vs ended, for lists and retention */
+    "  local_status INTEGER NOT NULL,"   /* enum: checked before an event is queued */
+    "  ended_at INTEGER,"                /* unix ms it stopped being active: retention */
+    "  doc BLOB NOT NULL"                /* sealed: server signature || exact payload */
+    ");"
+    "CREATE TABLE outbox("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT," /* device-wide order; never reused after delete */
+    "  event_id BLOB NOT NULL," /* 16 random bytes: matches server results, says nothing */
+    "  type INTEGER NOT NULL,"  /* enum: SOS leaves first */
+    "  body BLOB NOT NULL"      /* sealed event JSON */
+    ");"
+    "CREATE TABLE rejected("
+    "  seq INTEGER PRIMARY KEY,"      /* the event's seq, kept for technicians */
+    "  event_id BLOB NOT NULL,"       /* random, as in outbox */
+    "  type INTEGER NOT NULL,"        /* enum, for the list */
+    "  rejected_at INTEGER NOT NULL," /* unix ms: retention */
+    "  body BLOB NOT NULL,"           /* sealed event JSON */
+    "  reason BLOB NOT NULL"          /* sealed: the server's words may quote data */
+    ");"
+    "CREATE TABLE positions("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT," /* chunk order = time order */
+    "  n INTEGER NOT NULL," /* fixes in the chunk: queue depth without decrypting */
+    "  chunk BLOB NOT NULL" /* sealed poscodec chunk */
+    ");"
+    "CREATE TABLE state("
+    "  key TEXT PRIMARY KEY," /* fixed program constants (cursor, device_id, …) */
+    "  value BLOB NOT NULL"   /* sealed */
+    ") WITHOUT ROWID;"
+    "CREATE TABLE audit("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT," /* order */
+    "  at INTEGER NOT NULL,"                  /* unix ms: retention */
+    "  entry BLOB NOT NULL"                   /* sealed: action, subject, detail */
+    ");",
 
-	/* 2: quarantine for rows that fail authentication, and the indexes the
-	 * drain (SOS first) and the retention purge need. */
-	"CREATE TABLE quarantine("
-	"  id INTEGER PRIMARY KEY,"
-	"  from_table TEXT NOT NULL,"     /* where the row was */
-	"  row_key TEXT NOT NULL,"        /* its id or seq: already plaintext there */
-	"  at INTEGER NOT NULL,"          /* unix ms it was found */
-	"  data BLOB"                     /* the undecryptable bytes, for forensics */
-	");"
-	"CREATE INDEX outbox_sos ON outbox(seq) WHERE type = 3;"
-	"CREATE INDEX incidents_ended ON incidents(ended_at) WHERE ended_at IS NOT NULL;",
+    /* 2: quarantine for rows that fail authentication, and the indexes the
+     * drain (SOS first) and the retention purge need. */
+    "CREATE TABLE quarantine("
+    "  id INTEGER PRIMARY KEY,"
+    "  from_table TEXT NOT NULL," /* where the row was */
+    "  row_key TEXT NOT NULL,"    /* its id or seq: already plaintext there */
+    "  at INTEGER NOT NULL,"      /* unix ms it was found */
+    "  data BLOB"                 /* the undecryptable bytes, for forensics */
+    ");"
+    "CREATE INDEX outbox_sos ON outbox(seq) WHERE type = 3;"
+    "CREATE INDEX incidents_ended ON incidents(ended_at) WHERE ended_at IS NOT NULL;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -96,7 +96,7 @@ int store_schema_migrate(sqlite3 *db, int target, char *err, size_t errlen)
 	}
 	if (v > SCHEMA_VERSION || v < 0) {
 		snprintf(err, errlen, "database schema %d is newer than this agent's %d", v,
-			 SCHEMA_VERSION);
+		         SCHEMA_VERSION);
 		return -EPROTO;
 	}
 	if (target > SCHEMA_VERSION)
@@ -114,7 +114,7 @@ int store_schema_migrate(sqlite3 *db, int target, char *err, size_t errlen)
 			rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
 		if (rc != SQLITE_OK) {
 			snprintf(err, errlen, "migration to schema %d: %s", v + 1,
-				 msg ? msg : sqlite3_errstr(rc));
+			         msg ? msg : sqlite3_errstr(rc));
 			sqlite3_free(msg);
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 			return rc == SQLITE_FULL ? -ENOSPC : -EIO;

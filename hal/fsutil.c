@@ -10,10 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SETERR(...)                                                                               \
-	do {                                                                                      \
-		if (err)                                                                          \
-			snprintf(err, errlen, __VA_ARGS__);                                       \
+#define SETERR(...)                                                                                \
+	do {                                                                                       \
+		if (err)                                                                           \
+			snprintf(err, errlen, __VA_ARGS__);                                        \
 	} while (0)
 
 static int read_full(int fd, void *buf, size_t len)
@@ -105,7 +105,7 @@ out:
 }
 
 int fsu_write_private(const char *path, const void *data, size_t len, int no_clobber, char *err,
-		      size_t errlen)
+                      size_t errlen)
 {
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
@@ -166,8 +166,8 @@ int fsu_shred(const char *path, char *err, size_t errlen)
 			}
 			for (off_t done = 0; done < st.st_size && rc == 0;) {
 				size_t n = (size_t)(st.st_size - done) < sizeof(block)
-						   ? (size_t)(st.st_size - done)
-						   : sizeof(block);
+				               ? (size_t)(st.st_size - done)
+				               : sizeof(block);
 				if (pass == 0)
 					randombytes_buf(block, n);
 				else

@@ -17,7 +17,7 @@ int fsu_read_private(const char *path, void *buf, size_t want, char *err, size_t
  * rename, fsync of the directory). With no_clobber, fails with -EEXIST
  * rather than replace an existing file. */
 int fsu_write_private(const char *path, const void *data, size_t len, int no_clobber, char *err,
-		      size_t errlen);
+                      size_t errlen);
 
 /* Overwrites the file's bytes (random, then zeros), syncs, unlinks it and
  * syncs the directory. Missing files are not an error. Flash translation

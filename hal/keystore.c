@@ -11,8 +11,8 @@ struct hal_keystore {
 };
 
 static const struct hal_keystore_ops *const backends[] = {
-	&hal_keystore_file_ops,
-	&hal_keystore_none_ops,
+    &hal_keystore_file_ops,
+    &hal_keystore_none_ops,
 };
 
 static int unsupported(const struct hal_keystore *ks, const char *what, char *err, size_t errlen)
@@ -23,7 +23,7 @@ static int unsupported(const struct hal_keystore *ks, const char *what, char *er
 }
 
 int hal_keystore_open(const char *name, const char *locator, struct hal_keystore **out, char *err,
-		      size_t errlen)
+                      size_t errlen)
 {
 	*out = NULL;
 	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {

@@ -34,7 +34,7 @@ struct hal_keystore;
 
 /* Opens backend `name` ("file", "none"). -ENOENT for an unknown backend. */
 int hal_keystore_open(const char *name, const char *locator, struct hal_keystore **out, char *err,
-		      size_t errlen);
+                      size_t errlen);
 void hal_keystore_close(struct hal_keystore *ks);
 const char *hal_keystore_name(const struct hal_keystore *ks);
 int hal_keystore_load(struct hal_keystore *ks, unsigned char *kek, char *err, size_t errlen);

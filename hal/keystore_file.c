@@ -68,11 +68,11 @@ static int file_destroy(void *priv, char *err, size_t errlen)
 }
 
 const struct hal_keystore_ops hal_keystore_file_ops = {
-	.name = "file",
-	.desc = "key-encryption key in a 0600 file",
-	.open = file_open,
-	.close = file_close,
-	.load = file_load,
-	.create = file_create,
-	.destroy = file_destroy,
+    .name = "file",
+    .desc = "key-encryption key in a 0600 file",
+    .open = file_open,
+    .close = file_close,
+    .load = file_load,
+    .create = file_create,
+    .destroy = file_destroy,
 };

@@ -29,9 +29,9 @@ static int none_load(void *priv, unsigned char *kek, char *err, size_t errlen)
 }
 
 const struct hal_keystore_ops hal_keystore_none_ops = {
-	.name = "none",
-	.desc = "no key storage: the encrypted store cannot be opened",
-	.open = none_open,
-	.close = none_close,
-	.load = none_load,
+    .name = "none",
+    .desc = "no key storage: the encrypted store cannot be opened",
+    .open = none_open,
+    .close = none_close,
+    .load = none_load,
 };

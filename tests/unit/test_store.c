@@ -46,14 +46,15 @@ static int64_t append_note(struct store *s, const char *text)
 	snprintf(body, sizeof(body), "{\"type\":\"note\",\"text\":\"%s\"}", text);
 	int64_t seq = 0;
 	char eid[STORE_EVENT_ID_LEN + 1];
-	assert_int_equal(store_outbox_append(s, STORE_EVENT_NOTE, body, strlen(body), &seq, eid), 0);
+	assert_int_equal(store_outbox_append(s, STORE_EVENT_NOTE, body, strlen(body), &seq, eid),
+	                 0);
 	return seq;
 }
 
 static void put_incident(struct store *s, const char *id, int64_t version, const char *doc)
 {
 	int rc = store_incident_put(s, id, version, STORE_DISPATCH_ASSIGNED, tu_now_ms(), doc,
-				    strlen(doc), SIG);
+	                            strlen(doc), SIG);
 	assert_true(rc == STORE_PUT_NEW || rc == STORE_PUT_UPDATED);
 }
 
@@ -99,15 +100,15 @@ static void test_incident_versions(void **state)
 	struct tu_store t;
 	assert_int_equal(tu_store_open(&t, *state, 1), 0);
 	const char *v2 = "{\"v\":2}";
-	assert_int_equal(store_incident_put(t.s, "i", 2, STORE_DISPATCH_ASSIGNED, 1, v2,
-					    strlen(v2), SIG),
-			 STORE_PUT_NEW);
+	assert_int_equal(
+	    store_incident_put(t.s, "i", 2, STORE_DISPATCH_ASSIGNED, 1, v2, strlen(v2), SIG),
+	    STORE_PUT_NEW);
 	assert_int_equal(store_incident_put(t.s, "i", 2, STORE_DISPATCH_ASSIGNED, 1, "x", 1, SIG),
-			 STORE_PUT_IGNORED);
+	                 STORE_PUT_IGNORED);
 	assert_int_equal(store_incident_put(t.s, "i", 1, STORE_DISPATCH_ASSIGNED, 1, "x", 1, SIG),
-			 STORE_PUT_IGNORED);
+	                 STORE_PUT_IGNORED);
 	assert_int_equal(store_incident_put(t.s, "i", 3, STORE_DISPATCH_CANCELLED, 5, "{}", 2, SIG),
-			 STORE_PUT_UPDATED);
+	                 STORE_PUT_UPDATED);
 	struct store_incident inc;
 	assert_int_equal(store_incident_get(t.s, "i", &inc), 0);
 	assert_int_equal(inc.version, 3);
@@ -117,12 +118,12 @@ static void test_incident_versions(void **state)
 	store_incident_clear(&inc);
 	assert_int_equal(store_incident_get(t.s, "missing", &inc), -ENOENT);
 	assert_int_equal(store_incident_put(t.s, "", 1, STORE_DISPATCH_ASSIGNED, 1, "{}", 2, SIG),
-			 -EINVAL);
+	                 -EINVAL);
 	assert_int_equal(store_incident_put(t.s, "j", 0, STORE_DISPATCH_ASSIGNED, 1, "{}", 2, SIG),
-			 -EINVAL);
+	                 -EINVAL);
 	assert_int_equal(store_incident_set_status(t.s, "i", STORE_STATUS_ACKNOWLEDGED, 9), 0);
 	assert_int_equal(store_incident_set_status(t.s, "nope", STORE_STATUS_ACKNOWLEDGED, 9),
-			 -ENOENT);
+	                 -ENOENT);
 	tu_store_close(&t);
 }
 
@@ -152,7 +153,8 @@ static void test_outbox_order_and_results(void **state)
 	int64_t s1 = append_note(t.s, "one");
 	int64_t s2 = append_note(t.s, "two");
 	int64_t sos;
-	assert_int_equal(store_outbox_append(t.s, STORE_EVENT_SOS, "{\"sos\":1}", 9, &sos, NULL), 0);
+	assert_int_equal(store_outbox_append(t.s, STORE_EVENT_SOS, "{\"sos\":1}", 9, &sos, NULL),
+	                 0);
 	int64_t s4 = append_note(t.s, "four");
 	struct collect c = {0};
 	assert_int_equal(store_outbox_peek(t.s, 10, collect_event, &c), 4);
@@ -228,12 +230,12 @@ static int fix_cb(void *arg, const struct store_fix *f, size_t n)
 static struct store_fix make_fix(int i)
 {
 	struct store_fix f = {.t_ms = 1800000000000LL + i * 1000LL,
-			      .lat_e7 = 137563000 + i * 37 + (i % 7),
-			      .lon_e7 = 1005018000 - i * 41,
-			      .accuracy_dm = 50 + i % 5,
-			      .speed_cm_s = i % 3 ? 1200 : -1,
-			      .heading_cdeg = (i * 13) % 36000,
-			      .mode = (uint8_t)(i % 11 ? 3 : 2)};
+	                      .lat_e7 = 137563000 + i * 37 + (i % 7),
+	                      .lon_e7 = 1005018000 - i * 41,
+	                      .accuracy_dm = 50 + i % 5,
+	                      .speed_cm_s = i % 3 ? 1200 : -1,
+	                      .heading_cdeg = (i * 13) % 36000,
+	                      .mode = (uint8_t)(i % 11 ? 3 : 2)};
 	return f;
 }
 
@@ -284,15 +286,15 @@ static void test_device_key(void **state)
 	assert_int_equal(store_device_keygen(t.s, 0), -EEXIST);
 	assert_int_equal(store_device_pubkey(t.s, pk), 0);
 	assert_int_equal(store_device_sign(t.s, "msg", 3, sig), 0);
-	assert_int_equal(crypto_sign_ed25519_verify_detached(sig, (const unsigned char *)"msg", 3, pk),
-			 0);
+	assert_int_equal(
+	    crypto_sign_ed25519_verify_detached(sig, (const unsigned char *)"msg", 3, pk), 0);
 	tu_store_close(&t);
 	assert_int_equal(tu_store_open(&t, *state, 0), 0);
 	assert_int_equal(store_device_pubkey(t.s, pk2), 0);
 	assert_memory_equal(pk, pk2, 32);
 	assert_int_equal(store_device_sign(t.s, "msg", 3, sig), 0);
-	assert_int_equal(crypto_sign_ed25519_verify_detached(sig, (const unsigned char *)"msg", 3, pk),
-			 0);
+	assert_int_equal(
+	    crypto_sign_ed25519_verify_detached(sig, (const unsigned char *)"msg", 3, pk), 0);
 	assert_int_equal(store_device_keygen(t.s, 1), 0);
 	assert_int_equal(store_device_pubkey(t.s, pk2), 0);
 	assert_memory_not_equal(pk, pk2, 32);
@@ -309,7 +311,7 @@ struct audit_seen {
 };
 
 static int audit_cb(void *arg, int64_t at, enum store_audit_action a, const char *subject,
-		    const char *detail)
+                    const char *detail)
 {
 	struct audit_seen *seen = arg;
 	(void)at;
@@ -336,13 +338,13 @@ static void test_audit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_create_and_reopen, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_incident_versions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_outbox_order_and_results, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rejected_list, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_device_key, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_create_and_reopen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_incident_versions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outbox_order_and_results, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rejected_list, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_device_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

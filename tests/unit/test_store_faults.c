@@ -79,14 +79,15 @@ static void raw_exec(sqlite3 *db, const char *sql)
 static void put(struct store *s, const char *id, int64_t version, const char *doc)
 {
 	int rc = store_incident_put(s, id, version, STORE_DISPATCH_ASSIGNED, tu_now_ms(), doc,
-				    strlen(doc), SIG);
+	                            strlen(doc), SIG);
 	assert_true(rc >= 0);
 }
 
 static int64_t note(struct store *s, const char *text)
 {
 	int64_t seq;
-	assert_int_equal(store_outbox_append(s, STORE_EVENT_NOTE, text, strlen(text), &seq, NULL), 0);
+	assert_int_equal(store_outbox_append(s, STORE_EVENT_NOTE, text, strlen(text), &seq, NULL),
+	                 0);
 	return seq;
 }
 
@@ -96,21 +97,18 @@ static int64_t note(struct store *s, const char *text)
 #define LON_E7 1005017651
 
 static const char *const canaries[] = {
-	"Somchai Jaidee",    /* reporter */
-	"081-234-5678",      /* phone */
-	"0812345678",        /* phone, bare */
-	"line-somchai99",    /* LINE id */
-	"สมชาย ใจดี",          /* Thai name */
-	"ซอยสุขุมวิท 11",        /* Thai address */
-	"locked in the shed", /* summary */
-	"13.7563309",        /* coordinates as text */
-	"100.5017651",
-	"137563309",
-	"1005017651",
-	"cursor-canary-77",  /* sync state */
-	"NST-RESP-CANARY",   /* unit */
-	"rejected-canary",   /* server reason */
-	"audit-canary",      /* audit detail */
+    "Somchai Jaidee",                                                    /* reporter */
+    "081-234-5678",                                                      /* phone */
+    "0812345678",                                                        /* phone, bare */
+    "line-somchai99",                                                    /* LINE id */
+    "สมชาย ใจดี",                                                         /* Thai name */
+    "ซอยสุขุมวิท 11",                                                       /* Thai address */
+    "locked in the shed",                                                /* summary */
+    "13.7563309",                                                        /* coordinates as text */
+    "100.5017651",        "137563309", "1005017651", "cursor-canary-77", /* sync state */
+    "NST-RESP-CANARY",                                                   /* unit */
+    "rejected-canary",                                                   /* server reason */
+    "audit-canary",                                                      /* audit detail */
 };
 
 static size_t put_varint(unsigned char *p, uint64_t v)
@@ -172,35 +170,41 @@ static void fill_canaries(struct store *s)
 	for (int i = 0; i < 20; i++) {
 		char id[32];
 		snprintf(id, sizeof(id), "inc-%d", i);
-		snprintf(doc, sizeof(doc),
-			 "{\"id\":\"%s\",\"version\":1,\"category\":\"confinement\",\"silent\":true,"
-			 "\"location\":{\"lat\":13.7563309,\"lon\":100.5017651,\"accuracy_m\":8},"
-			 "\"address\":\"ซอยสุขุมวิท 11\",\"summary\":\"child locked in the shed\","
-			 "\"reporter\":{\"name\":\"Somchai Jaidee\",\"phone\":\"081-234-5678\","
-			 "\"line_id\":\"line-somchai99\"},\"subjects\":[{\"role\":\"victim\","
-			 "\"notes\":\"สมชาย ใจดี 0812345678\"}],\"unit\":\"NST-RESP-CANARY\"}",
-			 id);
+		snprintf(
+		    doc, sizeof(doc),
+		    "{\"id\":\"%s\",\"version\":1,\"category\":\"confinement\",\"silent\":true,"
+		    "\"location\":{\"lat\":13.7563309,\"lon\":100.5017651,\"accuracy_m\":8},"
+		    "\"address\":\"ซอยสุขุมวิท 11\",\"summary\":\"child locked in the shed\","
+		    "\"reporter\":{\"name\":\"Somchai Jaidee\",\"phone\":\"081-234-5678\","
+		    "\"line_id\":\"line-somchai99\"},\"subjects\":[{\"role\":\"victim\","
+		    "\"notes\":\"สมชาย ใจดี 0812345678\"}],\"unit\":\"NST-RESP-CANARY\"}",
+		    id);
 		put(s, id, 1, doc);
 		char ev[512];
 		snprintf(ev, sizeof(ev),
-			 "{\"type\":\"note\",\"incident_id\":\"%s\",\"text\":\"spoke to Somchai "
-			 "Jaidee 0812345678 สมชาย ใจดี\",\"location\":{\"lat\":13.7563309,"
-			 "\"lon\":100.5017651}}",
-			 id);
+		         "{\"type\":\"note\",\"incident_id\":\"%s\",\"text\":\"spoke to Somchai "
+		         "Jaidee 0812345678 สมชาย ใจดี\",\"location\":{\"lat\":13.7563309,"
+		         "\"lon\":100.5017651}}",
+		         id);
 		note(s, ev);
 	}
 	int64_t rej = note(s, "{\"text\":\"locked in the shed\"}");
 	assert_int_equal(store_outbox_reject(s, rej, "rejected-canary for Somchai Jaidee", 1), 0);
 	for (int i = 0; i < 600; i++) {
-		struct store_fix f = {.t_ms = 1800000000000LL + i * 1000, .lat_e7 = LAT_E7,
-				      .lon_e7 = LON_E7, .accuracy_dm = 80, .speed_cm_s = 0,
-				      .heading_cdeg = 0, .mode = 3};
+		struct store_fix f = {.t_ms = 1800000000000LL + i * 1000,
+		                      .lat_e7 = LAT_E7,
+		                      .lon_e7 = LON_E7,
+		                      .accuracy_dm = 80,
+		                      .speed_cm_s = 0,
+		                      .heading_cdeg = 0,
+		                      .mode = 3};
 		assert_int_equal(store_pos_append(s, &f), 0);
 	}
 	assert_int_equal(store_pos_flush(s), 0);
 	assert_int_equal(store_state_set(s, "cursor", "cursor-canary-77", 16), 0);
 	assert_int_equal(store_state_set(s, "unit", "NST-RESP-CANARY", 15), 0);
-	assert_int_equal(store_audit_add(s, STORE_AUDIT_NOTE, "inc-1", "audit-canary Somchai", 1), 0);
+	assert_int_equal(store_audit_add(s, STORE_AUDIT_NOTE, "inc-1", "audit-canary Somchai", 1),
+	                 0);
 }
 
 static void test_canary(void **state)
@@ -275,7 +279,7 @@ static void test_tampered_rows_quarantined(void **state)
 
 	sqlite3 *db = raw_open(dir);
 	flip_blob(db, "SELECT doc FROM incidents WHERE id='b'",
-		  "UPDATE incidents SET doc=? WHERE id='b'", 60);
+	          "UPDATE incidents SET doc=? WHERE id='b'", 60);
 	char get[128], set[128];
 	snprintf(get, sizeof(get), "SELECT body FROM outbox WHERE seq=%lld", (long long)s2);
 	snprintf(set, sizeof(set), "UPDATE outbox SET body=? WHERE seq=%lld", (long long)s2);
@@ -303,15 +307,15 @@ static void test_tampered_rows_quarantined(void **state)
 /* Swaps a column between two rows through a copy: an UPDATE that reads the
  * table it writes would see its own first change. */
 static void swap_col(sqlite3 *db, const char *table, const char *col, const char *key,
-		     const char *k1, const char *k2)
+                     const char *k1, const char *k2)
 {
 	char sql[1024];
 	snprintf(sql, sizeof(sql),
-		 "CREATE TEMP TABLE sw AS SELECT %s AS k, %s AS v FROM %s WHERE %s IN (%s, %s);"
-		 "UPDATE %s SET %s = (SELECT v FROM sw WHERE k = CASE WHEN %s.%s = %s THEN %s "
-		 "ELSE %s END) WHERE %s IN (%s, %s);"
-		 "DROP TABLE sw;",
-		 key, col, table, key, k1, k2, table, col, table, key, k1, k2, k1, key, k1, k2);
+	         "CREATE TEMP TABLE sw AS SELECT %s AS k, %s AS v FROM %s WHERE %s IN (%s, %s);"
+	         "UPDATE %s SET %s = (SELECT v FROM sw WHERE k = CASE WHEN %s.%s = %s THEN %s "
+	         "ELSE %s END) WHERE %s IN (%s, %s);"
+	         "DROP TABLE sw;",
+	         key, col, table, key, k1, k2, table, col, table, key, k1, k2, k1, key, k1, k2);
 	raw_exec(db, sql);
 }
 
@@ -499,14 +503,14 @@ static void schema_of(sqlite3 *db, char *out, size_t cap)
 	sqlite3_stmt *st;
 	out[0] = 0;
 	assert_int_equal(sqlite3_prepare_v2(db,
-					    "SELECT type, name, sql FROM sqlite_master "
-					    "WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
-					    -1, &st, NULL),
-			 SQLITE_OK);
+	                                    "SELECT type, name, sql FROM sqlite_master "
+	                                    "WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		size_t n = strlen(out);
 		snprintf(out + n, cap - n, "%s %s %s\n", sqlite3_column_text(st, 0),
-			 sqlite3_column_text(st, 1), sqlite3_column_text(st, 2));
+		         sqlite3_column_text(st, 1), sqlite3_column_text(st, 2));
 	}
 	sqlite3_finalize(st);
 }
@@ -530,13 +534,18 @@ static void test_migration_from_v1(void **state)
 	assert_int_equal(tu_store_open(&t, dir, 1), 0);
 	put(t.s, "a", 1, "{\"v\":1}");
 	int64_t seq = note(t.s, "kept across the migration");
-	struct store_fix f = {.t_ms = 1800000000000LL, .lat_e7 = 1, .lon_e7 = 2, .accuracy_dm = -1,
-			      .speed_cm_s = -1, .heading_cdeg = -1, .mode = 2};
+	struct store_fix f = {.t_ms = 1800000000000LL,
+	                      .lat_e7 = 1,
+	                      .lon_e7 = 2,
+	                      .accuracy_dm = -1,
+	                      .speed_cm_s = -1,
+	                      .heading_cdeg = -1,
+	                      .mode = 2};
 	assert_int_equal(store_pos_append(t.s, &f), 0);
 	tu_store_close(&t);
 	sqlite3 *db = raw_open(dir);
 	raw_exec(db, "DROP INDEX outbox_sos; DROP INDEX incidents_ended; DROP TABLE quarantine;"
-		     "PRAGMA user_version = 1;");
+	             "PRAGMA user_version = 1;");
 	schema_of(db, got, sizeof(got));
 	sqlite3_close(db);
 	assert_string_equal(v1, got);
@@ -591,20 +600,19 @@ static void test_retention_purge(void **state)
 	const int64_t H = 3600 * 1000LL, now = 1800000000000LL;
 	assert_int_equal(tu_store_open(&t, dir, 1), 0);
 	assert_int_equal(store_incident_put(t.s, "old-cancelled", 1, STORE_DISPATCH_CANCELLED,
-					    now - 100 * H, "{\"x\":\"purge-me-1\"}", 18, SIG),
-			 STORE_PUT_NEW);
+	                                    now - 100 * H, "{\"x\":\"purge-me-1\"}", 18, SIG),
+	                 STORE_PUT_NEW);
 	assert_int_equal(store_incident_put(t.s, "old-resolved", 1, STORE_DISPATCH_ASSIGNED,
-					    now - 200 * H, "{\"x\":\"purge-me-2\"}", 18, SIG),
-			 STORE_PUT_NEW);
-	assert_int_equal(store_incident_set_status(t.s, "old-resolved", STORE_STATUS_RESOLVED,
-						   now - 80 * H),
-			 0);
+	                                    now - 200 * H, "{\"x\":\"purge-me-2\"}", 18, SIG),
+	                 STORE_PUT_NEW);
+	assert_int_equal(
+	    store_incident_set_status(t.s, "old-resolved", STORE_STATUS_RESOLVED, now - 80 * H), 0);
 	assert_int_equal(store_incident_put(t.s, "active-old", 1, STORE_DISPATCH_ASSIGNED,
-					    now - 500 * H, "{}", 2, SIG),
-			 STORE_PUT_NEW);
+	                                    now - 500 * H, "{}", 2, SIG),
+	                 STORE_PUT_NEW);
 	assert_int_equal(store_incident_put(t.s, "recent-closed", 1, STORE_DISPATCH_CLOSED,
-					    now - 2 * H, "{}", 2, SIG),
-			 STORE_PUT_NEW);
+	                                    now - 2 * H, "{}", 2, SIG),
+	                 STORE_PUT_NEW);
 	assert_int_equal(store_audit_add(t.s, STORE_AUDIT_VIEWED, "x", "", now - 2000 * H), 0);
 	assert_int_equal(store_audit_add(t.s, STORE_AUDIT_VIEWED, "y", "", now - 1 * H), 0);
 
@@ -612,9 +620,9 @@ static void test_retention_purge(void **state)
 	unsigned char tail[32];
 	sqlite3_stmt *st;
 	assert_int_equal(sqlite3_prepare_v2(t.s->db,
-					    "SELECT doc FROM incidents WHERE id='old-cancelled'",
-					    -1, &st, NULL),
-			 SQLITE_OK);
+	                                    "SELECT doc FROM incidents WHERE id='old-cancelled'",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	memcpy(tail, (const unsigned char *)sqlite3_column_blob(st, 0) + 24, sizeof(tail));
 	sqlite3_finalize(st);
@@ -803,7 +811,7 @@ static void test_disk_full(void **state)
 	/* space comes back */
 	raw_exec(t.s->db, "PRAGMA max_page_count = 1073741823");
 	assert_int_equal(store_outbox_append(t.s, STORE_EVENT_NOTE, body, strlen(body), NULL, NULL),
-			 0);
+	                 0);
 	tu_store_close(&t);
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
 	assert_int_equal(store_outbox_count(t.s, &n), 0);
@@ -814,19 +822,19 @@ static void test_disk_full(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_canary, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tampered_rows_quarantined, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_swapped_and_replayed_rows, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wrong_key_refused_untouched, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_keys_of_another_store, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_permissions_and_missing_files, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_retention_purge, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wipe_crypto_shreds, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_database_moved_aside, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_canary, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tampered_rows_quarantined, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_swapped_and_replayed_rows, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_key_refused_untouched, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_keys_of_another_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_permissions_and_missing_files, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_purge, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wipe_crypto_shreds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_corrupt_database_moved_aside, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	free(logbuf);
