@@ -1,6 +1,7 @@
 #include "hal/keystore.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,8 @@ int hal_keystore_open(const char *name, const char *locator, struct hal_keystore
                       size_t errlen)
 {
 	*out = NULL;
+	if (sodium_init() < 0) /* backends keep keys in guarded memory */
+		return -EIO;
 	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
 		if (strcmp(backends[i]->name, name) != 0)
 			continue;
