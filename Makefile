@@ -81,6 +81,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell $(PKG_CONFIG) --libs cmocka)
 
+$(BUILD)/demo/%: $(BUILD)/obj/tests/demo/%.o $(TESTLIB_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
+
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -91,7 +95,7 @@ check: all $(UNIT_BINS)
 bench: all $(BENCH_BINS)
 	@tests/bench/run.sh $(BUILD)
 
-demo: all
+demo: all $(BUILD)/demo/demo_store
 	@tests/demo.sh $(BUILD)
 
 install: all

@@ -4,7 +4,7 @@
 # missing when run as root and otherwise prints the command to run.
 set -eu
 
-PACKAGES="build-essential pkg-config clang
+PACKAGES="build-essential pkg-config clang clang-format
 libsqlite3-dev sqlite3 libcurl4-openssl-dev libgps-dev libcjson-dev
 libsodium-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev zlib1g-dev
 gpsd gpsd-clients python3"

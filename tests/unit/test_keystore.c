@@ -90,7 +90,8 @@ static void test_wrong_size_and_directory(void **state)
 	assert_int_equal(hal_keystore_open("file", *state, &ks, err, sizeof(err)), 0);
 	assert_int_equal(hal_keystore_load(ks, kek, err, sizeof(err)), -EINVAL);
 	hal_keystore_close(ks);
-	assert_int_equal(hal_keystore_open("file", "relative/path", &ks, err, sizeof(err)), -EINVAL);
+	assert_int_equal(hal_keystore_open("file", "relative/path", &ks, err, sizeof(err)),
+	                 -EINVAL);
 }
 
 static void test_backends(void **state)
@@ -111,9 +112,9 @@ static void test_backends(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_file_backend, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wrong_size_and_directory, setup, teardown),
-		cmocka_unit_test(test_backends),
+	    cmocka_unit_test_setup_teardown(test_file_backend, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_size_and_directory, setup, teardown),
+	    cmocka_unit_test(test_backends),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,12 +14,12 @@
 static struct store_fix fix(int i)
 {
 	struct store_fix f = {.t_ms = 1800000000000LL + i * 1000LL,
-			      .lat_e7 = 137563000 + i * 90 + (i * 7919) % 23 - 11,
-			      .lon_e7 = 1005018000 - i * 70 + (i * 104729) % 31 - 15,
-			      .accuracy_dm = 40 + i % 9,
-			      .speed_cm_s = 800 + (i % 13) * 10,
-			      .heading_cdeg = (9000 + i * 17) % 36000,
-			      .mode = (uint8_t)(i % 17 ? 3 : 2)};
+	                      .lat_e7 = 137563000 + i * 90 + (i * 7919) % 23 - 11,
+	                      .lon_e7 = 1005018000 - i * 70 + (i * 104729) % 31 - 15,
+	                      .accuracy_dm = 40 + i % 9,
+	                      .speed_cm_s = 800 + (i % 13) * 10,
+	                      .heading_cdeg = (9000 + i * 17) % 36000,
+	                      .mode = (uint8_t)(i % 17 ? 3 : 2)};
 	return f;
 }
 
@@ -68,10 +68,20 @@ static void test_extremes_and_validation(void **state)
 {
 	(void)state;
 	struct store_fix in[2] = {
-		{.t_ms = 1, .lat_e7 = -900000000, .lon_e7 = -1800000000, .accuracy_dm = -1,
-		 .speed_cm_s = -1, .heading_cdeg = -1, .mode = 2},
-		{.t_ms = INT64_C(253402300799999), .lat_e7 = 900000000, .lon_e7 = 1800000000,
-		 .accuracy_dm = INT32_MAX, .speed_cm_s = INT32_MAX, .heading_cdeg = 35999, .mode = 3},
+	    {.t_ms = 1,
+	     .lat_e7 = -900000000,
+	     .lon_e7 = -1800000000,
+	     .accuracy_dm = -1,
+	     .speed_cm_s = -1,
+	     .heading_cdeg = -1,
+	     .mode = 2},
+	    {.t_ms = INT64_C(253402300799999),
+	     .lat_e7 = 900000000,
+	     .lon_e7 = 1800000000,
+	     .accuracy_dm = INT32_MAX,
+	     .speed_cm_s = INT32_MAX,
+	     .heading_cdeg = 35999,
+	     .mode = 3},
 	};
 	struct store_fix out[2];
 	unsigned char buf[POSCODEC_BOUND(2)];
@@ -121,9 +131,9 @@ static void test_garbage_never_crashes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip_compact),
-		cmocka_unit_test(test_extremes_and_validation),
-		cmocka_unit_test(test_garbage_never_crashes),
+	    cmocka_unit_test(test_round_trip_compact),
+	    cmocka_unit_test(test_extremes_and_validation),
+	    cmocka_unit_test(test_garbage_never_crashes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

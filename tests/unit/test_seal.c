@@ -104,10 +104,10 @@ static void test_wrap(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip_and_binding),
-		cmocka_unit_test(test_nonces_unique_and_other_key_fails),
-		cmocka_unit_test(test_random_pool),
-		cmocka_unit_test(test_wrap),
+	    cmocka_unit_test(test_round_trip_and_binding),
+	    cmocka_unit_test(test_nonces_unique_and_other_key_fails),
+	    cmocka_unit_test(test_random_pool),
+	    cmocka_unit_test(test_wrap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
