@@ -7,6 +7,7 @@
 #include "hal/keystore.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -112,7 +113,7 @@ static int exec(struct store *s, const char *sql, const char *what)
 int store_tx_start(struct store *s, int *owned)
 {
 	*owned = 0;
-	if (s->in_tx)
+	if (!sqlite3_get_autocommit(s->db)) /* store_begin's, or an outer one here */
 		return 0;
 	int rc = exec(s, "BEGIN IMMEDIATE", "begin");
 	if (rc == 0)
@@ -134,6 +135,52 @@ int store_tx_end(struct store *s, int owned, int rc)
 		return crc;
 	}
 	return rc;
+}
+
+static int bind_args(sqlite3_stmt *st, const char *fmt, va_list ap)
+{
+	for (int i = 1; *fmt; fmt++, i++) {
+		int rc;
+		switch (*fmt) {
+		case 'i':
+			rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+			break;
+		case 't':
+			rc = sqlite3_bind_text(st, i, va_arg(ap, const char *), -1, SQLITE_STATIC);
+			break;
+		case 'b': {
+			const void *p = va_arg(ap, const void *);
+			size_t len = va_arg(ap, size_t);
+			rc = len > INT_MAX ? SQLITE_TOOBIG
+			                   : sqlite3_bind_blob(st, i, p, (int)len, SQLITE_STATIC);
+			break;
+		}
+		default:
+			rc = SQLITE_MISUSE;
+		}
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	return SQLITE_OK;
+}
+
+int store_exec(struct store *s, const char *sql, const char *what, const char *fmt, ...)
+{
+	int owned, rc;
+	if ((rc = store_tx_start(s, &owned)) < 0)
+		return rc;
+	sqlite3_stmt *st = store_stmt(s, sql);
+	if (!st)
+		return store_tx_end(s, owned, -EIO);
+	va_list ap;
+	va_start(ap, fmt);
+	int src = bind_args(st, fmt, ap);
+	va_end(ap);
+	if (src == SQLITE_OK)
+		src = sqlite3_step(st);
+	rc = store_sqlerr(s, src, what);
+	sqlite3_reset(st);
+	return store_tx_end(s, owned, rc);
 }
 
 int store_begin(struct store *s)
@@ -449,14 +496,7 @@ static int meta_get(struct store *s, const char *key, unsigned char **val, size_
 static int meta_put(struct store *s, const char *key, const void *val, size_t len)
 {
 	static const char sql[] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)";
-	sqlite3_stmt *st = store_stmt(s, sql);
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, val, (int)len, SQLITE_STATIC);
-	int rc = store_sqlerr(s, sqlite3_step(st), "meta");
-	sqlite3_reset(st);
-	return rc;
+	return store_exec(s, sql, "meta", "tb", key, val, len);
 }
 
 /* The key check proves the keys file belongs to this database. */
@@ -738,19 +778,7 @@ int store_state_set(struct store *s, const char *key, const void *val, size_t le
 	int rc = store_seal(s, "state", key, "value", val, len, &sealed, &slen);
 	if (rc < 0)
 		return rc;
-	int owned;
-	if ((rc = store_tx_start(s, &owned)) == 0) {
-		sqlite3_stmt *st = store_stmt(s, sql);
-		if (!st)
-			rc = -EIO;
-		else {
-			sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-			sqlite3_bind_blob(st, 2, sealed, (int)slen, SQLITE_STATIC);
-			rc = store_sqlerr(s, sqlite3_step(st), "state");
-			sqlite3_reset(st);
-		}
-		rc = store_tx_end(s, owned, rc);
-	}
+	rc = store_exec(s, sql, "state", "tb", key, sealed, slen);
 	free(sealed);
 	return rc;
 }
@@ -798,13 +826,9 @@ int store_state_get(struct store *s, const char *key, void *buf, size_t cap, siz
 
 int store_state_del(struct store *s, const char *key)
 {
-	sqlite3_stmt *st = store_stmt(s, "DELETE FROM state WHERE key = ?");
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	int rc = store_sqlerr(s, sqlite3_step(st), "state");
-	sqlite3_reset(st);
-	return rc;
+	if (!state_key_ok(key))
+		return -EINVAL;
+	return store_exec(s, "DELETE FROM state WHERE key = ?", "state", "t", key);
 }
 
 /* ---- device identity ---- */
@@ -882,20 +906,7 @@ int store_audit_add(struct store *s, enum store_audit_action action, const char 
 	sodium_memzero(buf, len);
 	if (rc < 0)
 		return rc;
-	int owned;
-	if ((rc = store_tx_start(s, &owned)) == 0) {
-		sqlite3_stmt *st = store_stmt(s, sql);
-		if (!st)
-			rc = -EIO;
-		else {
-			sqlite3_bind_int64(st, 1, id);
-			sqlite3_bind_int64(st, 2, now_ms);
-			sqlite3_bind_blob(st, 3, sealed, (int)slen, SQLITE_STATIC);
-			rc = store_sqlerr(s, sqlite3_step(st), "audit");
-			sqlite3_reset(st);
-		}
-		rc = store_tx_end(s, owned, rc);
-	}
+	rc = store_exec(s, sql, "audit", "iib", id, now_ms, sealed, slen);
 	free(sealed);
 	return rc;
 }

@@ -80,18 +80,8 @@ int store_incident_put(struct store *s, const char *id, int64_t version,
 	                &slen);
 	if (rc < 0)
 		goto out;
-	st = store_stmt(s, result == STORE_PUT_NEW ? ins_sql : upd_sql);
-	if (!st) {
-		rc = -EIO;
-		goto out;
-	}
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, version);
-	sqlite3_bind_int(st, 3, (int)state);
-	sqlite3_bind_int64(st, 4, now_ms);
-	sqlite3_bind_blob(st, 5, sealed, (int)slen, SQLITE_STATIC);
-	rc = store_sqlerr(s, sqlite3_step(st), "incident");
-	sqlite3_reset(st);
+	rc = store_exec(s, result == STORE_PUT_NEW ? ins_sql : upd_sql, "incident", "tiiib", id,
+	                version, (int64_t)state, now_ms, sealed, slen);
 	if (rc == 0)
 		rc = result;
 out:
@@ -243,14 +233,7 @@ int store_incident_set_status(struct store *s, const char *id, enum store_local_
 	    "WHERE id = ?1";
 	if (!id_ok(id) || (unsigned)status >= STORE_STATUS_COUNT)
 		return -EINVAL;
-	sqlite3_stmt *st = store_stmt(s, sql);
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, (int)status);
-	sqlite3_bind_int64(st, 3, now_ms);
-	int rc = store_sqlerr(s, sqlite3_step(st), "incident status");
-	sqlite3_reset(st);
+	int rc = store_exec(s, sql, "incident status", "tii", id, (int64_t)status, now_ms);
 	if (rc == 0 && sqlite3_changes(s->db) == 0)
 		rc = -ENOENT;
 	return rc;
@@ -271,16 +254,9 @@ int store_purge(struct store *s, int64_t now_ms, int64_t retention_ms, int64_t a
 	int64_t cut[3] = {now_ms - retention_ms, now_ms - retention_ms,
 	                  now_ms - audit_retention_ms};
 	for (int i = 0; i < 3 && rc == 0; i++) {
-		sqlite3_stmt *st = store_stmt(s, sqls[i]);
-		if (!st) {
-			rc = -EIO;
-			break;
-		}
-		sqlite3_bind_int64(st, 1, cut[i]);
-		rc = store_sqlerr(s, sqlite3_step(st), "purge");
+		rc = store_exec(s, sqls[i], "purge", "i", cut[i]);
 		if (i == 0)
 			purged = sqlite3_changes(s->db);
-		sqlite3_reset(st);
 	}
 	rc = store_tx_end(s, owned, rc);
 	if (rc < 0)

@@ -41,6 +41,10 @@ struct store {
 /* A cached prepared statement for a static SQL string (compared by address),
  * reset and unbound; NULL on error (logged). */
 sqlite3_stmt *store_stmt(struct store *s, const char *sql);
+/* Runs one statement, in its own transaction unless store_begin opened one,
+ * binding the arguments by fmt: 'i' int64_t, 't' const char * (NULL binds
+ * NULL), 'b' const void * then size_t. Returns 0 or a negative errno. */
+int store_exec(struct store *s, const char *sql, const char *what, const char *fmt, ...);
 /* Maps an SQLite result code to a negative errno (0 for OK/ROW/DONE). */
 int store_sqlerr(struct store *s, int rc, const char *what);
 /* Opens a transaction unless store_begin did; store_tx_end commits or rolls

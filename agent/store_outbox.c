@@ -49,21 +49,8 @@ int store_outbox_append(struct store *s, enum store_event_type type, const void 
 	int rc = store_seal(s, "outbox", row, "body", body, len, &sealed, &slen);
 	if (rc < 0)
 		return rc;
-	int owned;
-	if ((rc = store_tx_start(s, &owned)) == 0) {
-		sqlite3_stmt *st = store_stmt(s, sql);
-		if (!st)
-			rc = -EIO;
-		else {
-			sqlite3_bind_int64(st, 1, seq);
-			sqlite3_bind_blob(st, 2, id, sizeof(id), SQLITE_STATIC);
-			sqlite3_bind_int(st, 3, (int)type);
-			sqlite3_bind_blob(st, 4, sealed, (int)slen, SQLITE_STATIC);
-			rc = store_sqlerr(s, sqlite3_step(st), "outbox append");
-			sqlite3_reset(st);
-		}
-		rc = store_tx_end(s, owned, rc);
-	}
+	rc = store_exec(s, sql, "outbox append", "ibib", seq, id, sizeof(id), (int64_t)type, sealed,
+	                slen);
 	free(sealed);
 	if (rc < 0)
 		return rc;
@@ -193,16 +180,8 @@ int store_outbox_delivered(struct store *s, const int64_t *seqs, size_t n)
 	int owned, rc;
 	if ((rc = store_tx_start(s, &owned)) < 0)
 		return rc;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		sqlite3_stmt *st = store_stmt(s, sql);
-		if (!st) {
-			rc = -EIO;
-			break;
-		}
-		sqlite3_bind_int64(st, 1, seqs[i]);
-		rc = store_sqlerr(s, sqlite3_step(st), "outbox delete");
-		sqlite3_reset(st);
-	}
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = store_exec(s, sql, "outbox delete", "i", seqs[i]);
 	return store_tx_end(s, owned, rc);
 }
 
@@ -249,29 +228,10 @@ int store_outbox_reject(struct store *s, int64_t seq, const char *reason, int64_
 		                &sreason, &rlen);
 	if (rc < 0)
 		goto out;
-	st = store_stmt(s, ins_sql);
-	if (!st) {
-		rc = -EIO;
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, seq);
-	sqlite3_bind_blob(st, 2, id, 16, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, (int)ev.type);
-	sqlite3_bind_int64(st, 4, now_ms);
-	sqlite3_bind_blob(st, 5, sbody, (int)blen, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 6, sreason, (int)rlen, SQLITE_STATIC);
-	rc = store_sqlerr(s, sqlite3_step(st), "reject");
-	sqlite3_reset(st);
-	if (rc < 0)
-		goto out;
-	st = store_stmt(s, del_sql);
-	if (!st) {
-		rc = -EIO;
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, seq);
-	rc = store_sqlerr(s, sqlite3_step(st), "reject");
-	sqlite3_reset(st);
+	rc = store_exec(s, ins_sql, "reject", "ibiibb", seq, id, (size_t)16, (int64_t)ev.type,
+	                now_ms, sbody, blen, sreason, rlen);
+	if (rc == 0)
+		rc = store_exec(s, del_sql, "reject", "i", seq);
 out:
 	store_event_clear(&ev);
 	free(sbody);

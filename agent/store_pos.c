@@ -53,20 +53,7 @@ int store_pos_flush(struct store *s)
 	sodium_free(enc);
 	if (rc < 0)
 		return rc;
-	int owned;
-	if ((rc = store_tx_start(s, &owned)) == 0) {
-		sqlite3_stmt *st = store_stmt(s, sql);
-		if (!st)
-			rc = -EIO;
-		else {
-			sqlite3_bind_int64(st, 1, id);
-			sqlite3_bind_int64(st, 2, (int64_t)s->pos_n);
-			sqlite3_bind_blob(st, 3, sealed, (int)slen, SQLITE_STATIC);
-			rc = store_sqlerr(s, sqlite3_step(st), "positions");
-			sqlite3_reset(st);
-		}
-		rc = store_tx_end(s, owned, rc);
-	}
+	rc = store_exec(s, sql, "positions", "iib", id, (int64_t)s->pos_n, sealed, slen);
 	free(sealed);
 	if (rc < 0)
 		return rc;
@@ -181,13 +168,7 @@ int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int6
 
 int store_pos_consumed(struct store *s, int64_t token)
 {
-	sqlite3_stmt *st = store_stmt(s, "DELETE FROM positions WHERE id <= ?");
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, token);
-	int rc = store_sqlerr(s, sqlite3_step(st), "positions");
-	sqlite3_reset(st);
-	return rc;
+	return store_exec(s, "DELETE FROM positions WHERE id <= ?", "positions", "i", token);
 }
 
 int store_pos_count(struct store *s, int64_t *n)
