@@ -22,14 +22,16 @@ WERROR   ?= $(if $(CI),1,0)
 BUILD    ?= build/$(BOARD)$(if $(filter 1,$(SANITIZE)),-san)
 
 PKGS := sqlite3 libcurl libgps libcjson libsodium zlib
-PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+# Evaluated on first use and then kept: on a fresh machine the packages
+# appear only when the deps step has run, after this file was read.
+lazy = $(eval $1 := $$(shell $2))$($1)
+PKG_CFLAGS = $(call lazy,PKG_CFLAGS,$(PKG_CONFIG) --cflags $(PKGS) $(SYSTEMD_PKG))
+PKG_LIBS   = $(call lazy,PKG_LIBS,$(PKG_CONFIG) --libs $(PKGS) $(SYSTEMD_PKG))
+CMOCKA_LIBS = $(call lazy,CMOCKA_LIBS,$(PKG_CONFIG) --libs cmocka)
 # Optional: the journal and sd_notify when libsystemd is there (#ifdef on the
 # feature, never on a board name).
-ifeq ($(shell $(PKG_CONFIG) --exists libsystemd 2>/dev/null && echo 1),1)
-PKG_CFLAGS += -DHAVE_SYSTEMD $(shell $(PKG_CONFIG) --cflags libsystemd)
-PKG_LIBS   += $(shell $(PKG_CONFIG) --libs libsystemd)
-endif
+SYSTEMD_PKG = $(call lazy,SYSTEMD_PKG,$(PKG_CONFIG) --exists libsystemd 2>/dev/null && echo libsystemd)
+FEATURE_CFLAGS = $(if $(SYSTEMD_PKG),-DHAVE_SYSTEMD)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wmissing-declarations -Wpointer-arith -Wcast-qual -Wsign-compare \
@@ -37,7 +39,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=gnu11 $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
         -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 -DESS_VERSION='"$(VERSION)"' \
-        -I. $(PKG_CFLAGS) $(BOARD_CFLAGS)
+        -I. $(PKG_CFLAGS) $(FEATURE_CFLAGS) $(BOARD_CFLAGS)
 ifeq ($(SANITIZE),1)
 override CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 override LDFLAGS += -fsanitize=address,undefined
@@ -79,7 +81,7 @@ $(BUILD)/%: $(BUILD)/obj/agent/cmd-%.o $(LIB)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell $(PKG_CONFIG) --libs cmocka)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/demo/%: $(BUILD)/obj/tests/demo/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
