@@ -72,6 +72,15 @@ static void test_create_and_reopen(void **state)
 	int64_t b = append_note(t.s, "second");
 	assert_true(b > a);
 	assert_int_equal(store_state_set(t.s, "cursor", "abc", 3), 0);
+	/* every file of the store is private, also those SQLite makes later */
+	static const char *const files[] = {"ess.db", "ess.db-wal", "ess.db-shm", "keys", "kek"};
+	for (int i = 0; i < 5; i++) {
+		char p[600];
+		struct stat st;
+		path_in(p, sizeof(p), dir, files[i]);
+		assert_int_equal(stat(p, &st), 0);
+		assert_int_equal(st.st_mode & 077, 0);
+	}
 	tu_store_close(&t);
 
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
