@@ -9,11 +9,21 @@
 
 struct seal {
 	unsigned char key[SEAL_KEY_BYTES];
+	/* XChaCha20's subkey depends only on the first 16 nonce bytes, which
+	 * stay fixed for this context: derived once, not per value. */
+	unsigned char subkey[SEAL_KEY_BYTES];
 	unsigned char prefix[SEAL_NONCE_BYTES - 8];
 	uint64_t counter;
 	size_t pool_used;
 	unsigned char pool[POOL_BYTES];
 };
+
+static void new_prefix(struct seal *s)
+{
+	randombytes_buf(s->prefix, sizeof(s->prefix));
+	crypto_core_hchacha20(s->subkey, s->prefix, s->key, NULL);
+	s->counter = 0;
+}
 
 int seal_open(const unsigned char key[SEAL_KEY_BYTES], struct seal **out)
 {
@@ -24,8 +34,7 @@ int seal_open(const unsigned char key[SEAL_KEY_BYTES], struct seal **out)
 	if (!s)
 		return -ENOMEM;
 	memcpy(s->key, key, SEAL_KEY_BYTES);
-	randombytes_buf(s->prefix, sizeof(s->prefix));
-	s->counter = 0;
+	new_prefix(s);
 	s->pool_used = POOL_BYTES;
 	*out = s;
 	return 0;
@@ -37,26 +46,24 @@ void seal_close(struct seal *s)
 		sodium_free(s); /* zeroes before unmapping */
 }
 
-static void next_nonce(struct seal *s, unsigned char nonce[SEAL_NONCE_BYTES])
-{
-	memcpy(nonce, s->prefix, sizeof(s->prefix));
-	uint64_t c = ++s->counter;
-	for (int i = 0; i < 8; i++)
-		nonce[sizeof(s->prefix) + i] = (unsigned char)(c >> (8 * i));
-	if (c == UINT64_MAX) { /* never reached in practice; stay unique anyway */
-		randombytes_buf(s->prefix, sizeof(s->prefix));
-		s->counter = 0;
-	}
-}
-
 int seal_encrypt(struct seal *s, const void *ad, size_t adlen, const void *in, size_t len,
                  unsigned char *out)
 {
 	if (len > SIZE_MAX - SEAL_OVERHEAD)
 		return -EOVERFLOW;
-	next_nonce(s, out);
-	crypto_aead_xchacha20poly1305_ietf_encrypt(out + SEAL_NONCE_BYTES, NULL, in, len, ad, adlen,
-	                                           NULL, out, s->key);
+	if (s->counter == UINT64_MAX) /* never reached in practice; stay unique anyway */
+		new_prefix(s);
+	uint64_t c = ++s->counter;
+	/* Exactly XChaCha20-Poly1305 (libsodium's decrypt opens it): the IETF
+	 * construction under the cached subkey with nonce 0^4 || counter. */
+	unsigned char ietf_nonce[12] = {0};
+	memcpy(out, s->prefix, sizeof(s->prefix));
+	for (int i = 0; i < 8; i++) {
+		out[sizeof(s->prefix) + i] = (unsigned char)(c >> (8 * i));
+		ietf_nonce[4 + i] = (unsigned char)(c >> (8 * i));
+	}
+	crypto_aead_chacha20poly1305_ietf_encrypt(out + SEAL_NONCE_BYTES, NULL, in, len, ad, adlen,
+	                                          NULL, ietf_nonce, s->subkey);
 	return 0;
 }
 
@@ -74,10 +81,21 @@ int seal_decrypt(struct seal *s, const void *ad, size_t adlen, const unsigned ch
 
 size_t seal_ad(char *buf, size_t cap, const char *table, const char *row, const char *column)
 {
-	int n = snprintf(buf, cap, "ess1%c%s%c%s%c%s", 0, table, 0, row, 0, column);
-	if (n < 0 || (size_t)n >= cap)
+	/* On every seal and open: memcpy, not snprintf. NUL separators keep the
+	 * fields from sliding into each other. */
+	size_t lt = strlen(table), lr = strlen(row), lc = strlen(column);
+	size_t n = 4 + 1 + lt + 1 + lr + 1 + lc;
+	if (n >= cap)
 		return 0;
-	return (size_t)n;
+	char *p = buf;
+	memcpy(p, "ess1", 5);
+	p += 5;
+	memcpy(p, table, lt + 1);
+	p += lt + 1;
+	memcpy(p, row, lr + 1);
+	p += lr + 1;
+	memcpy(p, column, lc + 1);
+	return n;
 }
 
 void seal_random(struct seal *s, void *buf, size_t len)

@@ -104,10 +104,19 @@ int store_sqlerr(struct store *s, int rc, const char *what)
 	}
 }
 
-static int exec(struct store *s, const char *sql, const char *what)
+/* BEGIN, COMMIT and ROLLBACK run on every append: prepared once. */
+static const char sql_begin[] = "BEGIN IMMEDIATE";
+static const char sql_commit[] = "COMMIT";
+static const char sql_rollback[] = "ROLLBACK";
+
+static int step_cached(struct store *s, const char *sql, const char *what)
 {
-	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-	return store_sqlerr(s, rc, what);
+	sqlite3_stmt *st = store_stmt(s, sql);
+	if (!st)
+		return -EIO;
+	int rc = store_sqlerr(s, sqlite3_step(st), what);
+	sqlite3_reset(st);
+	return rc;
 }
 
 int store_tx_start(struct store *s, int *owned)
@@ -115,7 +124,7 @@ int store_tx_start(struct store *s, int *owned)
 	*owned = 0;
 	if (!sqlite3_get_autocommit(s->db)) /* store_begin's, or an outer one here */
 		return 0;
-	int rc = exec(s, "BEGIN IMMEDIATE", "begin");
+	int rc = step_cached(s, sql_begin, "begin");
 	if (rc == 0)
 		*owned = 1;
 	return rc;
@@ -126,12 +135,13 @@ int store_tx_end(struct store *s, int owned, int rc)
 	if (!owned)
 		return rc;
 	if (rc < 0) {
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		step_cached(s, sql_rollback, "rollback");
 		return rc;
 	}
-	int crc = exec(s, "COMMIT", "commit");
+	int crc = step_cached(s, sql_commit, "commit");
 	if (crc < 0) {
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		if (!sqlite3_get_autocommit(s->db))
+			step_cached(s, sql_rollback, "rollback");
 		return crc;
 	}
 	return rc;
@@ -187,7 +197,7 @@ int store_begin(struct store *s)
 {
 	if (s->in_tx)
 		return -EBUSY;
-	int rc = exec(s, "BEGIN IMMEDIATE", "begin");
+	int rc = step_cached(s, sql_begin, "begin");
 	if (rc == 0)
 		s->in_tx = 1;
 	return rc;
@@ -198,9 +208,9 @@ int store_commit(struct store *s)
 	if (!s->in_tx)
 		return -EINVAL;
 	s->in_tx = 0;
-	int rc = exec(s, "COMMIT", "commit");
-	if (rc < 0)
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	int rc = step_cached(s, sql_commit, "commit");
+	if (rc < 0 && !sqlite3_get_autocommit(s->db))
+		step_cached(s, sql_rollback, "rollback");
 	return rc;
 }
 
@@ -209,7 +219,7 @@ void store_rollback(struct store *s)
 	if (!s->in_tx)
 		return;
 	s->in_tx = 0;
-	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	step_cached(s, sql_rollback, "rollback");
 }
 
 int64_t store_next_id(struct store *s, int which)
@@ -219,17 +229,30 @@ int64_t store_next_id(struct store *s, int which)
 	return s->next_id[which]++;
 }
 
-int store_seal(struct store *s, const char *table, const char *row, const char *column,
-               const void *in, size_t len, unsigned char **out, size_t *outlen)
+int store_seal_into(struct store *s, const char *table, const char *row, const char *column,
+                    const void *in, size_t len, unsigned char *out)
 {
 	char ad[256];
 	size_t adlen = seal_ad(ad, sizeof(ad), table, row, column);
 	if (!adlen || len > STORE_VALUE_MAX)
 		return -EINVAL;
+	return seal_encrypt(s->seal, ad, adlen, in, len, out);
+}
+
+int store_seal(struct store *s, const char *table, const char *row, const char *column,
+               const void *in, size_t len, unsigned char **out, size_t *outlen)
+{
+	if (len > STORE_VALUE_MAX)
+		return -EINVAL;
 	*out = malloc(len + SEAL_OVERHEAD);
 	if (!*out)
 		return -ENOMEM;
-	seal_encrypt(s->seal, ad, adlen, in, len, *out);
+	int rc = store_seal_into(s, table, row, column, in, len, *out);
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+		return rc;
+	}
 	*outlen = len + SEAL_OVERHEAD;
 	return 0;
 }

@@ -53,7 +53,10 @@ int store_tx_start(struct store *s, int *owned);
 int store_tx_end(struct store *s, int owned, int rc);
 int64_t store_next_id(struct store *s, int which);
 
-/* Seals plaintext for (table,row,column): *out is malloc'd, caller frees. */
+/* Seals plaintext for (table,row,column) into out (len + SEAL_OVERHEAD). */
+int store_seal_into(struct store *s, const char *table, const char *row, const char *column,
+                    const void *in, size_t len, unsigned char *out);
+/* The same into a malloc'd *out, caller frees. */
 int store_seal(struct store *s, const char *table, const char *row, const char *column,
                const void *in, size_t len, unsigned char **out, size_t *outlen);
 /* Opens a sealed value: *out is malloc'd with a NUL after it, caller wipes

@@ -9,24 +9,48 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The row key binds body to seq, event id and type: none of the plaintext
- * columns can be changed without the body failing to open. */
-static void event_row(char *buf, size_t cap, int64_t seq, const unsigned char id[16], int type)
+static char *put_dec(char *p, int64_t v)
 {
-	char hex[33];
-	sodium_bin2hex(hex, sizeof(hex), id, 16);
-	snprintf(buf, cap, "%lld/%s/%d", (long long)seq, hex, type);
+	char tmp[24];
+	int n = 0;
+	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*p++ = '-';
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
+static const char hexdigits[] = "0123456789abcdef";
+
+/* The row key binds body to seq, event id and type: none of the plaintext
+ * columns can be changed without the body failing to open. Formatted by
+ * hand: it is built on every append and every read. */
+static void event_row(char *buf, int64_t seq, const unsigned char id[16], int type)
+{
+	char *p = put_dec(buf, seq);
+	*p++ = '/';
+	for (int i = 0; i < 16; i++) {
+		*p++ = hexdigits[id[i] >> 4];
+		*p++ = hexdigits[id[i] & 15];
+	}
+	*p++ = '/';
+	p = put_dec(p, type);
+	*p = 0;
 }
 
 static void uuid_text(const unsigned char id[16], char out[STORE_EVENT_ID_LEN + 1])
 {
-	static const char hexd[] = "0123456789abcdef";
 	int o = 0;
 	for (int i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
 			out[o++] = '-';
-		out[o++] = hexd[id[i] >> 4];
-		out[o++] = hexd[id[i] & 15];
+		out[o++] = hexdigits[id[i] >> 4];
+		out[o++] = hexdigits[id[i] & 15];
 	}
 	out[o] = 0;
 }
@@ -43,15 +67,18 @@ int store_outbox_append(struct store *s, enum store_event_type type, const void 
 	id[8] = (id[8] & 0x3f) | 0x80; /* RFC 4122 variant */
 	int64_t seq = store_next_id(s, SEQ_OUTBOX);
 	char row[96];
-	event_row(row, sizeof(row), seq, id, (int)type);
-	unsigned char *sealed;
-	size_t slen;
-	int rc = store_seal(s, "outbox", row, "body", body, len, &sealed, &slen);
-	if (rc < 0)
-		return rc;
-	rc = store_exec(s, sql, "outbox append", "ibib", seq, id, sizeof(id), (int64_t)type, sealed,
-	                slen);
-	free(sealed);
+	event_row(row, seq, id, (int)type);
+	/* Most events are a few hundred bytes: seal them on the stack. */
+	unsigned char stack[2048], *sealed = stack;
+	size_t slen = len + SEAL_OVERHEAD;
+	if (slen > sizeof(stack) && !(sealed = malloc(slen)))
+		return -ENOMEM;
+	int rc = store_seal_into(s, "outbox", row, "body", body, len, sealed);
+	if (rc == 0)
+		rc = store_exec(s, sql, "outbox append", "ibib", seq, id, sizeof(id), (int64_t)type,
+		                sealed, slen);
+	if (sealed != stack)
+		free(sealed);
 	if (rc < 0)
 		return rc;
 	if (seq_out)
@@ -81,7 +108,7 @@ static int event_from_row(struct store *s, const char *table, sqlite3_stmt *st,
 	const unsigned char *id = sqlite3_column_blob(st, 1);
 	ev->type = (enum store_event_type)type;
 	char row[96];
-	event_row(row, sizeof(row), ev->seq, id, type);
+	event_row(row, ev->seq, id, type);
 	int rc = store_open_sealed(s, table, row, "body", sqlite3_column_blob(st, 3),
 	                           (size_t)sqlite3_column_bytes(st, 3), &ev->body, &ev->body_len);
 	if (rc == 0)
@@ -221,7 +248,7 @@ int store_outbox_reject(struct store *s, int64_t seq, const char *reason, int64_
 		goto out;
 	/* Re-sealed for its new table: a rejected body cannot be put back in
 	 * the outbox and sent again. */
-	event_row(row, sizeof(row), seq, id, (int)ev.type);
+	event_row(row, seq, id, (int)ev.type);
 	rc = store_seal(s, "rejected", row, "body", ev.body, ev.body_len, &sbody, &blen);
 	if (rc == 0)
 		rc = store_seal(s, "rejected", row, "reason", reason ? reason : "", reason_len,
@@ -255,8 +282,7 @@ int store_rejected_each(struct store *s, store_rejected_fn cb, void *arg)
 		size_t rlen = 0;
 		if (e == 0) {
 			char row[96];
-			event_row(row, sizeof(row), r.ev.seq, sqlite3_column_blob(st, 1),
-			          (int)r.ev.type);
+			event_row(row, r.ev.seq, sqlite3_column_blob(st, 1), (int)r.ev.type);
 			e = store_open_sealed(s, "rejected", row, "reason",
 			                      sqlite3_column_blob(st, 5),
 			                      (size_t)sqlite3_column_bytes(st, 5),

@@ -69,6 +69,31 @@ static void test_nonces_unique_and_other_key_fails(void **state)
 	seal_close(s3);
 }
 
+static void test_standard_xchacha20poly1305(void **state)
+{
+	(void)state;
+	/* What seal_encrypt writes is plain XChaCha20-Poly1305: any libsodium
+	 * (or other implementation) opens it with the key alone. */
+	unsigned char key[32];
+	randombytes_buf(key, sizeof(key));
+	struct seal *s;
+	assert_int_equal(seal_open(key, &s), 0);
+	for (int i = 0; i < 3; i++) {
+		const char msg[] = "ข้อความทดสอบ test message";
+		unsigned char ct[sizeof(msg) + SEAL_OVERHEAD], pt[sizeof(msg)];
+		unsigned long long ptlen;
+		assert_int_equal(seal_encrypt(s, "ad", 2, msg, sizeof(msg), ct), 0);
+		assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
+		                     pt, &ptlen, NULL, ct + SEAL_NONCE_BYTES,
+		                     sizeof(ct) - SEAL_NONCE_BYTES, (const unsigned char *)"ad", 2,
+		                     ct, key),
+		                 0);
+		assert_int_equal(ptlen, sizeof(msg));
+		assert_memory_equal(pt, msg, sizeof(msg));
+	}
+	seal_close(s);
+}
+
 static void test_random_pool(void **state)
 {
 	(void)state;
