@@ -205,8 +205,8 @@ static void excerpt(const char *v, int secret, char *out, size_t cap)
 
 int config_parse_int(const char *s, long long *out)
 {
-	/* strtoll alone takes " 12", "+12" and "0x"-less junk prefixes; only
-	 * [-]digits with nothing after is a number here. */
+	/* strtoll alone skips leading blanks, takes '+' and stops quietly at
+	 * junk; here only [-]digits with nothing after is a number. */
 	const char *p = s[0] == '-' ? s + 1 : s;
 	if (*p < '0' || *p > '9')
 		return -EINVAL;

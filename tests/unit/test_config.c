@@ -173,6 +173,53 @@ static void test_key_table(void **state)
 	assert_true(config_key_at(13)->flags & CONFIG_KEY_SECRET);
 }
 
+/* docs/config.md has one table per section; each key's row must start with
+ * what the table says (type, default, bounds), so the two cannot drift. */
+static void test_docs_match_table(void **state)
+{
+	(void)state;
+	size_t len;
+	unsigned char *raw = tu_read_file("docs/config.md", &len);
+	assert_non_null(raw);
+	char *doc = (char *)raw;
+	doc[len] = '\0'; /* tu_read_file always leaves room */
+	for (size_t i = 0; i < config_key_count(); i++) {
+		const struct config_key_info *k = config_key_at(i);
+		char head[64], row[512], def[128], allowed[256] = "";
+		snprintf(head, sizeof(head), "\n## [%s]\n", k->section);
+		char *start = strstr(doc, head);
+		assert_non_null(start);
+		char *end = strstr(start + 1, "\n## ");
+		if (end)
+			*end = '\0';
+		if (k->def[0])
+			snprintf(def, sizeof(def), "`%s`", k->def);
+		else
+			snprintf(def, sizeof(def), "%s",
+			         k->flags & CONFIG_KEY_REQUIRED ? "**required**" : "(empty)");
+		if (strcmp(k->type, "int") == 0) {
+			snprintf(allowed, sizeof(allowed), "%lld..%lld |", k->min, k->max);
+		} else if (strcmp(k->type, "enum") == 0) {
+			for (size_t j = 0; k->names[j]; j++)
+				snprintf(allowed + strlen(allowed),
+				         sizeof(allowed) - strlen(allowed), "%s`%s`", j ? ", " : "",
+				         k->names[j]);
+			strcat(allowed, " |");
+		} else {
+			snprintf(allowed, sizeof(allowed), "%sat most %lld bytes",
+			         strcmp(k->type, "path") == 0 ? "absolute, " : "", k->max);
+		}
+		snprintf(row, sizeof(row), "\n| `%s` | %s | %s | %s", k->key, k->type, def,
+		         allowed);
+		if (!strstr(start, row))
+			print_message("# docs/config.md lacks: %s\n", row + 1);
+		assert_non_null(strstr(start, row));
+		if (end)
+			*end = '\n';
+	}
+	free(raw);
+}
+
 /* ---- valid files ---- */
 
 static const char FULL[] = "# every key\n"
@@ -551,6 +598,8 @@ static void test_strings_and_paths(void **state)
 	expect_one(URL_LINES "[control]\ngroup = abcdefghijklmnopqrstuvwxyz0123456\n",
 	           "t.conf:4: control.group: value is too long (33 bytes, at most 32)");
 	assert_int_equal(load_text(URL_LINES "[control]\ngroup = _ess-ui2$\n", &c, e), 0);
+	expect_one(URL_LINES "[control]\ngroup = ess$ui\n",
+	           "t.conf:4: control.group: is not a unix group name ([a-z_][a-z0-9_-]*)");
 	expect_one(URL_LINES "[device]\nboard = ../x\n",
 	           "t.conf:4: device.board: may hold only letters, digits, '.', '_' and '-'");
 
@@ -928,6 +977,41 @@ static void test_dump_roundtrip(void **state)
 	free(e);
 }
 
+/* Random text built from the syntax's own characters: every outcome is 0 or
+ * -EINVAL with errors reported, and under SANITIZE=1 no read strays. */
+static void test_garbage(void **state)
+{
+	(void)state;
+	static const char alphabet[] = "[]=#;\"\\ \t\r\n\0azsvgpe_/:0123456789\x80\xff";
+	uint32_t seed = 12345;
+	struct errs *e = errs_new();
+	struct config c;
+	for (int iter = 0; iter < 3000; iter++) {
+		char buf[300];
+		seed = seed * 1103515245u + 12345u;
+		size_t len = (seed >> 8) % sizeof(buf);
+		size_t plen = len;
+		if (iter % 2)
+			plen = (size_t)sprintf(buf, URL_LINES "[%s]\n",
+			                       iter % 4 == 1 ? "gps" : "store");
+		for (size_t i = plen; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			buf[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+		}
+		if (len < plen)
+			len = plen;
+		char *copy = malloc(len ? len : 1);
+		assert_non_null(copy);
+		memcpy(copy, buf, len);
+		memset(e, 0, sizeof(*e));
+		int rc = config_load_buffer("g", copy, len, &c, collect, e);
+		assert_true(rc == 0 || rc == -EINVAL);
+		assert_int_equal(rc == 0, e->n == 0);
+		free(copy);
+	}
+	free(e);
+}
+
 /* ---- the file loader ---- */
 
 static void test_missing_file(void **state)
@@ -1027,6 +1111,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_key_table),
+	    cmocka_unit_test(test_docs_match_table),
 	    cmocka_unit_test_setup_teardown(test_full_file, setup, teardown),
 	    cmocka_unit_test(test_sample_file),
 	    cmocka_unit_test(test_minimal_file),
@@ -1049,6 +1134,7 @@ int main(void)
 	    cmocka_unit_test(test_secret_not_echoed),
 	    cmocka_unit_test(test_config_set),
 	    cmocka_unit_test(test_dump_roundtrip),
+	    cmocka_unit_test(test_garbage),
 	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_size_limit, setup, teardown),
 	    cmocka_unit_test(test_error_log),
