@@ -21,7 +21,7 @@ SANITIZE ?= 0
 WERROR   ?= $(if $(CI),1,0)
 BUILD    ?= build/$(BOARD)$(if $(filter 1,$(SANITIZE)),-san)
 
-PKGS := sqlite3 libcurl libgps libcjson libsodium zlib
+PKGS := sqlite3 libcurl libgps libcjson libsodium zlib libmicrohttpd
 # Evaluated on first use and then kept: on a fresh machine the packages
 # appear only when the deps step has run, after this file was read.
 lazy = $(eval $1 := $$(shell $2))$($1)
@@ -57,11 +57,19 @@ TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# Integration tests in C drive the real programs over loopback.
+ITEST_SRCS   := $(wildcard tests/integration/itest_*.c)
+ITEST_BINS   := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
+
+# The reference ESS server: its own program (sync/refserver/), libmicrohttpd.
+REFSERVER_SRCS := $(wildcard sync/refserver/*.c)
+REFSERVER      := $(if $(REFSERVER_SRCS),$(BUILD)/ess-refserver)
+MHD_LIBS = $(call lazy,MHD_LIBS,$(PKG_CONFIG) --libs libmicrohttpd)
 BENCH_SRCS   := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps check bench install clean format format-check demo
-all: $(BUILD)/.deps $(LIB) $(PROGS)
+all: $(BUILD)/.deps $(LIB) $(PROGS) $(REFSERVER)
 
 # Installs missing Debian packages (as root) or says what to run.
 deps $(BUILD)/.deps: boards/deps.sh
@@ -79,9 +87,16 @@ $(LIB): $(LIB_OBJS)
 $(BUILD)/%: $(BUILD)/obj/agent/cmd-%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJS) $(LIB)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/tests/itest_%: $(BUILD)/obj/tests/integration/itest_%.o $(TESTLIB_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/ess-refserver: $(REFSERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MHD_LIBS)
 
 $(BUILD)/demo/%: $(BUILD)/obj/tests/demo/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
@@ -91,7 +106,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-check: all $(UNIT_BINS)
+check: all $(UNIT_BINS) $(ITEST_BINS)
 	@tests/run.sh $(BUILD)
 
 bench: all $(BENCH_BINS)
@@ -102,7 +117,7 @@ demo: all $(BUILD)/demo/demo_store
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
-	$(if $(PROGS),install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/)
+	$(if $(PROGS)$(REFSERVER),install -m 0755 $(PROGS) $(REFSERVER) $(DESTDIR)$(PREFIX)/bin/)
 	install -d $(DESTDIR)$(PREFIX)/share/doc/ess-agent
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/ess-agent/
 

@@ -21,8 +21,8 @@
 #define PROTO_MAX_FIXES        5000
 #define PROTO_SKEW_S           300
 #define PROTO_MAX_WAIT_S       30
-#define PROTO_ID_MAX           128 /* ids we accept: incident, device, command, unit */
-#define PROTO_TEXT_MAX         8192 /* note / resolution / SOS text */
+#define PROTO_ID_MAX           128          /* ids we accept: incident, device, command, unit */
+#define PROTO_TEXT_MAX         8192         /* note / resolution / SOS text */
 #define PROTO_DOC_MAX          (256 * 1024) /* one incident document */
 #define PROTO_BODY_MAX         (8 * 1024 * 1024) /* any body, after decompression */
 
@@ -180,8 +180,7 @@ int proto_fixes_parse(const cJSON *body, struct store_fix **out, size_t *n, char
 int proto_gzip(const void *data, size_t len, unsigned char **out, size_t *outlen);
 /* gunzip with a hard bound on the output (-EFBIG past max_out, -EINVAL for
  * a bad stream). *out is malloc'd and NUL-terminated. */
-int proto_gunzip(const void *data, size_t len, size_t max_out, unsigned char **out,
-                 size_t *outlen);
+int proto_gunzip(const void *data, size_t len, size_t max_out, unsigned char **out, size_t *outlen);
 
 /* Parses JSON from untrusted bytes (copied to a NUL-terminated buffer first:
  * cJSON must never read past the end). NULL if malformed or len > max. */

@@ -41,7 +41,7 @@ run_one() {
 	fi
 }
 
-for t in "$build"/tests/test_*; do
+for t in "$build"/tests/test_* "$build"/tests/itest_*; do
 	[ -x "$t" ] || continue
 	run_one "$(basename "$t")" "$t"
 done
