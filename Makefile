@@ -21,7 +21,7 @@ SANITIZE ?= 0
 WERROR   ?= $(if $(CI),1,0)
 BUILD    ?= build/$(BOARD)$(if $(filter 1,$(SANITIZE)),-san)
 
-PKGS := sqlite3 libcurl libgps libcjson libsodium zlib libmicrohttpd
+PKGS := sqlite3 libcurl libgps libcjson libsodium zlib
 # Evaluated on first use and then kept: on a fresh machine the packages
 # appear only when the deps step has run, after this file was read.
 lazy = $(eval $1 := $$(shell $2))$($1)
