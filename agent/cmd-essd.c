@@ -1,0 +1,210 @@
+/* essd: the ESS field agent. This file only parses the command line and
+ * wires modules together; every concern lives in its own module. */
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/store.h"
+#include "hal/keystore.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: essd --version\n"
+	           "       essd check -c FILE [--dump]   validate the configuration\n"
+	           "       essd inspect -c FILE          store health (no personal data)\n"
+	           "       essd wipe -c FILE --yes       crypto-shred the local store\n");
+}
+
+struct opts {
+	const char *config;
+	int dump;
+	int yes;
+};
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option longs[] = {{"config", required_argument, NULL, 'c'},
+	                                      {"dump", no_argument, NULL, 'd'},
+	                                      {"yes", no_argument, NULL, 'y'},
+	                                      {NULL, 0, NULL, 0}};
+	int ch;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "c:", longs, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'd':
+			o->dump = 1;
+			break;
+		case 'y':
+			o->yes = 1;
+			break;
+		default:
+			return -EINVAL;
+		}
+	}
+	if (optind != argc || !o->config)
+		return -EINVAL;
+	return 0;
+}
+
+static void print_config_error(void *arg, const char *file, unsigned line, const char *msg)
+{
+	int *count = arg;
+	(*count)++;
+	if (line)
+		fprintf(stderr, "%s:%u: %s\n", file, line, msg);
+	else
+		fprintf(stderr, "%s: %s\n", file, msg);
+}
+
+static int load_config(const char *path, struct config *cfg)
+{
+	int errors = 0;
+	int rc = config_load(path, cfg, print_config_error, &errors);
+	if (rc < 0) {
+		fprintf(stderr, "%s: %d error%s, refusing to use it\n", path, errors ? errors : 1,
+		        errors == 1 ? "" : "s");
+		return rc;
+	}
+	log_open("essd", cfg->log.target, cfg->log.level);
+	return 0;
+}
+
+static int open_store(const struct config *cfg, struct hal_keystore **ks, struct store **s)
+{
+	char err[512];
+	static const char *const backends[] = {"file", "none"};
+	int rc = hal_keystore_open(backends[cfg->keystore.backend], cfg->keystore.key_file, ks, err,
+	                           sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "essd: keystore: %s\n", err);
+		return rc;
+	}
+	struct store_params p = {.dir = cfg->store.dir, .keystore = *ks, .create = 0};
+	int flags = 0;
+	rc = store_open(&p, s, &flags, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "essd: store: %s\n", err);
+		hal_keystore_close(*ks);
+		*ks = NULL;
+		return rc;
+	}
+	if (flags & STORE_OPENED_RECOVERED)
+		fprintf(stderr,
+		        "essd: the database failed its integrity check and was moved aside; "
+		        "a new one was started\n");
+	return 0;
+}
+
+static int cmd_check(const struct opts *o)
+{
+	struct config cfg;
+	if (load_config(o->config, &cfg) < 0)
+		return EXIT_USAGE;
+	if (o->dump && config_dump(&cfg, stdout) < 0)
+		return EXIT_FAIL;
+	if (!o->dump)
+		printf("%s: ok\n", o->config);
+	return EXIT_OK;
+}
+
+static int cmd_inspect(const struct opts *o)
+{
+	struct config cfg;
+	if (load_config(o->config, &cfg) < 0)
+		return EXIT_USAGE;
+	struct hal_keystore *ks;
+	struct store *s;
+	if (open_store(&cfg, &ks, &s) < 0)
+		return EXIT_FAIL;
+	int64_t inc = 0, out = 0, rej = 0, pos = 0, quar = 0;
+	unsigned char pk[32];
+	int rc = store_incident_count(s, &inc);
+	if (rc == 0)
+		rc = store_outbox_count(s, &out);
+	if (rc == 0)
+		rc = store_rejected_count(s, &rej);
+	if (rc == 0)
+		rc = store_pos_count(s, &pos);
+	if (rc == 0)
+		rc = store_quarantine_count(s, &quar);
+	if (rc == 0) {
+		printf("store            %s\n", cfg.store.dir);
+		printf("device key       %s\n",
+		       store_device_pubkey(s, pk) == 0 ? "present" : "none");
+		printf("incidents        %lld\n", (long long)inc);
+		printf("queued events    %lld\n", (long long)out);
+		printf("rejected events  %lld\n", (long long)rej);
+		printf("stored fixes     %lld\n", (long long)pos);
+		printf("quarantined rows %lld%s\n", (long long)quar,
+		       quar ? "  (damaged or tampered)" : "");
+		printf("bytes on disk    %lld\n", (long long)store_disk_bytes(s));
+	} else {
+		fprintf(stderr, "essd: reading the store: %s\n", strerror(-rc));
+	}
+	store_close(s);
+	hal_keystore_close(ks);
+	return rc == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
+static int cmd_wipe(const struct opts *o)
+{
+	if (!o->yes) {
+		fprintf(stderr, "essd wipe destroys every key and all local data; add --yes\n");
+		return EXIT_USAGE;
+	}
+	struct config cfg;
+	if (load_config(o->config, &cfg) < 0)
+		return EXIT_USAGE;
+	struct hal_keystore *ks;
+	struct store *s;
+	if (open_store(&cfg, &ks, &s) < 0)
+		return EXIT_FAIL;
+	char err[512];
+	int rc = store_wipe(s, err, sizeof(err));
+	hal_keystore_close(ks);
+	if (rc < 0) {
+		fprintf(stderr, "essd: wipe: %s\n", err);
+		return EXIT_FAIL;
+	}
+	printf("wiped: keys destroyed, database removed\n");
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+		printf("essd %s\n", ESS_VERSION);
+		return EXIT_OK;
+	}
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	struct opts o = {0};
+	if (parse_opts(argc - 1, argv + 1, &o) < 0) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(cmd, "check") == 0)
+		return cmd_check(&o);
+	if (strcmp(cmd, "inspect") == 0)
+		return cmd_inspect(&o);
+	if (strcmp(cmd, "wipe") == 0)
+		return cmd_wipe(&o);
+	usage(stderr);
+	return EXIT_USAGE;
+}
