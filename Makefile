@@ -120,6 +120,7 @@ install: all
 	$(if $(PROGS)$(REFSERVER),install -m 0755 $(PROGS) $(REFSERVER) $(DESTDIR)$(PREFIX)/bin/)
 	install -d $(DESTDIR)$(PREFIX)/share/doc/ess-agent
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/ess-agent/
+	install -m 0644 boards/$(BOARD)/essd.conf $(DESTDIR)$(PREFIX)/share/doc/ess-agent/essd.conf.example
 
 format:
 	clang-format -i $(wildcard */*.[ch] tests/*/*.[ch])
