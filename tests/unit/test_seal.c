@@ -131,6 +131,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_round_trip_and_binding),
 	    cmocka_unit_test(test_nonces_unique_and_other_key_fails),
+	    cmocka_unit_test(test_standard_xchacha20poly1305),
 	    cmocka_unit_test(test_random_pool),
 	    cmocka_unit_test(test_wrap),
 	};
