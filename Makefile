@@ -61,6 +61,10 @@ UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 ITEST_SRCS   := $(wildcard tests/integration/itest_*.c)
 ITEST_BINS   := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 
+# Tools the tests and benchmarks drive (a link-emulating proxy, generators).
+TOOL_SRCS    := $(wildcard tests/tools/*.c)
+TOOL_BINS    := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
+
 # The reference ESS server: its own program (sync/refserver/), libmicrohttpd.
 REFSERVER_SRCS := $(wildcard sync/refserver/*.c)
 REFSERVER      := $(if $(REFSERVER_SRCS),$(BUILD)/ess-refserver)
@@ -95,6 +99,10 @@ $(BUILD)/tests/itest_%: $(BUILD)/obj/tests/integration/itest_%.o $(TESTLIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
 
+$(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(TESTLIB_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
+
 $(BUILD)/ess-refserver: $(REFSERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MHD_LIBS)
 
@@ -106,10 +114,10 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-check: all $(UNIT_BINS) $(ITEST_BINS)
+check: all $(UNIT_BINS) $(ITEST_BINS) $(TOOL_BINS)
 	@tests/run.sh $(BUILD)
 
-bench: all $(BENCH_BINS)
+bench: all $(BENCH_BINS) $(TOOL_BINS)
 	@tests/bench/run.sh $(BUILD)
 
 demo: all $(BUILD)/demo/demo_store
