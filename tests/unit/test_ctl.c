@@ -183,15 +183,23 @@ static void test_calls_and_errors(void **state)
 	cJSON_Delete(a);
 
 	/* malformed lines: answered, and the connection keeps serving */
-	static const char *const bad[] = {"not json\n",
-	                                  "[1,2]\n",
-	                                  "{\"id\":\"x\",\"method\":\"echo\"}\n",
-	                                  "{\"id\":1,\"method\":\"echo\",\"params\":[]}\n",
-	                                  "{\"id\":1}\n",
-	                                  "{\"id\":1,\"method\":\"echo\"}\0x\n"};
-	static const size_t lens[] = {9, 6, 29, 40, 9, 31};
-	for (int i = 0; i < 6; i++) {
-		assert_int_equal(ctl_conn_send_raw(c, bad[i], lens[i]), 0);
+#define RAW(s)                                                                                     \
+	{                                                                                          \
+		s, sizeof(s) - 1                                                                   \
+	}
+	static const struct {
+		const char *s;
+		size_t n;
+	} bad[] = {
+	    RAW("not json\n"),
+	    RAW("[1,2]\n"),
+	    RAW("{\"id\":\"x\",\"method\":\"echo\"}\n"),
+	    RAW("{\"id\":1,\"method\":\"echo\",\"params\":[]}\n"),
+	    RAW("{\"id\":1}\n"),
+	    RAW("{\"id\":1,\"method\":\"echo\"}\0x\n"),
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(ctl_conn_send_raw(c, bad[i].s, bad[i].n), 0);
 		cJSON *line;
 		assert_int_equal(ctl_conn_read_line(c, 2000, &line), 0);
 		assert_false(cJSON_IsTrue(cJSON_GetObjectItem(line, "ok")));
@@ -213,11 +221,9 @@ static void test_calls_and_errors(void **state)
 	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
 	cJSON_Delete(a);
 	/* a deferred answer, and a request pipelined behind it */
-	assert_int_equal(ctl_conn_send_raw(c,
-	                                   "{\"id\":50,\"method\":\"later\"}\n"
-	                                   "{\"id\":51,\"method\":\"echo\"}\n",
-	                                   55),
-	                 0);
+	static const char pipelined[] = "{\"id\":50,\"method\":\"later\"}\n"
+	                                "{\"id\":51,\"method\":\"echo\"}\n";
+	assert_int_equal(ctl_conn_send_raw(c, pipelined, sizeof(pipelined) - 1), 0);
 	assert_int_equal(ctl_conn_read_line(c, 2000, &line), 0);
 	assert_int_equal(cJSON_GetObjectItem(line, "id")->valueint, 50);
 	assert_string_equal(
