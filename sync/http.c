@@ -151,7 +151,8 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
 		curl_multi_assign(h->multi, fd, NULL);
 		return 0;
 	}
-	unsigned ev = (what & CURL_POLL_IN ? LOOP_READ : 0) | (what & CURL_POLL_OUT ? LOOP_WRITE : 0);
+	unsigned ev =
+	    (what & CURL_POLL_IN ? LOOP_READ : 0) | (what & CURL_POLL_OUT ? LOOP_WRITE : 0);
 	int rc;
 	if (socketp) {
 		rc = loop_fd_mod(h->loop, fd, ev);
@@ -422,8 +423,8 @@ static int build_headers(struct http *h, struct http_req *r, const char *method,
 	}
 	if (flags & HTTP_SIGNED) {
 		struct http_auth a;
-		int rc = http_auth_make(h->device_id, http_timestamp(h), method, path_query, r->body,
-		                        r->body_len, h->sign, h->sign_arg, &a);
+		int rc = http_auth_make(h->device_id, http_timestamp(h), method, path_query,
+		                        r->body, r->body_len, h->sign, h->sign_arg, &a);
 		if (rc < 0) {
 			curl_slist_free_all(l);
 			return rc;

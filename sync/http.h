@@ -26,7 +26,7 @@ struct http;
 struct http_req;
 
 #define HTTP_MAX_HOST_CONNS 4
-#define HTTP_GZIP_MIN       1024            /* bodies at least this long are gzip'd */
+#define HTTP_GZIP_MIN       1024              /* bodies at least this long are gzip'd */
 #define HTTP_RESPONSE_MAX   (8 * 1024 * 1024) /* decoded response bytes */
 
 /* Signs msg with the device key (store_device_sign fits). */
@@ -43,11 +43,11 @@ struct http_params {
 };
 
 struct http_response {
-	long status;            /* HTTP status; 0 when no answer arrived */
-	int error;              /* 0, or a negative errno for a transport failure:
-	                         * -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH, -EFBIG
-	                         * (response too large), -EPROTO (TLS), -EIO */
-	int64_t retry_after_s;  /* Retry-After in seconds, -1 when absent */
+	long status;               /* HTTP status; 0 when no answer arrived */
+	int error;                 /* 0, or a negative errno for a transport failure:
+	                            * -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH, -EFBIG
+	                            * (response too large), -EPROTO (TLS), -EIO */
+	int64_t retry_after_s;     /* Retry-After in seconds, -1 when absent */
 	const unsigned char *body; /* decoded, NUL-terminated; valid during the callback */
 	size_t body_len;
 	uint64_t bytes_up;   /* request line, headers and body as sent */
@@ -59,8 +59,8 @@ struct http_response {
 typedef void (*http_done_fn)(void *arg, const struct http_response *r);
 
 enum http_flags {
-	HTTP_SIGNED = 1, /* add the ESS-* signature headers */
-	HTTP_GZIP = 2,   /* gzip the body when it is at least HTTP_GZIP_MIN bytes */
+	HTTP_SIGNED = 1,    /* add the ESS-* signature headers */
+	HTTP_GZIP = 2,      /* gzip the body when it is at least HTTP_GZIP_MIN bytes */
 	HTTP_GZIP_BEST = 4, /* …at the best ratio (positions) instead of the fastest */
 };
 

@@ -162,7 +162,8 @@ static void stop_syncing(struct sync *s, enum sync_note_kind why)
 	chan_cancel(s, &s->events);
 	chan_cancel(s, &s->pos);
 	chan_cancel(s, &s->hb);
-	log_warnx("sync: stopped: %s", why == SYNC_NOTE_REVOKED ? "device revoked" : "unknown device");
+	log_warnx("sync: stopped: %s",
+	          why == SYNC_NOTE_REVOKED ? "device revoked" : "unknown device");
 	notify_kind(s, why);
 }
 
@@ -264,7 +265,7 @@ static void after(struct sync *s, struct chan *c, enum verdict v)
 }
 
 static int chan_send(struct sync *s, struct chan *c, const char *method, const char *suffix,
-                const void *body, size_t len, unsigned flags, int hold_s, http_done_fn cb)
+                     const void *body, size_t len, unsigned flags, int hold_s, http_done_fn cb)
 {
 	char pq[1400];
 	if ((size_t)snprintf(pq, sizeof(pq), "%s%s", s->path, suffix) >= sizeof(pq))
@@ -336,9 +337,9 @@ static int put_incident(struct sync *s, const struct proto_incident *inc,
                         const unsigned char *payload, size_t plen, const unsigned char sig[64],
                         int with_receipt)
 {
-	int rc = store_incident_put(s->st, inc->id, inc->version,
-	                            (enum store_dispatch_state)inc->state, wall_ms(), payload, plen,
-	                            sig);
+	int rc =
+	    store_incident_put(s->st, inc->id, inc->version, (enum store_dispatch_state)inc->state,
+	                       wall_ms(), payload, plen, sig);
 	if (rc < 0 || rc == STORE_PUT_IGNORED || !with_receipt)
 		return rc;
 	struct proto_event ev = {.type = PROTO_EV_RECEIPT, .incident_version = inc->version};
@@ -356,7 +357,8 @@ static int take_assignments(struct sync *s, const struct http_response *r, int *
 	struct stored *done = NULL;
 	size_t ndone = 0;
 	int rc = -EBADMSG;
-	if (!cJSON_IsString(cur) || strlen(cur->valuestring) > CURSOR_MAX || !cJSON_IsArray(items)) {
+	if (!cJSON_IsString(cur) || strlen(cur->valuestring) > CURSOR_MAX ||
+	    !cJSON_IsArray(items)) {
 		log_warnx("sync: malformed assignments answer");
 		goto out;
 	}
@@ -447,8 +449,8 @@ static void escape(const char *in, char *out, size_t cap)
 	size_t o = 0;
 	for (; *in && o + 4 < cap; in++) {
 		unsigned char ch = (unsigned char)*in;
-		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		    ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
 			out[o++] = (char)ch;
 		} else {
 			out[o++] = '%';

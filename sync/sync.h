@@ -61,31 +61,31 @@ int sync_event_queue(struct store *st, const struct proto_event *ev, int64_t *se
 /* ---- the engine ---- */
 
 enum sync_note_kind {
-	SYNC_NOTE_INCIDENT = 0, /* a new or newer incident version stored */
-	SYNC_NOTE_CONFLICT,     /* an event got "conflict"; the incident was updated */
-	SYNC_NOTE_REJECTED,     /* an event got "rejected"; it is in the rejected list */
-	SYNC_NOTE_COMMAND,      /* a verified command to carry out (once) */
-	SYNC_NOTE_CONFIG,       /* server configuration (section 8) */
-	SYNC_NOTE_REVOKED,      /* 410: syncing stopped; the daemon wipes */
+	SYNC_NOTE_INCIDENT = 0,   /* a new or newer incident version stored */
+	SYNC_NOTE_CONFLICT,       /* an event got "conflict"; the incident was updated */
+	SYNC_NOTE_REJECTED,       /* an event got "rejected"; it is in the rejected list */
+	SYNC_NOTE_COMMAND,        /* a verified command to carry out (once) */
+	SYNC_NOTE_CONFIG,         /* server configuration (section 8) */
+	SYNC_NOTE_REVOKED,        /* 410: syncing stopped; the daemon wipes */
 	SYNC_NOTE_UNKNOWN_DEVICE, /* 401 unknown_device: syncing stopped */
-	SYNC_NOTE_ONLINE,       /* the server answered after a failure (or first time) */
-	SYNC_NOTE_OFFLINE,      /* a request failed at the transport */
-	SYNC_NOTE_DRAINED,      /* the outbox is empty after a drain ("sync done") */
+	SYNC_NOTE_ONLINE,         /* the server answered after a failure (or first time) */
+	SYNC_NOTE_OFFLINE,        /* a request failed at the transport */
+	SYNC_NOTE_DRAINED,        /* the outbox is empty after a drain ("sync done") */
 };
 
 enum sync_command { SYNC_CMD_WIPE = 0, SYNC_CMD_LOCK, SYNC_CMD_RESYNC, SYNC_CMD_CONFIG };
 
 struct sync_note {
 	enum sync_note_kind kind;
-	const char *id;         /* incident id (INCIDENT, CONFLICT), command id (COMMAND) */
-	int64_t version;        /* incident version */
-	int silent;             /* INCIDENT: the incident's silent flag */
-	int is_new;             /* INCIDENT: first version on this device */
-	int64_t seq;            /* CONFLICT, REJECTED: the event's seq */
-	const char *reason;     /* CONFLICT, REJECTED: the server's words (may quote
-	                         * data: show it, never log it) */
+	const char *id;            /* incident id (INCIDENT, CONFLICT), command id (COMMAND) */
+	int64_t version;           /* incident version */
+	int silent;                /* INCIDENT: the incident's silent flag */
+	int is_new;                /* INCIDENT: first version on this device */
+	int64_t seq;               /* CONFLICT, REJECTED: the event's seq */
+	const char *reason;        /* CONFLICT, REJECTED: the server's words (may quote
+	                            * data: show it, never log it) */
 	enum sync_command command; /* COMMAND */
-	const cJSON *args;      /* COMMAND: its args; CONFIG: the config object */
+	const cJSON *args;         /* COMMAND: its args; CONFIG: the config object */
 };
 /* Called from the loop. For a wipe the daemon should let the command_result
  * go out (SYNC_NOTE_DRAINED, at most 10 s) before it wipes; it must not
@@ -96,8 +96,8 @@ typedef void (*sync_note_fn)(void *arg, const struct sync_note *n);
  * events the engine queues itself (receipts, command results). */
 struct sync_device_status {
 	int64_t uptime_s;
-	const char *power;   /* "vehicle", "ac", "battery" */
-	int battery_pct;     /* -1: null */
+	const char *power; /* "vehicle", "ac", "battery" */
+	int battery_pct;   /* -1: null */
 	int has_fix;
 	int64_t fix_t_ms;
 	double fix_lat, fix_lon, fix_accuracy_m;
@@ -127,7 +127,7 @@ void sync_stop(struct sync *s);
 void sync_kick(struct sync *s);
 
 int sync_online(const struct sync *s);
-int sync_stopped(const struct sync *s); /* revoked, unknown device, sync_stop */
+int sync_stopped(const struct sync *s);             /* revoked, unknown device, sync_stop */
 int64_t sync_last_success_ms(const struct sync *s); /* unix ms of the last 2xx; 0 never */
 /* Unix ms before which no request goes to the server; 0 when none held. */
 int64_t sync_backoff_until_ms(const struct sync *s);
