@@ -40,6 +40,10 @@ CFLAGS ?= -O2 -g
 override CFLAGS += -std=gnu11 $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
         -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64 -DESS_VERSION='"$(VERSION)"' \
         -I. $(PKG_CFLAGS) $(FEATURE_CFLAGS) $(BOARD_CFLAGS)
+# FUZZ=1: the library instrumented for libFuzzer (clang), see `make fuzz`.
+ifeq ($(FUZZ),1)
+override CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+endif
 ifeq ($(SANITIZE),1)
 override CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 override LDFLAGS += -fsanitize=address,undefined
@@ -69,10 +73,13 @@ TOOL_BINS    := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 REFSERVER_SRCS := $(wildcard sync/refserver/*.c)
 REFSERVER      := $(if $(REFSERVER_SRCS),$(BUILD)/ess-refserver)
 MHD_LIBS = $(call lazy,MHD_LIBS,$(PKG_CONFIG) --libs libmicrohttpd)
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BUILD   := build/$(BOARD)-fuzz
+FUZZ_SECONDS ?= 300
 BENCH_SRCS   := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps check bench install clean format format-check demo
+.PHONY: all deps check bench install clean format format-check demo fuzz fuzz-build fuzzers
 all: $(BUILD)/.deps $(LIB) $(PROGS) $(REFSERVER)
 
 # Installs missing Debian packages (as root) or says what to run.
@@ -119,6 +126,17 @@ check: all $(UNIT_BINS) $(ITEST_BINS) $(TOOL_BINS)
 
 bench: all $(BENCH_BINS) $(TOOL_BINS)
 	@tests/bench/run.sh $(BUILD)
+
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c) with their seed corpora in
+# tests/fuzz/corpus/NAME/; make check runs each briefly, make fuzz long.
+fuzz-build:
+	@$(MAKE) -s BUILD=$(FUZZ_BUILD) CC=clang FUZZ=1 fuzzers
+fuzzers: $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 demo: all $(BUILD)/demo/demo_store
 	@tests/demo.sh $(BUILD)

@@ -22,6 +22,9 @@ static int get_uvarint(const unsigned char **p, const unsigned char *end, uint64
 		if (*p >= end)
 			return -EINVAL;
 		unsigned char b = *(*p)++;
+		/* Only the shortest form: one value, one encoding. */
+		if ((shift > 0 && b == 0) || (shift == 63 && b > 1))
+			return -EINVAL;
 		r |= (uint64_t)(b & 0x7f) << shift;
 		if (!(b & 0x80)) {
 			*v = r;

@@ -411,15 +411,19 @@ static int db_configure(struct store *s)
 	 * never grows past a few MiB; journal_size_limit truncates it back.
 	 * secure_delete: deleted rows (purged incidents, delivered events) are
 	 * overwritten, not left in free pages. */
+	static const char *const sync_mode[] = {
+	    "PRAGMA synchronous=FULL;", "PRAGMA synchronous=NORMAL;", "PRAGMA synchronous=OFF;"};
 	static const char pragmas[] = "PRAGMA journal_mode=WAL;"
-	                              "PRAGMA synchronous=FULL;"
 	                              "PRAGMA wal_autocheckpoint=1000;"
 	                              "PRAGMA journal_size_limit=4194304;"
 	                              "PRAGMA secure_delete=ON;"
 	                              "PRAGMA cell_size_check=ON;"
 	                              "PRAGMA foreign_keys=OFF;"
 	                              "PRAGMA temp_store=MEMORY;";
-	return sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
+	int rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(s->db, sync_mode[s->durability], NULL, NULL, NULL);
+	return rc;
 }
 
 static int db_check(struct store *s)
@@ -472,7 +476,7 @@ static int db_open(struct store *s, int *recovered, char *err, size_t errlen)
 		int rc = sqlite3_open_v2(s->db_path, &s->db,
 		                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 		                             SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE,
-		                         NULL);
+		                         s->vfs);
 		if (rc == SQLITE_OK)
 			rc = db_configure(s);
 		if (rc == SQLITE_OK)
@@ -623,6 +627,9 @@ int store_open(const struct store_params *p, struct store **out, int *flags, cha
 	if (!s)
 		return -ENOMEM;
 	s->keystore = p->keystore;
+	s->vfs = p->vfs;
+	s->durability =
+	    (unsigned)p->durability <= STORE_DURABILITY_OFF ? p->durability : STORE_DURABILITY_FULL;
 	if (snprintf(s->dir, sizeof(s->dir), "%s", p->dir) >= (int)sizeof(s->dir) ||
 	    snprintf(s->db_path, sizeof(s->db_path), "%s/ess.db", p->dir) >=
 	        (int)sizeof(s->db_path) ||

@@ -30,10 +30,21 @@ struct store;
 #define STORE_SIG_BYTES    64
 #define STORE_DOC_MAX      (1024 * 1024) /* bound on one stored document */
 
+/* How hard a commit waits for the disk. Only FULL keeps the promise that an
+ * acknowledged action survives a power cut; the others exist so that the
+ * power-cut tests can prove they would catch the difference. */
+enum store_durability {
+	STORE_DURABILITY_FULL = 0, /* synchronous=FULL: the WAL is synced at every commit */
+	STORE_DURABILITY_NORMAL,   /* tests only: synchronous=NORMAL */
+	STORE_DURABILITY_OFF,      /* tests only: synchronous=OFF */
+};
+
 struct store_params {
 	const char *dir;               /* store directory, must exist */
 	struct hal_keystore *keystore; /* borrowed */
 	int create;                    /* make KEK, keys and database when none exist */
+	const char *vfs; /* SQLite VFS name; NULL: the default (tests inject faults) */
+	enum store_durability durability;
 };
 
 enum store_open_flags {

@@ -33,6 +33,8 @@ struct store {
 	size_t pos_n;
 	size_t pos_sealed;
 	int64_t pos_chunk_id;
+	const char *vfs; /* borrowed from the params: a registered VFS name lives forever */
+	enum store_durability durability;
 	char dir[PATH_MAX];
 	char db_path[PATH_MAX];
 	char keys_path[PATH_MAX];

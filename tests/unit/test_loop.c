@@ -34,12 +34,12 @@ static void test_timers_fire_in_order(void **state)
 	struct loop *l;
 	assert_int_equal(loop_open(&l), 0);
 	struct rec r = {0};
+	int64_t start = loop_now_ms();
 	void *a30[2] = {&r, (void *)(intptr_t)30}, *a10[2] = {&r, (void *)(intptr_t)10},
 	     *a20[2] = {&r, (void *)(intptr_t)20};
 	assert_non_null(loop_timer_add(l, 30, note_timer, a30));
 	assert_non_null(loop_timer_add(l, 10, note_timer, a10));
 	assert_non_null(loop_timer_add(l, 20, note_timer, a20));
-	int64_t start = loop_now_ms();
 	while (r.n < 3)
 		assert_true(loop_run_once(l, 1000) >= 0);
 	assert_true(loop_now_ms() - start >= 30);
