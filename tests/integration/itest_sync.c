@@ -508,6 +508,12 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 1;
+	char probe[1400];
+	if (srv_command(probe, sizeof(probe), "-") < 0) {
+		/* cmocka reports a skip as "not ok": say it plainly instead */
+		printf("1..1\nok 1 # SKIP itest_sync: no reference server program\n");
+		return 0;
+	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	log_open("itest_sync", LOG_TARGET_STDERR, LOG_LEVEL_WARN);
 	const struct CMUnitTest tests[] = {

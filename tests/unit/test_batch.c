@@ -18,8 +18,8 @@
 static struct store_event ev_of(int64_t seq, const char *body)
 {
 	struct store_event ev = {.seq = seq, .type = STORE_EVENT_NOTE};
-	snprintf(ev.event_id, sizeof(ev.event_id), "0000%04lld-0000-4000-8000-000000000000",
-	         (long long)seq);
+	snprintf(ev.event_id, sizeof(ev.event_id), "0000%04u-0000-4000-8000-000000000000",
+	         (unsigned)(seq % 10000));
 	ev.body = (unsigned char *)(uintptr_t)body;
 	ev.body_len = strlen(body);
 	return ev;
