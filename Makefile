@@ -119,7 +119,7 @@ $(BUILD)/demo/%: $(BUILD)/obj/tests/demo/%.o $(TESTLIB_OBJS) $(LIB)
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
 
 check: all $(UNIT_BINS) $(ITEST_BINS) $(TOOL_BINS)
 	@tests/run.sh $(BUILD)
