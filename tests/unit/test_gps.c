@@ -20,8 +20,15 @@
 /* Victory Monument, stationary. */
 static struct hal_gps_raw good(double t)
 {
-	struct hal_gps_raw r = {.mode = 3, .time_s = t, .lat = 13.7649, .lon = 100.5383,
-	                        .eph = 5.2, .epx = NAN, .epy = NAN, .speed = 0.3, .track = 90.0};
+	struct hal_gps_raw r = {.mode = 3,
+	                        .time_s = t,
+	                        .lat = 13.7649,
+	                        .lon = 100.5383,
+	                        .eph = 5.2,
+	                        .epx = NAN,
+	                        .epy = NAN,
+	                        .speed = 0.3,
+	                        .track = 90.0};
 	return r;
 }
 
@@ -60,7 +67,7 @@ static void test_good_fix_converted(void **state)
 	assert_int_equal(out.mode, 2);
 	assert_int_equal(out.mono_ms, 3000);
 	assert_int_equal(out.sys_ms, 3001);
-	struct store_fix sf = {out.t_ms, out.lat_e7, out.lon_e7, out.accuracy_dm,
+	struct store_fix sf = {out.t_ms,       out.lat_e7,       out.lon_e7, out.accuracy_dm,
 	                       out.speed_cm_s, out.heading_cdeg, out.mode};
 	assert_int_equal(poscodec_fix_valid(&sf), 0);
 	/* epx/epy when eph is absent; absent optional fields become -1 */
@@ -135,8 +142,7 @@ static void test_time_jumps(void **state)
 	assert_int_equal(check(&f, good(T0 + 1), 3000, &out), HAL_GPS_REJECT_TIME_JUMP);
 	assert_int_equal(check(&f, good(T0 - 60), 3000, &out), HAL_GPS_REJECT_TIME_JUMP);
 	/* a leap ahead far beyond the monotonic time elapsed: a year, an hour */
-	assert_int_equal(check(&f, good(T0 + 365 * 86400.0), 3000, &out),
-	                 HAL_GPS_REJECT_TIME_JUMP);
+	assert_int_equal(check(&f, good(T0 + 365 * 86400.0), 3000, &out), HAL_GPS_REJECT_TIME_JUMP);
 	assert_int_equal(check(&f, good(T0 + 3600), 3000, &out), HAL_GPS_REJECT_TIME_JUMP);
 	/* a real gap: 10 minutes of receiver time over 10 minutes of monotonic */
 	assert_int_equal(check(&f, good(T0 + 601), 602000, &out), HAL_GPS_OK);

@@ -14,16 +14,21 @@
 #include <math.h>
 #include <string.h>
 
-#define T0 INT64_C(1780000000000)
+#define T0           INT64_C(1780000000000)
 #define M_PER_E7_LAT (111320.0 / 1e7)
 
 /* A fix t seconds after T0, north_m metres north of Victory Monument. */
 static struct hal_gps_fix fix_at(int t, double north_m)
 {
-	struct hal_gps_fix f = {.t_ms = T0 + t * INT64_C(1000), .sys_ms = T0 + t * INT64_C(1000),
-	                        .mono_ms = 1000 + t * INT64_C(1000), .lat_e7 = 137649000,
-	                        .lon_e7 = 1005383000, .accuracy_dm = 50, .speed_cm_s = 0,
-	                        .heading_cdeg = -1, .mode = 3};
+	struct hal_gps_fix f = {.t_ms = T0 + t * INT64_C(1000),
+	                        .sys_ms = T0 + t * INT64_C(1000),
+	                        .mono_ms = 1000 + t * INT64_C(1000),
+	                        .lat_e7 = 137649000,
+	                        .lon_e7 = 1005383000,
+	                        .accuracy_dm = 50,
+	                        .speed_cm_s = 0,
+	                        .heading_cdeg = -1,
+	                        .mode = 3};
 	f.lat_e7 += (int32_t)lround(north_m / M_PER_E7_LAT);
 	return f;
 }
