@@ -48,7 +48,7 @@ ifeq ($(SANITIZE),1)
 override CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 override LDFLAGS += -fsanitize=address,undefined
 endif
-LDLIBS += $(PKG_LIBS) $(BOARD_LIBS)
+LDLIBS += $(PKG_LIBS) $(BOARD_LIBS) -lm
 
 # Programs: each agent/cmd-NAME.c holds one main() and becomes $(BUILD)/NAME.
 PROG_SRCS := $(wildcard agent/cmd-*.c sync/cmd-*.c hal/cmd-*.c)
