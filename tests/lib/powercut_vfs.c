@@ -26,6 +26,8 @@ struct node {
 	int nopen;
 	int name_pending; /* created and its directory not synced since */
 	int main_db;
+	dev_t dev; /* the real file (see find_live) */
+	ino_t ino;
 	int detached; /* unlinked while open: freed at the last close */
 };
 
@@ -63,6 +65,7 @@ static struct {
 	uint64_t ops, cut_at, rng;
 	enum pcv_cut_kind kind;
 	int down;
+	int lying; /* xSync of a main database reports success and does nothing */
 	int nopen;
 	/* the last write not yet synced: the one a cut may tear */
 	struct node *last;
@@ -138,6 +141,20 @@ static void unlink_node(struct node *n)
 		n->detached = 1;
 	else
 		node_free(n);
+}
+
+/* The node of path, unless the real file was renamed or removed outside
+ * the VFS (the store moves a corrupt database aside with rename(2)): then
+ * the node is stale and dropped. */
+static struct node *find_live(const char *path)
+{
+	struct node *n = find(path);
+	struct stat st;
+	if (n && (stat(path, &st) < 0 || st.st_dev != n->dev || st.st_ino != n->ino)) {
+		unlink_node(n);
+		n = NULL;
+	}
+	return n;
 }
 
 static void mark_dirty(struct node *n, int64_t off, int64_t len)
@@ -390,6 +407,8 @@ static int pc_sync(sqlite3_file *file, int flags)
 		power_loss("sync", n);
 		return SQLITE_IOERR_FSYNC;
 	}
+	if (g.lying && n->main_db)
+		return SQLITE_OK;
 	/* Copy the pending sectors to the real file, which is the durable
 	 * image, in runs of at most 64 KiB (the unix VFS expects page-sized
 	 * writes: it cannot write 128 KiB or more at once). No real fsync: the
@@ -545,7 +564,11 @@ static int pc_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, 
 	if (rc != SQLITE_OK)
 		return rc;
 	if (track) {
-		struct node *n = find(name);
+		struct node *n = find_live(name);
+		if (!n && stat(name, &st) < 0) {
+			f->real->pMethods->xClose(f->real);
+			return SQLITE_IOERR;
+		}
 		if (!n) {
 			n = node_load(name, f->real);
 			if (!n) {
@@ -553,6 +576,8 @@ static int pc_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, 
 				return SQLITE_IOERR;
 			}
 			n->name_pending = !existed;
+			n->dev = st.st_dev;
+			n->ino = st.st_ino;
 		}
 		n->nopen++;
 		if (flags & SQLITE_OPEN_MAIN_DB)
@@ -572,7 +597,7 @@ static int pc_delete(sqlite3_vfs *vfs, const char *path, int dirsync)
 	(void)vfs;
 	if (g.down)
 		return SQLITE_IOERR_DELETE;
-	struct node *n = find(path);
+	struct node *n = find_live(path);
 	if (!n || !n->name_pending) {
 		/* The entry was durable: a cut before the next directory sync
 		 * brings the file back as it is on disk. */
@@ -607,7 +632,7 @@ static int pc_access(sqlite3_vfs *vfs, const char *path, int flags, int *out)
 	(void)vfs;
 	if (g.down)
 		return SQLITE_IOERR_ACCESS;
-	struct node *n = find(path);
+	struct node *n = find_live(path);
 	if (n && flags == SQLITE_ACCESS_EXISTS) {
 		*out = n->size > 0; /* as the unix VFS: an empty file does not count */
 		return SQLITE_OK;
@@ -714,6 +739,11 @@ void pcv_arm(uint64_t nth, enum pcv_cut_kind kind, uint64_t seed)
 	g.cut_at = nth ? g.ops + nth : 0;
 	g.kind = (unsigned)kind < PCV_CUT_KINDS ? kind : PCV_CUT_CLEAN;
 	g.rng = seed;
+}
+
+void pcv_set_lying_db_sync(int on)
+{
+	g.lying = on;
 }
 
 void pcv_cut_now(void)

@@ -70,6 +70,10 @@ int pcv_register(void);
 /* Cuts the power at the nth operation (write, truncate or sync of a
  * database, WAL or journal) from now; 0 disarms. seed drives the tearing. */
 void pcv_arm(uint64_t nth, enum pcv_cut_kind kind, uint64_t seed);
+/* A disk that acknowledges a flush it did not do (cheap flash does): with
+ * on, xSync of a main database file succeeds and makes nothing durable.
+ * For the harness's own controls. */
+void pcv_set_lying_db_sync(int on);
 /* Cuts the power now (no write in flight). */
 void pcv_cut_now(void);
 /* 1 once the power is gone (until pcv_reboot). */
