@@ -37,7 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CUTS_DEFAULT 200
+#define CUTS_DEFAULT 1000
 #define CONTROL_MIN  40
 #define GEN_CUTS     10   /* a fresh store every this many cuts */
 #define MAX_OPS      600  /* the power goes within the next 1..MAX_OPS writes and syncs */
