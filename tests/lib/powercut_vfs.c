@@ -367,6 +367,7 @@ static int pc_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 
 	if (g.down)
 		return SQLITE_IOERR_WRITE;
 	g.count.writes++;
+	g.count.db_writes += n->main_db;
 	apply_write(n, buf, amt, off);
 	if (tick()) {
 		power_loss("write", n);

@@ -60,6 +60,7 @@ struct pcv_cut_info {
 
 struct pcv_counters { /* since pcv_register, over every boot */
 	uint64_t writes, truncates, syncs, dir_syncs;
+	uint64_t db_writes;     /* writes to a main database file (checkpoints) */
 	uint64_t cuts, torn;    /* cuts; cuts that left a write torn */
 	uint64_t vanished;      /* files removed at reboot: creation never durable */
 	uint64_t unlink_undone; /* files brought back at reboot */
