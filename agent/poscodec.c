@@ -90,7 +90,12 @@ static int add_delta(const unsigned char **p, const unsigned char *end, int32_t 
 	uint64_t v;
 	if (get_uvarint(p, end, &v) < 0)
 		return -EINVAL;
-	int64_t r = (int64_t)prev + unzigzag(v);
+	int64_t d = unzigzag(v);
+	/* Any real step between two int32 values is within ±2^32: a larger
+	 * one is damage, and must not overflow the sum below. */
+	if (d < -(INT64_C(1) << 33) || d > (INT64_C(1) << 33))
+		return -EINVAL;
+	int64_t r = (int64_t)prev + d;
 	if (r < INT32_MIN || r > INT32_MAX)
 		return -EINVAL;
 	*out = (int32_t)r;

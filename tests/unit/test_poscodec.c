@@ -102,6 +102,22 @@ static void test_extremes_and_validation(void **state)
 	assert_int_equal(poscodec_fix_valid(&bad), -EINVAL);
 }
 
+static void test_huge_delta_refused(void **state)
+{
+	(void)state;
+	/* Found by the fuzzer: a delta of INT64_MAX after a positive latitude
+	 * overflowed the sum. Two fixes: lat 100, then lat + INT64_MAX. */
+	static const unsigned char chunk[] = {
+	    1,    2,                                                    /* version, count */
+	    0x05, 0xc8, 0x01, 0,    0,    0,    0,                      /* t=2 3D, lat=100 */
+	    0xd1, 0x0f,                                                 /* dt=1000, 3D */
+	    0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, /* lat + INT64_MAX */
+	    0,    0,    0,    0,
+	};
+	struct store_fix out[2];
+	assert_int_equal(poscodec_decode(chunk, sizeof(chunk), out, 2), -EINVAL);
+}
+
 static void test_garbage_never_crashes(void **state)
 {
 	(void)state;
@@ -133,6 +149,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_round_trip_compact),
 	    cmocka_unit_test(test_extremes_and_validation),
+	    cmocka_unit_test(test_huge_delta_refused),
 	    cmocka_unit_test(test_garbage_never_crashes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
