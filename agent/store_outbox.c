@@ -201,15 +201,40 @@ int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg)
 	return rc < 0 ? rc : (int)given;
 }
 
+static int cmp_seq(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* A drained batch is almost always a run of consecutive seqs: each run goes
+ * in one range DELETE (one statement, one walk of the b-tree) instead of a
+ * statement per event. Only the seqs given are deleted: a run holds no
+ * other integer. */
 int store_outbox_delivered(struct store *s, const int64_t *seqs, size_t n)
 {
-	static const char sql[] = "DELETE FROM outbox WHERE seq = ?";
+	static const char sql[] = "DELETE FROM outbox WHERE seq BETWEEN ? AND ?";
+	int64_t stack[512], *v = stack;
 	int owned, rc;
-	if ((rc = store_tx_start(s, &owned)) < 0)
-		return rc;
-	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = store_exec(s, sql, "outbox delete", "i", seqs[i]);
-	return store_tx_end(s, owned, rc);
+	if (n == 0)
+		return 0;
+	if (n > sizeof(stack) / sizeof(stack[0]) && !(v = malloc(n * sizeof(*v))))
+		return -ENOMEM;
+	memcpy(v, seqs, n * sizeof(*v));
+	qsort(v, n, sizeof(*v), cmp_seq);
+	if ((rc = store_tx_start(s, &owned)) == 0) {
+		for (size_t i = 0; i < n && rc == 0;) {
+			size_t j = i;
+			while (j + 1 < n && (v[j + 1] == v[j] || v[j + 1] == v[j] + 1))
+				j++;
+			rc = store_exec(s, sql, "outbox delete", "ii", v[i], v[j]);
+			i = j + 1;
+		}
+		rc = store_tx_end(s, owned, rc);
+	}
+	if (v != stack)
+		free(v);
+	return rc;
 }
 
 int store_outbox_reject(struct store *s, int64_t seq, const char *reason, int64_t now_ms)

@@ -768,9 +768,17 @@ bad:
 
 int proto_gzip(const void *data, size_t len, unsigned char **out, size_t *outlen)
 {
+	return proto_gzip_level(data, len, 6, out, outlen);
+}
+
+int proto_gzip_level(const void *data, size_t len, int level, unsigned char **out, size_t *outlen)
+{
 	z_stream z;
 	memset(&z, 0, sizeof(z));
-	if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+	if (level < 1 || level > 9)
+		return -EINVAL;
+	if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, level == 9 ? 9 : 8, Z_DEFAULT_STRATEGY) !=
+	    Z_OK)
 		return -ENOMEM;
 	size_t cap = deflateBound(&z, (uLong)len) + 32;
 	unsigned char *buf = malloc(cap);

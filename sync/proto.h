@@ -178,6 +178,8 @@ int proto_fixes_parse(const cJSON *body, struct store_fix **out, size_t *n, char
 
 /* gzip (RFC 1952) of data into a malloc'd buffer. Returns 0 or -ENOMEM. */
 int proto_gzip(const void *data, size_t len, unsigned char **out, size_t *outlen);
+/* The same at a zlib level: 1 fastest … 9 smallest (proto_gzip uses 6). */
+int proto_gzip_level(const void *data, size_t len, int level, unsigned char **out, size_t *outlen);
 /* gunzip with a hard bound on the output (-EFBIG past max_out, -EINVAL for
  * a bad stream). *out is malloc'd and NUL-terminated. */
 int proto_gunzip(const void *data, size_t len, size_t max_out, unsigned char **out, size_t *outlen);

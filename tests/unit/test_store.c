@@ -196,6 +196,47 @@ static void test_outbox_order_and_results(void **state)
 	tu_store_close(&t);
 }
 
+/* Delivered seqs are deleted in runs of consecutive seqs: exactly the seqs
+ * given go, in any order, with duplicates, never a neighbour in a gap. */
+static void test_outbox_delivered_runs(void **state)
+{
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	int64_t seq[40];
+	for (int i = 0; i < 40; i++)
+		seq[i] = append_note(t.s, "n");
+	/* 0..9, 12..19 (11 and 10 stay), 25, 30..39 given backwards, a duplicate */
+	int64_t done[64];
+	size_t n = 0;
+	for (int i = 0; i < 10; i++)
+		done[n++] = seq[i];
+	for (int i = 19; i >= 12; i--)
+		done[n++] = seq[i];
+	done[n++] = seq[25];
+	done[n++] = seq[25];
+	for (int i = 39; i >= 30; i--)
+		done[n++] = seq[i];
+	assert_int_equal(store_outbox_delivered(t.s, done, n), 0);
+	struct collect c = {0};
+	assert_int_equal(store_outbox_peek(t.s, 64, collect_event, &c), 11);
+	int64_t want[] = {seq[10], seq[11], seq[20], seq[21], seq[22], seq[23],
+	                  seq[24], seq[26], seq[27], seq[28], seq[29]};
+	for (int i = 0; i < 11; i++)
+		assert_int_equal(c.seq[i], want[i]);
+	/* more than fits the stack copy */
+	int64_t *many = calloc(600, sizeof(*many));
+	assert_non_null(many);
+	for (int i = 0; i < 600; i++)
+		many[i] = append_note(t.s, "m");
+	assert_int_equal(store_outbox_delivered(t.s, many, 600), 0);
+	int64_t left;
+	assert_int_equal(store_outbox_count(t.s, &left), 0);
+	assert_int_equal(left, 11);
+	assert_int_equal(store_outbox_delivered(t.s, many, 0), 0);
+	free(many);
+	tu_store_close(&t);
+}
+
 static int rejected_cb(void *arg, const struct store_rejected *r)
 {
 	int *n = arg;
@@ -350,6 +391,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_create_and_reopen, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_incident_versions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_order_and_results, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outbox_delivered_runs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rejected_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_device_key, setup, teardown),

@@ -1,0 +1,541 @@
+/* libcurl multi-socket glue (curl's ephiperfifo.c is the model): curl tells
+ * us which fds to watch (CURLMOPT_SOCKETFUNCTION → loop_fd_add/mod/del) and
+ * when to call it back (CURLMOPT_TIMERFUNCTION → one loop timer); the loop
+ * reports readiness with curl_multi_socket_action. */
+#include "sync/http.h"
+#include "agent/log.h"
+#include "agent/loop.h"
+#include "sync/proto.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define SETERR(...)                                                                                \
+	do {                                                                                       \
+		if (err)                                                                           \
+			snprintf(err, errlen, __VA_ARGS__);                                        \
+	} while (0)
+
+#define TIMER_IDLE_MS (24 * 3600 * 1000) /* "no timeout wanted": a harmless far wake-up */
+
+struct http_req {
+	struct http_req *next, *prev;
+	struct http *h;
+	CURL *easy;
+	struct curl_slist *headers;
+	unsigned char *body; /* as sent (maybe gzip'd), owned */
+	size_t body_len;
+	unsigned char *resp;
+	size_t resp_len, resp_cap;
+	int too_large;
+	http_done_fn cb;
+	void *arg;
+};
+
+struct http {
+	struct loop *loop;
+	CURLM *multi;
+	struct loop_timer *timer;
+	int in_timer;       /* inside our timer callback: curl's wish is returned, not set */
+	int64_t timer_want; /* what curl asked for during it */
+	struct http_req *reqs;
+	int pending;
+	char *base_url;
+	char *ca_file;
+	char *pinned;
+	int connect_timeout_s, request_timeout_s, stall_s;
+	char device_id[129];
+	http_sign_fn sign;
+	void *sign_arg;
+	int64_t clock_offset_s;
+};
+
+/* ---- URL policy ---- */
+
+static int host_is_loopback(const char *host)
+{
+	unsigned char a[16];
+	size_t n = strlen(host);
+	if (strcasecmp(host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, host, a) == 1)
+		return a[0] == 127;
+	if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
+		char v6[64];
+		if (n - 2 >= sizeof(v6))
+			return 0;
+		memcpy(v6, host + 1, n - 2);
+		v6[n - 2] = 0;
+		static const unsigned char one[16] = {[15] = 1};
+		return inet_pton(AF_INET6, v6, a) == 1 && memcmp(a, one, 16) == 0;
+	}
+	return 0;
+}
+
+int http_url_allowed(const char *url)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL;
+	int rc = -EINVAL;
+	if (!u)
+		return -ENOMEM;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+		goto out;
+	if (strcmp(scheme, "https") == 0)
+		rc = 0;
+	else if (strcmp(scheme, "http") == 0)
+		rc = host_is_loopback(host) ? 0 : -EPERM;
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+/* ---- signing ---- */
+
+int http_auth_make(const char *device_id, int64_t timestamp, const char *method,
+                   const char *path_query, const void *body, size_t len, http_sign_fn sign,
+                   void *sign_arg, struct http_auth *out)
+{
+	char sts[2048];
+	unsigned char sig[64];
+	char b64[96];
+	if (!device_id || !device_id[0] || strlen(device_id) > 128 || !sign)
+		return -EINVAL;
+	size_t n = proto_sign_string(method, path_query, timestamp, body, len, sts, sizeof(sts));
+	if (n == 0)
+		return -E2BIG;
+	int rc = sign(sign_arg, sts, n, sig);
+	if (rc < 0)
+		return rc;
+	if (proto_b64_encode(sig, sizeof(sig), b64, sizeof(b64)) == 0)
+		return -EIO;
+	snprintf(out->device, sizeof(out->device), "ESS-Device: %s", device_id);
+	snprintf(out->timestamp, sizeof(out->timestamp), "ESS-Timestamp: %lld",
+	         (long long)timestamp);
+	snprintf(out->signature, sizeof(out->signature), "ESS-Signature: %s", b64);
+	return 0;
+}
+
+/* ---- the loop glue ---- */
+
+static void check_done(struct http *h);
+
+static void on_fd(struct loop *l, int fd, unsigned events, void *arg)
+{
+	(void)l;
+	struct http *h = arg;
+	int mask = (events & LOOP_READ ? CURL_CSELECT_IN : 0) |
+	           (events & LOOP_WRITE ? CURL_CSELECT_OUT : 0) |
+	           (events & LOOP_ERROR ? CURL_CSELECT_ERR : 0);
+	int running;
+	curl_multi_socket_action(h->multi, fd, mask, &running);
+	check_done(h);
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	(void)e;
+	struct http *h = userp;
+	if (what == CURL_POLL_REMOVE) {
+		loop_fd_del(h->loop, fd);
+		curl_multi_assign(h->multi, fd, NULL);
+		return 0;
+	}
+	unsigned ev =
+	    (what & CURL_POLL_IN ? LOOP_READ : 0) | (what & CURL_POLL_OUT ? LOOP_WRITE : 0);
+	int rc;
+	if (socketp) {
+		rc = loop_fd_mod(h->loop, fd, ev);
+	} else {
+		rc = loop_fd_add(h->loop, fd, ev, on_fd, h);
+		if (rc == -EEXIST)
+			rc = loop_fd_mod(h->loop, fd, ev);
+		if (rc == 0)
+			curl_multi_assign(h->multi, fd, h);
+	}
+	if (rc < 0)
+		log_warnx("http: watching fd %d: %s", fd, strerror(-rc));
+	return rc < 0 ? -1 : 0;
+}
+
+static int64_t on_timer(struct loop *l, void *arg)
+{
+	(void)l;
+	struct http *h = arg;
+	int running;
+	/* While inside, curl's wishes (also those made by requests started from
+	 * completion callbacks) are only recorded; the last one is returned and
+	 * the loop re-arms this timer with it (never < 0: that would free it). */
+	h->in_timer = 1;
+	h->timer_want = -1;
+	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(h);
+	h->in_timer = 0;
+	return h->timer_want >= 0 ? h->timer_want : TIMER_IDLE_MS;
+}
+
+static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
+{
+	(void)m;
+	struct http *h = userp;
+	if (h->in_timer) {
+		h->timer_want = timeout_ms;
+		return 0;
+	}
+	loop_timer_set(h->loop, h->timer, timeout_ms < 0 ? -1 : (int64_t)timeout_ms);
+	return 0;
+}
+
+/* ---- requests ---- */
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct http_req *r = userp;
+	size_t n = size * nmemb;
+	if (r->resp_len + n > HTTP_RESPONSE_MAX) {
+		r->too_large = 1;
+		return 0;
+	}
+	if (r->resp_len + n + 1 > r->resp_cap) {
+		size_t cap = r->resp_cap ? r->resp_cap : 4096;
+		while (cap < r->resp_len + n + 1)
+			cap *= 2;
+		unsigned char *p = realloc(r->resp, cap);
+		if (!p)
+			return 0;
+		r->resp = p;
+		r->resp_cap = cap;
+	}
+	memcpy(r->resp + r->resp_len, data, n);
+	r->resp_len += n;
+	r->resp[r->resp_len] = 0;
+	return n;
+}
+
+static void req_free(struct http *h, struct http_req *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		h->reqs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	h->pending--;
+	if (r->easy) {
+		curl_multi_remove_handle(h->multi, r->easy);
+		curl_easy_cleanup(r->easy);
+	}
+	curl_slist_free_all(r->headers);
+	free(r->body);
+	free(r->resp);
+	free(r);
+}
+
+static int map_curl_error(CURLcode c, int too_large)
+{
+	if (too_large)
+		return -EFBIG;
+	switch (c) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return -EHOSTUNREACH;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+		return -EPROTO;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+static void check_done(struct http *h)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(h->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct http_req *r = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		if (!r)
+			continue;
+		struct http_response resp = {.retry_after_s = -1};
+		CURLcode c = m->data.result;
+		long hdr = 0, req = 0;
+		curl_off_t up = 0, down = 0, ra = -1;
+		resp.error = map_curl_error(c, r->too_large);
+		if (c == CURLE_OK)
+			curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &resp.status);
+		curl_easy_getinfo(r->easy, CURLINFO_HEADER_SIZE, &hdr);
+		curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &req);
+		curl_easy_getinfo(r->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+		curl_easy_getinfo(r->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+		if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+			resp.retry_after_s = (int64_t)ra;
+		resp.bytes_up = (uint64_t)req + (uint64_t)up;
+		resp.bytes_down = (uint64_t)hdr + (uint64_t)down;
+		resp.body = r->resp ? r->resp : (const unsigned char *)"";
+		resp.body_len = r->resp_len;
+		/* The request leaves the multi handle before its callback, which
+		 * may start new requests (on this connection, kept alive). */
+		curl_multi_remove_handle(h->multi, r->easy);
+		http_done_fn cb = r->cb;
+		void *arg = r->arg;
+		r->cb = NULL;
+		cb(arg, &resp);
+		req_free(h, r);
+	}
+}
+
+int http_open(struct loop *l, const struct http_params *p, struct http **out, char *err,
+              size_t errlen)
+{
+	int rc = http_url_allowed(p->base_url);
+	if (rc == -EPERM) {
+		SETERR("plain http is allowed only to a loopback host");
+		return rc;
+	}
+	if (rc < 0) {
+		SETERR("server url is not an http(s) URL");
+		return rc;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		SETERR("libcurl initialisation failed");
+		return -EIO;
+	}
+	struct http *h = calloc(1, sizeof(*h));
+	if (!h) {
+		curl_global_cleanup();
+		return -ENOMEM;
+	}
+	h->loop = l;
+	h->connect_timeout_s = p->connect_timeout_s > 0 ? p->connect_timeout_s : 10;
+	h->request_timeout_s = p->request_timeout_s > 0 ? p->request_timeout_s : 60;
+	h->stall_s = p->stall_s > 0 ? p->stall_s : 20;
+	h->base_url = strdup(p->base_url);
+	h->ca_file = p->ca_file && p->ca_file[0] ? strdup(p->ca_file) : NULL;
+	h->pinned = p->pinned_pubkey && p->pinned_pubkey[0] ? strdup(p->pinned_pubkey) : NULL;
+	h->multi = curl_multi_init();
+	h->timer = loop_timer_add(l, -1, on_timer, h);
+	if (!h->base_url || (p->ca_file && p->ca_file[0] && !h->ca_file) ||
+	    (p->pinned_pubkey && p->pinned_pubkey[0] && !h->pinned) || !h->multi || !h->timer) {
+		http_close(h);
+		return -ENOMEM;
+	}
+	loop_timer_set(l, h->timer, -1);
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HTTP_MAX_HOST_CONNS);
+	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)HTTP_MAX_HOST_CONNS);
+	*out = h;
+	return 0;
+}
+
+void http_close(struct http *h)
+{
+	if (!h)
+		return;
+	while (h->reqs)
+		req_free(h, h->reqs);
+	if (h->multi)
+		curl_multi_cleanup(h->multi); /* closes cached connections (REMOVE each fd) */
+	if (h->timer)
+		loop_timer_cancel(h->loop, h->timer);
+	free(h->base_url);
+	free(h->ca_file);
+	free(h->pinned);
+	free(h);
+	curl_global_cleanup();
+}
+
+int http_set_identity(struct http *h, const char *device_id, http_sign_fn sign, void *sign_arg)
+{
+	if (!device_id || strlen(device_id) >= sizeof(h->device_id))
+		return -EINVAL;
+	strcpy(h->device_id, device_id);
+	h->sign = sign;
+	h->sign_arg = sign_arg;
+	return 0;
+}
+
+void http_set_clock_offset(struct http *h, int64_t offset_s)
+{
+	h->clock_offset_s = offset_s;
+}
+
+int64_t http_clock_offset(const struct http *h)
+{
+	return h->clock_offset_s;
+}
+
+int64_t http_timestamp(const struct http *h)
+{
+	return (int64_t)time(NULL) + h->clock_offset_s;
+}
+
+int http_pending(const struct http *h)
+{
+	return h->pending;
+}
+
+/* Header lists: "Accept:" and "Expect:" remove curl's defaults (bytes on
+ * every request of a metered link). */
+static int build_headers(struct http *h, struct http_req *r, const char *method,
+                         const char *path_query, int gz, unsigned flags)
+{
+	struct curl_slist *l = NULL, *n;
+#define ADD(s)                                                                                     \
+	do {                                                                                       \
+		if (!(n = curl_slist_append(l, (s)))) {                                            \
+			curl_slist_free_all(l);                                                    \
+			return -ENOMEM;                                                            \
+		}                                                                                  \
+		l = n;                                                                             \
+	} while (0)
+	ADD("Accept:");
+	ADD("Expect:");
+	if (r->body) {
+		ADD("Content-Type: application/json");
+		if (gz)
+			ADD("Content-Encoding: gzip");
+	}
+	if (flags & HTTP_SIGNED) {
+		struct http_auth a;
+		int rc = http_auth_make(h->device_id, http_timestamp(h), method, path_query,
+		                        r->body, r->body_len, h->sign, h->sign_arg, &a);
+		if (rc < 0) {
+			curl_slist_free_all(l);
+			return rc;
+		}
+		ADD(a.device);
+		ADD(a.timestamp);
+		ADD(a.signature);
+	}
+#undef ADD
+	r->headers = l;
+	return 0;
+}
+
+int http_request(struct http *h, const char *method, const char *path_query, const void *body,
+                 size_t len, unsigned flags, int hold_s, http_done_fn cb, void *arg,
+                 struct http_req **out)
+{
+	if (!cb || !path_query || path_query[0] != '/' || strlen(path_query) > 1024)
+		return -EINVAL;
+	if ((flags & HTTP_SIGNED) && (!h->device_id[0] || !h->sign))
+		return -ENOKEY;
+	struct http_req *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->h = h;
+	r->cb = cb;
+	r->arg = arg;
+	int gz = 0, rc;
+	if (body) {
+		if ((flags & (HTTP_GZIP | HTTP_GZIP_BEST)) && len >= HTTP_GZIP_MIN) {
+			rc = proto_gzip_level(body, len, flags & HTTP_GZIP_BEST ? 9 : 1, &r->body,
+			                      &r->body_len);
+			if (rc < 0)
+				goto fail;
+			gz = 1;
+		} else {
+			r->body = malloc(len ? len : 1);
+			if (!r->body) {
+				rc = -ENOMEM;
+				goto fail;
+			}
+			memcpy(r->body, body, len);
+			r->body_len = len;
+		}
+	}
+	if ((rc = build_headers(h, r, method, path_query, gz, flags)) < 0)
+		goto fail;
+	char url[4096];
+	if ((size_t)snprintf(url, sizeof(url), "%s%s", h->base_url, path_query) >= sizeof(url)) {
+		rc = -E2BIG;
+		goto fail;
+	}
+	CURL *e = r->easy = curl_easy_init();
+	if (!e) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (h->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
+	if (h->pinned)
+		curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, h->pinned);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)h->connect_timeout_s);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)(h->request_timeout_s + hold_s));
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(h->stall_s + hold_s));
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip");
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
+	if (strcmp(method, "GET") == 0) {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	} else if (strcmp(method, "POST") == 0) {
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? (char *)r->body : "");
+	} else {
+		rc = -EINVAL;
+		goto fail;
+	}
+	r->next = h->reqs;
+	if (h->reqs)
+		h->reqs->prev = r;
+	h->reqs = r;
+	h->pending++;
+	if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+		req_free(h, r);
+		return -EIO;
+	}
+	if (out)
+		*out = r;
+	return 0;
+fail:
+	if (r->easy)
+		curl_easy_cleanup(r->easy);
+	curl_slist_free_all(r->headers);
+	free(r->body);
+	free(r);
+	return rc;
+}
+
+void http_cancel(struct http *h, struct http_req *r)
+{
+	if (r)
+		req_free(h, r);
+}

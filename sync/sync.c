@@ -1,0 +1,1113 @@
+/* The sync engine: four request streams (assignments, events, positions,
+ * heartbeat), each at most one request in flight, sharing one connection
+ * pool, one backoff and one "not before" gate for the server. */
+#include "sync/sync.h"
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/loop.h"
+#include "agent/store.h"
+#include "sync/backoff.h"
+#include "sync/batch.h"
+#include "sync/http.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SETERR(...)                                                                                \
+	do {                                                                                       \
+		if (err)                                                                           \
+			snprintf(err, errlen, __VA_ARGS__);                                        \
+	} while (0)
+
+#define BACKOFF_BASE_MS 1000
+#define BACKOFF_CAP_MS  (5 * 60 * 1000)
+#define CURSOR_MAX      1024
+#define NO_POLL_EVERY_S 30 /* assignments when long polling is off */
+
+struct sync;
+typedef void (*chan_start_fn)(struct sync *s);
+
+/* One request stream. */
+struct chan {
+	struct sync *s;
+	const char *name;
+	chan_start_fn start;
+	struct http_req *req;
+	struct loop_timer *timer;
+	int skew_retried; /* this request was already resent after a clock_skew */
+	int again;        /* kicked while a request was in flight */
+};
+
+struct sync {
+	struct loop *loop;
+	struct store *st;
+	struct http *http;
+	sync_note_fn note;
+	sync_status_fn status;
+	void *arg;
+	char device_id[PROTO_ID_MAX + 1];
+	char unit[PROTO_ID_MAX + 1];
+	unsigned char server_pk[32];
+	char path[PROTO_ID_MAX + 32]; /* /v1/devices/<id> */
+	int long_poll_s, heartbeat_s, pos_upload_s, request_timeout_s;
+	size_t max_batch, batch_cap;
+	int started, stopped, online;
+	int64_t last_success_ms; /* unix */
+	int64_t gate_ms;         /* monotonic: nothing to the server before */
+	struct backoff bo;
+	struct chan poll, events, pos, hb;
+	struct batch *batch;
+	int sent_since_drained;
+	struct store_fix *fixes;
+	size_t nfixes;
+	int64_t pos_token;
+	struct sync_stats stats;
+};
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void notify(struct sync *s, const struct sync_note *n)
+{
+	if (s->note)
+		s->note(s->arg, n);
+}
+
+static void notify_kind(struct sync *s, enum sync_note_kind k)
+{
+	struct sync_note n = {.kind = k};
+	notify(s, &n);
+}
+
+/* ---- channels and the gate ---- */
+
+static int64_t chan_fire(struct loop *l, void *arg)
+{
+	(void)l;
+	struct chan *c = arg;
+	c->timer = NULL; /* freed when this returns; start may make a new one */
+	c->start(c->s);
+	return -1;
+}
+
+static void chan_schedule(struct chan *c, int64_t delay_ms)
+{
+	if (c->timer)
+		loop_timer_set(c->s->loop, c->timer, delay_ms);
+	else if (!(c->timer = loop_timer_add(c->s->loop, delay_ms, chan_fire, c)))
+		log_warnx("sync: %s: no memory for a timer", c->name);
+}
+
+/* Whether c may send now; if the gate holds, c is scheduled for when it
+ * opens. */
+static int chan_ready(struct sync *s, struct chan *c)
+{
+	if (!s->started || s->stopped)
+		return 0;
+	if (c->req) {
+		c->again = 1;
+		return 0;
+	}
+	int64_t now = loop_now_ms();
+	if (s->gate_ms > now) {
+		chan_schedule(c, s->gate_ms - now);
+		return 0;
+	}
+	return 1;
+}
+
+static void chan_cancel(struct sync *s, struct chan *c)
+{
+	if (c->req)
+		http_cancel(s->http, c->req);
+	c->req = NULL;
+	if (c->timer)
+		loop_timer_cancel(s->loop, c->timer);
+	c->timer = NULL;
+}
+
+static void set_online(struct sync *s, int online)
+{
+	if (s->online == online)
+		return;
+	s->online = online;
+	log_info("sync: %s", online ? "online" : "offline");
+	notify_kind(s, online ? SYNC_NOTE_ONLINE : SYNC_NOTE_OFFLINE);
+}
+
+/* A failure: back off, unless a backoff already holds (streams failing
+ * together count once). */
+static void fail_backoff(struct sync *s)
+{
+	int64_t now = loop_now_ms();
+	if (s->gate_ms > now)
+		return;
+	int64_t d = backoff_next(&s->bo, randombytes_random());
+	s->gate_ms = now + d;
+	log_debug("sync: backing off %lld ms", (long long)d);
+}
+
+static void stop_syncing(struct sync *s, enum sync_note_kind why)
+{
+	s->stopped = 1;
+	chan_cancel(s, &s->poll);
+	chan_cancel(s, &s->events);
+	chan_cancel(s, &s->pos);
+	chan_cancel(s, &s->hb);
+	log_warnx("sync: stopped: %s",
+	          why == SYNC_NOTE_REVOKED ? "device revoked" : "unknown device");
+	notify_kind(s, why);
+}
+
+enum verdict { V_OK, V_RETRY, V_FAIL, V_STOP, V_CLIENT };
+
+static const char *error_code(const struct http_response *r, cJSON **doc)
+{
+	*doc = proto_json_parse(r->body, r->body_len);
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(*doc, "error");
+	return cJSON_IsString(e) ? e->valuestring : "";
+}
+
+static void keep_clock_offset(struct sync *s, const cJSON *doc)
+{
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(doc, "server_time");
+	if (!cJSON_IsNumber(t) || t->valuedouble < 0)
+		return;
+	int64_t offset = (int64_t)(t->valuedouble / 1000) - (int64_t)time(NULL);
+	char text[32];
+	int n = snprintf(text, sizeof(text), "%lld", (long long)offset);
+	http_set_clock_offset(s->http, offset);
+	if (store_state_set(s->st, SYNC_KEY_CLOCK, text, (size_t)n) < 0)
+		log_warnx("sync: could not keep the clock offset");
+	log_info("sync: clock offset now %lld s", (long long)offset);
+}
+
+/* What an answer means for every stream alike. */
+static enum verdict judge(struct sync *s, struct chan *c, const struct http_response *r)
+{
+	s->stats.requests++;
+	s->stats.bytes_up += r->bytes_up;
+	s->stats.bytes_down += r->bytes_down;
+	if (r->status == 0) {
+		log_debug("sync: %s: %s", c->name, strerror(-r->error));
+		set_online(s, 0);
+		fail_backoff(s);
+		return V_FAIL;
+	}
+	set_online(s, 1);
+	if (r->status >= 200 && r->status < 300) {
+		backoff_reset(&s->bo);
+		s->last_success_ms = wall_ms();
+		return V_OK;
+	}
+	log_info("sync: %s: HTTP %ld", c->name, r->status);
+	if (r->status == 429 || r->status == 503) {
+		if (r->retry_after_s >= 0) {
+			int64_t until = loop_now_ms() + r->retry_after_s * 1000;
+			if (until > s->gate_ms)
+				s->gate_ms = until;
+		} else {
+			fail_backoff(s);
+		}
+		return V_FAIL;
+	}
+	if (r->status == 410) {
+		stop_syncing(s, SYNC_NOTE_REVOKED);
+		return V_STOP;
+	}
+	if (r->status == 401) {
+		cJSON *doc;
+		const char *code = error_code(r, &doc);
+		enum verdict v = V_FAIL;
+		if (strcmp(code, "unknown_device") == 0) {
+			stop_syncing(s, SYNC_NOTE_UNKNOWN_DEVICE);
+			v = V_STOP;
+		} else if (strcmp(code, "clock_skew") == 0 && !c->skew_retried) {
+			keep_clock_offset(s, doc);
+			c->skew_retried = 1;
+			s->stats.clock_skew_retries++;
+			v = V_RETRY;
+		} else {
+			fail_backoff(s);
+		}
+		cJSON_Delete(doc);
+		return v;
+	}
+	if (r->status >= 500) {
+		fail_backoff(s);
+		return V_FAIL;
+	}
+	return V_CLIENT;
+}
+
+/* After a request ends: retry, reschedule after the gate, or go on. */
+static void after(struct sync *s, struct chan *c, enum verdict v)
+{
+	if (v == V_STOP || s->stopped)
+		return;
+	if (v == V_RETRY) {
+		chan_schedule(c, 0);
+		return;
+	}
+	c->skew_retried = 0;
+	if (v == V_FAIL) {
+		int64_t d = s->gate_ms - loop_now_ms();
+		chan_schedule(c, d > 0 ? d : 0);
+	}
+}
+
+static int chan_send(struct sync *s, struct chan *c, const char *method, const char *suffix,
+                     const void *body, size_t len, unsigned flags, int hold_s, http_done_fn cb)
+{
+	char pq[1400];
+	if ((size_t)snprintf(pq, sizeof(pq), "%s%s", s->path, suffix) >= sizeof(pq))
+		return -E2BIG;
+	int rc = http_request(s->http, method, pq, body, len, flags | HTTP_SIGNED, hold_s, cb, c,
+	                      &c->req);
+	if (rc < 0) {
+		log_warnx("sync: %s: request not started: %s", c->name, strerror(-rc));
+		fail_backoff(s);
+		after(s, c, V_FAIL);
+	}
+	return rc;
+}
+
+static void queue_own_event(struct sync *s, struct proto_event *ev)
+{
+	struct sync_device_status ds = {.battery_pct = -1, .clock = PROTO_CLOCK_UNSYNCED};
+	if (s->status)
+		s->status(s->arg, &ds);
+	ev->at_ms = wall_ms();
+	ev->clock = ds.clock;
+	if (ds.has_fix) {
+		ev->has_location = 1;
+		ev->lat = ds.fix_lat;
+		ev->lon = ds.fix_lon;
+		ev->accuracy_m = ds.fix_accuracy_m;
+	}
+}
+
+/* ---- assignments ---- */
+
+static void start_poll(struct sync *s);
+
+struct stored {
+	char id[PROTO_ID_MAX + 1];
+	int64_t version;
+	int silent, is_new;
+};
+
+/* Opens and checks one incident envelope: verified with the server key
+ * before anything is parsed, then for our unit only. */
+static int open_incident(struct sync *s, const cJSON *env, unsigned char **payload, size_t *plen,
+                         unsigned char sig[64], struct proto_incident *inc)
+{
+	char why[128];
+	int rc = proto_envelope_open(env, s->server_pk, payload, plen, sig, why, sizeof(why));
+	if (rc < 0) {
+		s->stats.envelopes_dropped++;
+		log_warnx("sync: incident envelope dropped: %s", why);
+		return rc;
+	}
+	rc = proto_incident_parse((const char *)*payload, *plen, inc, why, sizeof(why));
+	if (rc == 0 && strcmp(inc->unit, s->unit) != 0) {
+		log_warnx("sync: incident %s is for another unit: refused", inc->id);
+		rc = -EPERM;
+	} else if (rc < 0) {
+		log_warnx("sync: signed incident malformed, dropped: %s", why);
+	}
+	if (rc < 0) {
+		s->stats.envelopes_dropped++;
+		sodium_memzero(*payload, *plen);
+		free(*payload);
+		*payload = NULL;
+	}
+	return rc;
+}
+
+static int put_incident(struct sync *s, const struct proto_incident *inc,
+                        const unsigned char *payload, size_t plen, const unsigned char sig[64],
+                        int with_receipt)
+{
+	int rc =
+	    store_incident_put(s->st, inc->id, inc->version, (enum store_dispatch_state)inc->state,
+	                       wall_ms(), payload, plen, sig);
+	if (rc < 0 || rc == STORE_PUT_IGNORED || !with_receipt)
+		return rc;
+	struct proto_event ev = {.type = PROTO_EV_RECEIPT, .incident_version = inc->version};
+	strcpy(ev.incident_id, inc->id);
+	queue_own_event(s, &ev);
+	int r = sync_event_queue(s->st, &ev, NULL, NULL);
+	return r < 0 ? r : rc;
+}
+
+static int take_assignments(struct sync *s, const struct http_response *r, int *receipts)
+{
+	cJSON *doc = proto_json_parse(r->body, r->body_len);
+	const cJSON *cur = cJSON_GetObjectItemCaseSensitive(doc, "cursor");
+	const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items"), *it;
+	struct stored *done = NULL;
+	size_t ndone = 0;
+	int rc = -EBADMSG;
+	if (!cJSON_IsString(cur) || strlen(cur->valuestring) > CURSOR_MAX ||
+	    !cJSON_IsArray(items)) {
+		log_warnx("sync: malformed assignments answer");
+		goto out;
+	}
+	int n = cJSON_GetArraySize(items);
+	if (n > 0 && !(done = calloc((size_t)n, sizeof(*done)))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = store_begin(s->st)) < 0)
+		goto out;
+	cJSON_ArrayForEach(it, items)
+	{
+		unsigned char *payload, sig[64];
+		size_t plen;
+		struct proto_incident inc;
+		if (open_incident(s, it, &payload, &plen, sig, &inc) < 0)
+			continue;
+		rc = put_incident(s, &inc, payload, plen, sig, 1);
+		sodium_memzero(payload, plen);
+		free(payload);
+		if (rc < 0)
+			break;
+		if (rc != STORE_PUT_IGNORED) {
+			struct stored *d = &done[ndone++];
+			strcpy(d->id, inc.id);
+			d->version = inc.version;
+			d->silent = inc.silent;
+			d->is_new = rc == STORE_PUT_NEW;
+		}
+		rc = 0;
+	}
+	if (rc == 0)
+		rc = store_state_set(s->st, SYNC_KEY_CURSOR, cur->valuestring,
+		                     strlen(cur->valuestring));
+	if (rc == 0)
+		rc = store_commit(s->st);
+	else
+		store_rollback(s->st);
+	if (rc < 0) {
+		log_warnx("sync: storing assignments: %s", strerror(-rc));
+		goto out;
+	}
+	s->stats.incidents_stored += ndone;
+	*receipts = ndone > 0;
+	for (size_t i = 0; i < ndone; i++) {
+		struct sync_note note = {.kind = SYNC_NOTE_INCIDENT,
+		                         .id = done[i].id,
+		                         .version = done[i].version,
+		                         .silent = done[i].silent,
+		                         .is_new = done[i].is_new};
+		log_info("sync: incident %s version %lld stored", done[i].id,
+		         (long long)done[i].version);
+		notify(s, &note);
+	}
+out:
+	free(done);
+	cJSON_Delete(doc);
+	return rc;
+}
+
+static void on_poll(void *arg, const struct http_response *r)
+{
+	struct chan *c = arg;
+	struct sync *s = c->s;
+	c->req = NULL;
+	enum verdict v = judge(s, c, r);
+	int receipts = 0;
+	if (v == V_OK) {
+		if (take_assignments(s, r, &receipts) < 0) {
+			fail_backoff(s);
+			v = V_FAIL;
+		}
+	} else if (v == V_CLIENT) {
+		fail_backoff(s);
+		v = V_FAIL;
+	}
+	after(s, c, v);
+	if (v == V_OK) {
+		chan_schedule(c, s->long_poll_s > 0 ? 0 : NO_POLL_EVERY_S * 1000);
+		if (receipts)
+			sync_kick(s);
+	}
+}
+
+static void escape(const char *in, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+	for (; *in && o + 4 < cap; in++) {
+		unsigned char ch = (unsigned char)*in;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+			out[o++] = (char)ch;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[ch >> 4];
+			out[o++] = hex[ch & 15];
+		}
+	}
+	out[o] = 0;
+}
+
+static void start_poll(struct sync *s)
+{
+	struct chan *c = &s->poll;
+	if (!chan_ready(s, c))
+		return;
+	char cursor[CURSOR_MAX + 1], esc[3 * CURSOR_MAX + 1], q[3 * CURSOR_MAX + 64];
+	size_t len = 0;
+	int rc = store_state_get(s->st, SYNC_KEY_CURSOR, cursor, CURSOR_MAX, &len);
+	if (rc == 0) {
+		cursor[len] = 0;
+		escape(cursor, esc, sizeof(esc));
+		snprintf(q, sizeof(q), "/assignments?after=%s&wait=%d", esc, s->long_poll_s);
+	} else {
+		snprintf(q, sizeof(q), "/assignments?wait=%d", s->long_poll_s);
+	}
+	chan_send(s, c, "GET", q, NULL, 0, 0, s->long_poll_s, on_poll);
+}
+
+/* ---- events ---- */
+
+static void start_events(struct sync *s);
+
+struct peek_ctx {
+	struct sync *s;
+	int64_t bad[16];
+	size_t nbad;
+};
+
+static int peek_event(void *arg, const struct store_event *ev)
+{
+	struct peek_ctx *p = arg;
+	int rc = batch_add(p->s->batch, ev);
+	if (rc == -ENOSPC)
+		return 1;
+	if (rc == -EINVAL && p->nbad < 16)
+		p->bad[p->nbad++] = ev->seq;
+	return rc == -ENOMEM ? rc : 0;
+}
+
+static void reject_locally(struct sync *s, int64_t seq, const char *reason)
+{
+	int rc = store_outbox_reject(s->st, seq, reason, wall_ms());
+	if (rc < 0) {
+		log_warnx("sync: event %lld: keeping the rejection failed: %s", (long long)seq,
+		          strerror(-rc));
+		return;
+	}
+	s->stats.events_rejected++;
+	log_warnx("sync: event %lld rejected locally", (long long)seq);
+	struct sync_note n = {.kind = SYNC_NOTE_REJECTED, .seq = seq, .reason = reason};
+	notify(s, &n);
+}
+
+static void send_batch(struct sync *s);
+
+/* One result per event, in order; processing stops at the first that does
+ * not match its event: the rest stay queued and go again. */
+static int take_results(struct sync *s, const struct http_response *r)
+{
+	cJSON *doc = proto_json_parse(r->body, r->body_len);
+	const cJSON *res = cJSON_GetObjectItemCaseSensitive(doc, "results"), *it;
+	size_t n = batch_count(s->batch), i = 0, nd = 0;
+	int64_t *delivered = calloc(n ? n : 1, sizeof(*delivered));
+	struct {
+		enum sync_note_kind kind;
+		int64_t seq;
+		const char *reason;
+		char id[PROTO_ID_MAX + 1];
+		int64_t version;
+	} *notes = calloc(n ? n : 1, sizeof(*notes));
+	size_t nn = 0;
+	int rc = -EBADMSG;
+	if (!cJSON_IsArray(res)) {
+		log_warnx("sync: malformed events answer");
+		goto out;
+	}
+	if (!delivered || !notes) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = store_begin(s->st)) < 0)
+		goto out;
+	cJSON_ArrayForEach(it, res)
+	{
+		if (i >= n)
+			break;
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "event_id");
+		const cJSON *result = cJSON_GetObjectItemCaseSensitive(it, "result");
+		const cJSON *reason = cJSON_GetObjectItemCaseSensitive(it, "reason");
+		const char *why = cJSON_IsString(reason) ? reason->valuestring : "";
+		int64_t seq = batch_seq(s->batch, i);
+		if (!cJSON_IsString(id) || !cJSON_IsString(result) ||
+		    strcmp(id->valuestring, batch_event_id(s->batch, i)) != 0) {
+			log_warnx("sync: result %zu does not match its event", i);
+			break;
+		}
+		const char *v = result->valuestring;
+		if (strcmp(v, "accepted") == 0 || strcmp(v, "duplicate") == 0) {
+			delivered[nd++] = seq;
+		} else if (strcmp(v, "conflict") == 0) {
+			unsigned char *payload, sig[64];
+			size_t plen;
+			struct proto_incident inc;
+			delivered[nd++] = seq;
+			s->stats.events_conflict++;
+			notes[nn].kind = SYNC_NOTE_CONFLICT;
+			notes[nn].seq = seq;
+			notes[nn].reason = why;
+			const cJSON *env = cJSON_GetObjectItemCaseSensitive(it, "incident");
+			if (env && open_incident(s, env, &payload, &plen, sig, &inc) == 0) {
+				rc = put_incident(s, &inc, payload, plen, sig, 0);
+				sodium_memzero(payload, plen);
+				free(payload);
+				if (rc < 0)
+					break;
+				strcpy(notes[nn].id, inc.id);
+				notes[nn].version = inc.version;
+			}
+			nn++;
+		} else if (strcmp(v, "rejected") == 0) {
+			if ((rc = store_outbox_reject(s->st, seq, why, wall_ms())) < 0)
+				break;
+			s->stats.events_rejected++;
+			notes[nn].kind = SYNC_NOTE_REJECTED;
+			notes[nn].seq = seq;
+			notes[nn].reason = why;
+			nn++;
+		} else {
+			log_warnx("sync: event %lld: unknown result", (long long)seq);
+			break;
+		}
+		rc = 0;
+		i++;
+	}
+	if (rc == 0 && nd)
+		rc = store_outbox_delivered(s->st, delivered, nd);
+	if (rc == 0)
+		rc = store_commit(s->st);
+	else
+		store_rollback(s->st);
+	if (rc < 0) {
+		log_warnx("sync: storing event results: %s", strerror(-rc));
+		goto out;
+	}
+	s->stats.events_delivered += nd;
+	for (size_t k = 0; k < nn; k++) {
+		struct sync_note note = {.kind = notes[k].kind,
+		                         .seq = notes[k].seq,
+		                         .reason = notes[k].reason,
+		                         .id = notes[k].id[0] ? notes[k].id : NULL,
+		                         .version = notes[k].version};
+		log_info("sync: event %lld %s", (long long)notes[k].seq,
+		         notes[k].kind == SYNC_NOTE_CONFLICT ? "in conflict" : "rejected");
+		notify(s, &note);
+	}
+	rc = i == n ? 0 : -EBADMSG;
+out:
+	free(delivered);
+	free(notes);
+	cJSON_Delete(doc);
+	return rc;
+}
+
+static void on_events(void *arg, const struct http_response *r)
+{
+	struct chan *c = arg;
+	struct sync *s = c->s;
+	c->req = NULL;
+	enum verdict v = judge(s, c, r);
+	if (v == V_RETRY) {
+		send_batch(s); /* the same events, signed again */
+		return;
+	}
+	c->skew_retried = 0;
+	if (v == V_CLIENT) {
+		size_t n = batch_count(s->batch);
+		if (r->status != 413 && r->status != 400) {
+			fail_backoff(s);
+			after(s, c, V_FAIL);
+			return;
+		}
+		if (n > 1) { /* split and resend the first half */
+			s->batch_cap = n / 2;
+			batch_truncate(s->batch, n / 2);
+			log_info("sync: events: HTTP %ld, sending %zu", r->status, n / 2);
+			send_batch(s);
+			return;
+		}
+		reject_locally(s, batch_seq(s->batch, 0),
+		               r->status == 413 ? "too_large (HTTP 413 for this event alone)"
+		                                : "bad_request (HTTP 400 for this event alone)");
+		chan_schedule(c, 0);
+		return;
+	}
+	if (v == V_OK && take_results(s, r) < 0) {
+		fail_backoff(s);
+		v = V_FAIL;
+	}
+	after(s, c, v);
+	if (v == V_OK)
+		start_events(s);
+}
+
+static void send_batch(struct sync *s)
+{
+	size_t len;
+	const char *json = batch_json(s->batch, &len);
+	s->sent_since_drained = 1;
+	chan_send(s, &s->events, "POST", "/events", json, len, HTTP_GZIP, 0, on_events);
+}
+
+static void start_events(struct sync *s)
+{
+	struct chan *c = &s->events;
+	if (!chan_ready(s, c))
+		return;
+	c->again = 0;
+	struct peek_ctx p = {.s = s};
+	batch_reset(s->batch, s->batch_cap);
+	int rc = store_outbox_peek(s->st, s->batch_cap, peek_event, &p);
+	for (size_t i = 0; i < p.nbad; i++)
+		reject_locally(s, p.bad[i], "malformed event body (agent)");
+	if (rc < 0) {
+		log_warnx("sync: reading the outbox: %s", strerror(-rc));
+		chan_schedule(c, 1000);
+		return;
+	}
+	if (batch_count(s->batch) == 0) {
+		if (p.nbad) {
+			chan_schedule(c, 0);
+			return;
+		}
+		s->batch_cap = s->max_batch;
+		if (s->sent_since_drained) {
+			s->sent_since_drained = 0;
+			notify_kind(s, SYNC_NOTE_DRAINED);
+		}
+		return;
+	}
+	send_batch(s);
+}
+
+/* ---- positions ---- */
+
+static void start_pos(struct sync *s);
+
+static int peek_fixes(void *arg, const struct store_fix *f, size_t n)
+{
+	struct sync *s = arg;
+	if (s->nfixes + n > PROTO_MAX_FIXES)
+		return 1;
+	memcpy(s->fixes + s->nfixes, f, n * sizeof(*f));
+	s->nfixes += n;
+	return 0;
+}
+
+static void on_pos(void *arg, const struct http_response *r)
+{
+	struct chan *c = arg;
+	struct sync *s = c->s;
+	c->req = NULL;
+	enum verdict v = judge(s, c, r);
+	s->stats.pos_bytes_up += r->bytes_up;
+	s->stats.pos_bytes_down += r->bytes_down;
+	if (v == V_CLIENT) {
+		log_warnx("sync: positions: HTTP %ld", r->status);
+		fail_backoff(s);
+		v = V_FAIL;
+	}
+	if (v == V_OK) {
+		int rc = store_pos_consumed(s->st, s->pos_token);
+		if (rc < 0)
+			log_warnx("sync: positions consumed: %s", strerror(-rc));
+		s->stats.fixes_sent += s->nfixes;
+	}
+	after(s, c, v);
+	if (v == V_OK) {
+		int full = s->nfixes >= PROTO_MAX_FIXES / 2 || c->again;
+		c->again = 0;
+		chan_schedule(c, full ? 0 : (int64_t)s->pos_upload_s * 1000);
+	}
+}
+
+static void start_pos(struct sync *s)
+{
+	struct chan *c = &s->pos;
+	if (!chan_ready(s, c))
+		return;
+	s->nfixes = 0;
+	int rc = store_pos_peek(s->st, PROTO_MAX_FIXES, peek_fixes, s, &s->pos_token);
+	if (rc < 0) {
+		log_warnx("sync: reading positions: %s", strerror(-rc));
+		chan_schedule(c, (int64_t)s->pos_upload_s * 1000);
+		return;
+	}
+	if (s->nfixes == 0) {
+		chan_schedule(c, (int64_t)s->pos_upload_s * 1000);
+		return;
+	}
+	size_t len;
+	char *json = proto_fixes_json(s->fixes, s->nfixes, &len);
+	if (!json) {
+		chan_schedule(c, 1000);
+		return;
+	}
+	chan_send(s, c, "POST", "/positions", json, len, HTTP_GZIP_BEST, 0, on_pos);
+	free(json);
+}
+
+/* ---- heartbeat, configuration, commands ---- */
+
+static void start_hb(struct sync *s);
+
+static int bounded(const cJSON *o, const char *key, int lo, int hi, int *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!cJSON_IsNumber(v))
+		return 0;
+	double d = v->valuedouble;
+	*out = d < lo ? lo : d > hi ? hi : (int)d;
+	return 1;
+}
+
+static void apply_config(struct sync *s, const cJSON *cfg)
+{
+	int v;
+	if (!cJSON_IsObject(cfg))
+		return;
+	if (bounded(cfg, "long_poll_s", 0, PROTO_MAX_WAIT_S, &v))
+		s->long_poll_s = v < s->request_timeout_s ? v : s->request_timeout_s - 1;
+	if (bounded(cfg, "heartbeat_interval_s", 10, 3600, &v))
+		s->heartbeat_s = v;
+	if (bounded(cfg, "max_batch_events", 1, PROTO_MAX_EVENTS, &v)) {
+		s->max_batch = (size_t)v;
+		if (s->batch_cap > s->max_batch)
+			s->batch_cap = s->max_batch;
+	}
+	struct sync_note n = {.kind = SYNC_NOTE_CONFIG, .args = cfg};
+	notify(s, &n);
+}
+
+static void command_key(const char *id, char key[48])
+{
+	char hex[65];
+	proto_sha256_hex(id, strlen(id), hex);
+	snprintf(key, 48, "cmd.%.32s", hex);
+}
+
+static void take_command(struct sync *s, const cJSON *env)
+{
+	unsigned char *payload = NULL, sig[64];
+	size_t plen;
+	char why[128], key[48];
+	if (proto_envelope_open(env, s->server_pk, &payload, &plen, sig, why, sizeof(why)) < 0) {
+		s->stats.envelopes_dropped++;
+		log_warnx("sync: command envelope dropped: %s", why);
+		return;
+	}
+	static const char *const types[] = {"wipe", "lock", "resync", "config"};
+	cJSON *cmd = proto_json_parse(payload, plen);
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(cmd, "id");
+	const cJSON *dev = cJSON_GetObjectItemCaseSensitive(cmd, "device_id");
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(cmd, "type");
+	const cJSON *args = cJSON_GetObjectItemCaseSensitive(cmd, "args");
+	int t = -1, rc;
+	if (!cJSON_IsString(id) || !proto_id_valid(id->valuestring) || !cJSON_IsString(dev) ||
+	    !cJSON_IsString(type)) {
+		log_warnx("sync: signed command malformed, dropped");
+		goto out;
+	}
+	if (strcmp(dev->valuestring, s->device_id) != 0) {
+		log_warnx("sync: command %s is for another device: refused", id->valuestring);
+		goto out;
+	}
+	command_key(id->valuestring, key);
+	if (store_state_get(s->st, key, why, sizeof(why), NULL) != -ENOENT)
+		goto out; /* carried out before (or unreadable: never twice) */
+	for (int i = 0; i < 4; i++)
+		if (strcmp(type->valuestring, types[i]) == 0)
+			t = i;
+	int ok = t >= 0 && (t != SYNC_CMD_CONFIG || cJSON_IsObject(args));
+	struct proto_event ev = {.type = PROTO_EV_COMMAND_RESULT, .ok = ok};
+	strcpy(ev.command_id, id->valuestring);
+	queue_own_event(s, &ev);
+	/* Remembered, result queued (and for resync the cursor forgotten) in
+	 * one transaction, before the daemon acts: at most once. */
+	if ((rc = store_begin(s->st)) < 0)
+		goto out;
+	rc = store_state_set(s->st, key, "1", 1);
+	if (rc == 0 && t == SYNC_CMD_RESYNC)
+		rc = store_state_del(s->st, SYNC_KEY_CURSOR);
+	if (rc == 0)
+		rc = sync_event_queue(s->st, &ev, NULL, NULL);
+	if (rc == 0)
+		rc = store_commit(s->st);
+	else
+		store_rollback(s->st);
+	if (rc < 0) {
+		log_warnx("sync: command %s: %s", id->valuestring, strerror(-rc));
+		goto out;
+	}
+	log_info("sync: command %s (%s)", id->valuestring, ok ? types[t] : "unknown type");
+	if (ok) {
+		struct sync_note n = {.kind = SYNC_NOTE_COMMAND,
+		                      .id = id->valuestring,
+		                      .command = (enum sync_command)t,
+		                      .args = args};
+		if (t == SYNC_CMD_RESYNC) { /* a fresh poll from the beginning */
+			chan_cancel(s, &s->poll);
+			chan_schedule(&s->poll, 0);
+		}
+		if (t == SYNC_CMD_CONFIG)
+			apply_config(s, args);
+		notify(s, &n);
+	}
+	sync_kick(s);
+out:
+	cJSON_Delete(cmd);
+	sodium_memzero(payload, plen);
+	free(payload);
+}
+
+static void on_hb(void *arg, const struct http_response *r)
+{
+	struct chan *c = arg;
+	struct sync *s = c->s;
+	c->req = NULL;
+	enum verdict v = judge(s, c, r);
+	if (v == V_CLIENT) {
+		fail_backoff(s);
+		v = V_FAIL;
+	}
+	after(s, c, v);
+	if (v != V_OK)
+		return;
+	cJSON *doc = proto_json_parse(r->body, r->body_len);
+	const cJSON *cmds = cJSON_GetObjectItemCaseSensitive(doc, "commands"), *it;
+	apply_config(s, cJSON_GetObjectItemCaseSensitive(doc, "config"));
+	if (cJSON_IsArray(cmds))
+		cJSON_ArrayForEach(it, cmds) take_command(s, it);
+	cJSON_Delete(doc);
+	if (!s->stopped)
+		chan_schedule(c, (int64_t)s->heartbeat_s * 1000);
+}
+
+static void start_hb(struct sync *s)
+{
+	struct chan *c = &s->hb;
+	if (!chan_ready(s, c))
+		return;
+	struct sync_device_status ds = {.battery_pct = -1, .clock = PROTO_CLOCK_UNSYNCED};
+	int64_t nev = 0, npos = 0, nrej = 0;
+	if (s->status)
+		s->status(s->arg, &ds);
+	store_outbox_count(s->st, &nev);
+	store_pos_count(s->st, &npos);
+	store_rejected_count(s->st, &nrej);
+	cJSON *o = cJSON_CreateObject(), *q, *fix;
+	char *body = NULL;
+	int ok = o && cJSON_AddStringToObject(o, "agent_version", ESS_VERSION) &&
+	         cJSON_AddNumberToObject(o, "uptime_s", (double)ds.uptime_s) &&
+	         cJSON_AddStringToObject(o, "power", ds.power ? ds.power : "vehicle") &&
+	         (ds.battery_pct >= 0 ? cJSON_AddNumberToObject(o, "battery_pct", ds.battery_pct)
+	                              : cJSON_AddNullToObject(o, "battery_pct")) &&
+	         (q = cJSON_AddObjectToObject(o, "queue")) &&
+	         cJSON_AddNumberToObject(q, "events", (double)nev) &&
+	         cJSON_AddNumberToObject(q, "positions", (double)npos) &&
+	         cJSON_AddNumberToObject(o, "rejected_events", (double)nrej);
+	if (ok && ds.has_fix) {
+		ok = (fix = cJSON_AddObjectToObject(o, "last_fix")) &&
+		     cJSON_AddNumberToObject(fix, "t", (double)ds.fix_t_ms) &&
+		     cJSON_AddNumberToObject(fix, "lat", ds.fix_lat) &&
+		     cJSON_AddNumberToObject(fix, "lon", ds.fix_lon) &&
+		     cJSON_AddNumberToObject(fix, "accuracy_m", ds.fix_accuracy_m);
+	} else if (ok) {
+		ok = cJSON_AddNullToObject(o, "last_fix") != NULL;
+	}
+	ok = ok && cJSON_AddStringToObject(o, "clock", proto_clock_name(ds.clock)) &&
+	     cJSON_AddNumberToObject(o, "db_bytes", (double)store_disk_bytes(s->st)) &&
+	     (body = cJSON_PrintUnformatted(o));
+	cJSON_Delete(o);
+	if (!ok) {
+		free(body);
+		chan_schedule(c, 1000);
+		return;
+	}
+	chan_send(s, c, "POST", "/heartbeat", body, strlen(body), HTTP_GZIP, 0, on_hb);
+	free(body);
+}
+
+/* ---- the engine's life ---- */
+
+static int load_identity(struct sync *s, char *err, size_t errlen)
+{
+	size_t len;
+	char buf[64];
+	if (store_state_get(s->st, SYNC_KEY_DEVICE_ID, s->device_id, PROTO_ID_MAX, &len) < 0) {
+		SETERR("not enrolled: no device id");
+		return -ENOKEY;
+	}
+	s->device_id[len] = 0;
+	if (store_state_get(s->st, SYNC_KEY_UNIT, s->unit, PROTO_ID_MAX, &len) < 0) {
+		SETERR("not enrolled: no unit");
+		return -ENOKEY;
+	}
+	s->unit[len] = 0;
+	if (store_state_get(s->st, SYNC_KEY_SERVER_KEY, s->server_pk, 32, &len) < 0 || len != 32) {
+		SETERR("not enrolled: no server key");
+		return -ENOKEY;
+	}
+	if (!proto_id_valid(s->device_id) || !proto_id_valid(s->unit)) {
+		SETERR("stored identity malformed");
+		return -EINVAL;
+	}
+	if (store_state_get(s->st, SYNC_KEY_CLOCK, buf, sizeof(buf) - 1, &len) == 0) {
+		buf[len] = 0;
+		http_set_clock_offset(s->http, strtoll(buf, NULL, 10));
+	}
+	snprintf(s->path, sizeof(s->path), "/v1/devices/%s", s->device_id);
+	return 0;
+}
+
+static int sign_with_store(void *arg, const void *msg, size_t len, unsigned char sig[64])
+{
+	return store_device_sign(arg, msg, len, sig);
+}
+
+int sync_open(const struct sync_params *p, struct sync **out, char *err, size_t errlen)
+{
+	const struct config *cfg = p->cfg;
+	struct sync *s = calloc(1, sizeof(*s));
+	int rc;
+	if (!s)
+		return -ENOMEM;
+	s->loop = p->loop;
+	s->st = p->store;
+	s->note = p->note;
+	s->status = p->status;
+	s->arg = p->arg;
+	s->request_timeout_s = cfg->server.request_timeout_s;
+	s->long_poll_s = cfg->server.long_poll_s;
+	s->heartbeat_s = cfg->heartbeat.interval_s > 0 ? cfg->heartbeat.interval_s : 60;
+	s->pos_upload_s = p->position_upload_s > 0 ? p->position_upload_s : 30;
+	s->max_batch = s->batch_cap = PROTO_MAX_EVENTS;
+	backoff_init(&s->bo, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
+	struct chan *chans[] = {&s->poll, &s->events, &s->pos, &s->hb};
+	static const char *const names[] = {"assignments", "events", "positions", "heartbeat"};
+	static const chan_start_fn starts[] = {start_poll, start_events, start_pos, start_hb};
+	for (int i = 0; i < 4; i++)
+		*chans[i] = (struct chan){.s = s, .name = names[i], .start = starts[i]};
+	struct http_params hp = {
+	    .base_url = cfg->server.url,
+	    .ca_file = cfg->server.ca_file,
+	    .pinned_pubkey = cfg->server.pinned_pubkey,
+	    .connect_timeout_s = cfg->server.connect_timeout_s,
+	    .request_timeout_s = cfg->server.request_timeout_s,
+	};
+	if ((rc = http_open(p->loop, &hp, &s->http, err, errlen)) < 0)
+		goto fail;
+	if ((rc = load_identity(s, err, errlen)) < 0)
+		goto fail;
+	if ((rc = http_set_identity(s->http, s->device_id, sign_with_store, s->st)) < 0)
+		goto fail;
+	if ((rc = batch_new(PROTO_MAX_EVENTS, PROTO_MAX_EVENTS_BYTES, &s->batch)) < 0)
+		goto fail;
+	if (!(s->fixes = malloc(PROTO_MAX_FIXES * sizeof(*s->fixes)))) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	sync_close(s);
+	return rc;
+}
+
+void sync_close(struct sync *s)
+{
+	if (!s)
+		return;
+	if (s->http) {
+		chan_cancel(s, &s->poll);
+		chan_cancel(s, &s->events);
+		chan_cancel(s, &s->pos);
+		chan_cancel(s, &s->hb);
+	}
+	http_close(s->http);
+	batch_free(s->batch);
+	if (s->fixes)
+		sodium_memzero(s->fixes, PROTO_MAX_FIXES * sizeof(*s->fixes));
+	free(s->fixes);
+	free(s);
+}
+
+int sync_start(struct sync *s)
+{
+	if (s->stopped)
+		return -ESHUTDOWN;
+	s->started = 1;
+	chan_schedule(&s->hb, 0);
+	chan_schedule(&s->poll, 0);
+	chan_schedule(&s->events, 0);
+	chan_schedule(&s->pos, 0);
+	return 0;
+}
+
+void sync_stop(struct sync *s)
+{
+	s->started = 0;
+	chan_cancel(s, &s->poll);
+	chan_cancel(s, &s->events);
+	chan_cancel(s, &s->pos);
+	chan_cancel(s, &s->hb);
+}
+
+void sync_kick(struct sync *s)
+{
+	if (!s->started || s->stopped)
+		return;
+	if (s->events.req)
+		s->events.again = 1;
+	else if (!s->events.timer || s->gate_ms <= loop_now_ms())
+		chan_schedule(&s->events, 0);
+}
+
+int sync_online(const struct sync *s)
+{
+	return s->online;
+}
+
+int sync_stopped(const struct sync *s)
+{
+	return s->stopped || !s->started;
+}
+
+int64_t sync_last_success_ms(const struct sync *s)
+{
+	return s->last_success_ms;
+}
+
+int64_t sync_backoff_until_ms(const struct sync *s)
+{
+	int64_t d = s->gate_ms - loop_now_ms();
+	return d > 0 ? wall_ms() + d : 0;
+}
+
+void sync_get_stats(const struct sync *s, struct sync_stats *out)
+{
+	*out = s->stats;
+}

@@ -1,0 +1,531 @@
+/* The sync engine against a real ESS server on loopback: the reference
+ * server ($ESS_BUILD/ess-refserver, or the command in $ESS_REFSERVER_CMD),
+ * started per test on a free port (--port-file) and stopped by pid in the
+ * teardown, whatever the test did. Skipped when no server program exists.
+ *
+ * The server's test-only admin interface is reached through the srv_*
+ * functions below and nowhere else. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/loop.h"
+#include "agent/store.h"
+#include "sync/proto.h"
+#include "sync/sync.h"
+#include "tests/lib/testutil.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define UNIT "NST-RESP-04"
+
+struct env {
+	char *dir;
+	pid_t srv;
+	int port;
+	char base[128];
+	struct tu_store t;
+	struct config cfg;
+	struct loop *l;
+	struct sync *s;
+	int notes[16];
+	int64_t last_seq_note;
+};
+
+/* ---- the server process ---- */
+
+static int srv_command(char *cmd, size_t cap, const char *port_file)
+{
+	const char *custom = getenv("ESS_REFSERVER_CMD");
+	if (custom && custom[0]) {
+		snprintf(cmd, cap, "exec %s --port-file %s", custom, port_file);
+		return 0;
+	}
+	const char *build = getenv("ESS_BUILD");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/ess-refserver", build ? build : "build/host");
+	if (access(path, X_OK) != 0)
+		return -ENOENT;
+	snprintf(cmd, cap, "exec %s --port-file %s", path, port_file);
+	return 0;
+}
+
+static int srv_start(struct env *e)
+{
+	char pf[600], cmd[1400];
+	snprintf(pf, sizeof(pf), "%s/port", e->dir);
+	if (srv_command(cmd, sizeof(cmd), pf) < 0)
+		return -ENOENT;
+	e->srv = fork();
+	assert_true(e->srv >= 0);
+	if (e->srv == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200; i++) {
+		FILE *f = fopen(pf, "r");
+		if (f) {
+			int ok = fscanf(f, "%d", &e->port) == 1;
+			fclose(f);
+			if (ok && e->port > 0) {
+				snprintf(e->base, sizeof(e->base), "http://127.0.0.1:%d", e->port);
+				return 0;
+			}
+		}
+		usleep(50000);
+	}
+	fail_msg("server did not write its port");
+	return -ETIMEDOUT;
+}
+
+static void srv_stop(struct env *e)
+{
+	if (e->srv > 0) {
+		kill(e->srv, SIGTERM);
+		waitpid(e->srv, NULL, 0);
+		e->srv = 0;
+	}
+}
+
+struct buf {
+	char *p;
+	size_t n;
+};
+
+static size_t buf_write(char *d, size_t sz, size_t nm, void *arg)
+{
+	struct buf *b = arg;
+	char *p = realloc(b->p, b->n + sz * nm + 1);
+	assert_non_null(p);
+	memcpy(p + b->n, d, sz * nm);
+	b->p = p;
+	b->n += sz * nm;
+	p[b->n] = 0;
+	return sz * nm;
+}
+
+/* A blocking admin call (the test's own, never the agent's). */
+static cJSON *admin(struct env *e, const char *path, const char *json)
+{
+	CURL *c = curl_easy_init();
+	struct buf b = {0};
+	char url[512];
+	snprintf(url, sizeof(url), "%s%s", e->base, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (json)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	assert_int_equal(curl_easy_perform(c), CURLE_OK);
+	long code;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(c);
+	assert_true(code >= 200 && code < 300);
+	cJSON *doc = b.p ? cJSON_Parse(b.p) : NULL;
+	free(b.p);
+	return doc;
+}
+
+/* An incident document for the dispatcher to assign (extra: more fields). */
+static void srv_assign(struct env *e, const char *id, int version, const char *unit,
+                       const char *extra, int forge)
+{
+	char doc[2048];
+	snprintf(
+	    doc, sizeof(doc),
+	    "{\"id\":\"%s\",\"version\":%d,\"category\":\"confinement\",\"priority\":1,"
+	    "\"silent\":true,\"state\":\"assigned\",\"reported_at\":\"2026-11-28T10:31:02.120Z\","
+	    "\"location\":{\"lat\":13.75,\"lon\":100.5,\"accuracy_m\":8},"
+	    "\"summary\":\"test\",\"unit\":\"%s\"%s%s%s}",
+	    id, version, unit, extra ? "," : "", extra ? extra : "",
+	    forge ? ",\"_forge\":true" : "");
+	cJSON_Delete(admin(e, "/admin/assign", doc));
+}
+
+static void srv_fault(struct env *e, const char *json)
+{
+	cJSON_Delete(admin(e, "/admin/faults", json));
+}
+
+/* [[event_id, seq, type], …] in arrival order. */
+static cJSON *srv_events(struct env *e)
+{
+	cJSON *doc = admin(e, "/admin/events", NULL);
+	assert_non_null(doc);
+	return doc;
+}
+
+/* ---- the agent side ---- */
+
+static void on_note(void *arg, const struct sync_note *n)
+{
+	struct env *e = arg;
+	e->notes[n->kind]++;
+	if (n->kind == SYNC_NOTE_REJECTED || n->kind == SYNC_NOTE_CONFLICT)
+		e->last_seq_note = n->seq;
+}
+
+static void status_cb(void *arg, struct sync_device_status *st)
+{
+	(void)arg;
+	st->uptime_s = 10;
+	st->power = "vehicle";
+	st->clock = PROTO_CLOCK_GPS;
+}
+
+static int setup(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	e->dir = tu_tmpdir("itsync");
+	*state = e;
+	if (srv_start(e) == -ENOENT)
+		return 0; /* skipped by the test itself */
+	assert_int_equal(tu_store_open(&e->t, e->dir, 1), 0);
+	config_defaults(&e->cfg);
+	snprintf(e->cfg.server.url, sizeof(e->cfg.server.url), "%s/api", e->base);
+	e->cfg.server.long_poll_s = 2;
+	e->cfg.server.request_timeout_s = 10;
+	assert_int_equal(loop_open(&e->l), 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct env *e = *state;
+	sync_close(e->s);
+	if (e->t.s)
+		tu_store_close(&e->t);
+	loop_close(e->l);
+	srv_stop(e);
+	tu_rmrf(e->dir);
+	free(e);
+	return 0;
+}
+
+static void need_server(struct env *e)
+{
+	if (e->srv <= 0) {
+		print_message("# no reference server program: skipped\n");
+		skip();
+	}
+}
+
+static void enroll_and_open(struct env *e)
+{
+	char err[256] = "";
+	struct sync_enroll_info info = {.token = "test-token", .serial = "SN1", .board = "host"};
+	int rc = sync_enroll(e->l, e->t.s, &e->cfg, &info, err, sizeof(err));
+	if (rc)
+		fail_msg("enroll: %d %s", rc, err);
+	struct sync_params p = {.loop = e->l,
+	                        .store = e->t.s,
+	                        .cfg = &e->cfg,
+	                        .note = on_note,
+	                        .status = status_cb,
+	                        .arg = e,
+	                        .position_upload_s = 1};
+	assert_int_equal(sync_open(&p, &e->s, err, sizeof(err)), 0);
+}
+
+/* Runs the loop until cond holds or ms pass. */
+#define RUN_UNTIL(e, cond, ms)                                                                     \
+	do {                                                                                       \
+		int64_t until_ = loop_now_ms() + (ms);                                             \
+		while (!(cond) && loop_now_ms() < until_)                                          \
+			assert_true(loop_run_once((e)->l, 50) >= 0);                               \
+	} while (0)
+
+static int64_t incident_version(struct env *e, const char *id)
+{
+	struct store_incident inc;
+	if (store_incident_get(e->t.s, id, &inc) < 0)
+		return 0;
+	int64_t v = inc.version;
+	store_incident_clear(&inc);
+	return v;
+}
+
+static void queue_note(struct env *e, int sos, int64_t *seq)
+{
+	struct proto_event ev = {.type = sos ? PROTO_EV_SOS : PROTO_EV_NOTE,
+	                         .incident_version = 1,
+	                         .text = "note",
+	                         .at_ms = tu_now_ms(),
+	                         .clock = PROTO_CLOCK_GPS};
+	strcpy(ev.incident_id, "INC-1");
+	assert_int_equal(sync_event_queue(e->t.s, &ev, seq, NULL), 0);
+}
+
+static int64_t outbox(struct env *e)
+{
+	int64_t n;
+	assert_int_equal(store_outbox_count(e->t.s, &n), 0);
+	return n;
+}
+
+/* ---- scenarios ---- */
+
+static void test_enroll_and_assignments(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	enroll_and_open(e);
+	char id[64];
+	size_t len;
+	assert_int_equal(store_state_get(e->t.s, SYNC_KEY_DEVICE_ID, id, sizeof(id), &len), 0);
+	assert_int_equal(store_state_get(e->t.s, SYNC_KEY_UNIT, id, sizeof(id), &len), 0);
+	assert_memory_equal(id, UNIT, strlen(UNIT));
+	assert_int_equal(sync_start(e->s), 0);
+	RUN_UNTIL(e, sync_online(e->s), 5000);
+	assert_true(sync_online(e->s));
+
+	srv_assign(e, "INC-1", 1, UNIT, "\"future_field\":{\"x\":[1,2]}", 0);
+	RUN_UNTIL(e, e->notes[SYNC_NOTE_INCIDENT] >= 1, 5000);
+	assert_int_equal(e->notes[SYNC_NOTE_INCIDENT], 1);
+	assert_int_equal(incident_version(e, "INC-1"), 1);
+	/* unknown fields kept: the whole payload is stored */
+	struct store_incident inc;
+	assert_int_equal(store_incident_get(e->t.s, "INC-1", &inc), 0);
+	assert_non_null(strstr((char *)inc.payload, "future_field"));
+	store_incident_clear(&inc);
+	assert_int_equal(store_state_get(e->t.s, SYNC_KEY_CURSOR, id, sizeof(id), &len), 0);
+	/* the receipt went out */
+	RUN_UNTIL(e, outbox(e) == 0 && e->notes[SYNC_NOTE_DRAINED] > 0, 5000);
+	cJSON *evs = srv_events(e);
+	const cJSON *list = cJSON_GetObjectItem(evs, "events");
+	assert_int_equal(cJSON_GetArraySize(list), 1);
+	assert_string_equal(cJSON_GetArrayItem(cJSON_GetArrayItem(list, 0), 2)->valuestring,
+	                    "receipt");
+	cJSON_Delete(evs);
+
+	/* forged, another unit's, and an old version: none stored */
+	srv_assign(e, "INC-2", 1, UNIT, NULL, 1);
+	srv_assign(e, "INC-3", 1, "OTHER-UNIT", NULL, 0);
+	srv_assign(e, "INC-1", 1, UNIT, "\"summary2\":\"redelivered\"", 0);
+	srv_assign(e, "INC-4", 1, UNIT, NULL, 0); /* a marker after them */
+	RUN_UNTIL(e, incident_version(e, "INC-4") == 1, 5000);
+	assert_int_equal(incident_version(e, "INC-4"), 1);
+	assert_int_equal(incident_version(e, "INC-2"), 0);
+	assert_int_equal(incident_version(e, "INC-3"), 0);
+	assert_int_equal(store_incident_get(e->t.s, "INC-1", &inc), 0);
+	assert_null(strstr((char *)inc.payload, "redelivered"));
+	store_incident_clear(&inc);
+	assert_int_equal(e->notes[SYNC_NOTE_INCIDENT], 2);
+	struct sync_stats st;
+	sync_get_stats(e->s, &st);
+	assert_true(st.envelopes_dropped >= 2);
+	/* a newer version replaces it */
+	srv_assign(e, "INC-1", 2, UNIT, NULL, 0);
+	RUN_UNTIL(e, incident_version(e, "INC-1") == 2, 5000);
+	assert_int_equal(incident_version(e, "INC-1"), 2);
+}
+
+static void test_lost_answer_applied_once(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	enroll_and_open(e);
+	for (int i = 0; i < 20; i++)
+		queue_note(e, 0, NULL);
+	srv_fault(e, "{\"drop_answer\":1}");
+	assert_int_equal(sync_start(e->s), 0);
+	RUN_UNTIL(e, outbox(e) == 0, 15000);
+	assert_int_equal(outbox(e), 0);
+	cJSON *evs = srv_events(e);
+	const cJSON *list = cJSON_GetObjectItem(evs, "events");
+	assert_int_equal(cJSON_GetArraySize(list), 20); /* the resend came back duplicate */
+	cJSON_Delete(evs);
+}
+
+static void test_too_large_split(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	enroll_and_open(e);
+	for (int i = 0; i < 100; i++)
+		queue_note(e, 0, NULL);
+	srv_fault(e, "{\"too_large_over\":30}");
+	assert_int_equal(sync_start(e->s), 0);
+	RUN_UNTIL(e, outbox(e) == 0, 10000);
+	assert_int_equal(outbox(e), 0);
+	cJSON *evs = srv_events(e);
+	const cJSON *list = cJSON_GetObjectItem(evs, "events");
+	assert_int_equal(cJSON_GetArraySize(list), 100);
+	int64_t prev = 0;
+	const cJSON *it;
+	cJSON_ArrayForEach(it, list)
+	{
+		int64_t seq = (int64_t)cJSON_GetArrayItem(it, 1)->valuedouble;
+		assert_true(seq > prev);
+		prev = seq;
+	}
+	cJSON_Delete(evs);
+}
+
+static void test_retry_after_honoured(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	enroll_and_open(e);
+	assert_int_equal(sync_start(e->s), 0);
+	RUN_UNTIL(e, sync_online(e->s), 5000);
+	srv_fault(e, "{\"retry_after\":3}"); /* 429 with Retry-After: 2 for 3 s */
+	int64_t t0 = tu_now_ms();
+	queue_note(e, 0, NULL);
+	sync_kick(e->s);
+	RUN_UNTIL(e, sync_backoff_until_ms(e->s) > 0, 5000);
+	int64_t until = sync_backoff_until_ms(e->s);
+	assert_true(until > t0);
+	RUN_UNTIL(e, outbox(e) == 0, 15000);
+	assert_int_equal(outbox(e), 0);
+	/* no request reached the server between a 429 and its Retry-After */
+	cJSON *req = admin(e, "/admin/requests", NULL);
+	const cJSON *list = cJSON_GetObjectItem(req, "requests"), *it;
+	int64_t first429 = 0, n_inside = 0;
+	cJSON_ArrayForEach(it, list)
+	{
+		int64_t t = (int64_t)cJSON_GetArrayItem(it, 0)->valuedouble;
+		if (t < t0)
+			continue;
+		if (!first429)
+			first429 = t;
+		else if (t < first429 + 2000 - 50)
+			n_inside++;
+	}
+	cJSON_Delete(req);
+	assert_int_equal(n_inside, 0);
+}
+
+static void test_clock_skew_recovered(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	enroll_and_open(e);
+	srv_fault(e, "{\"skew\":3600}"); /* the server's clock one hour ahead */
+	queue_note(e, 0, NULL);
+	assert_int_equal(sync_start(e->s), 0);
+	RUN_UNTIL(e, outbox(e) == 0, 10000);
+	assert_int_equal(outbox(e), 0);
+	struct sync_stats st;
+	sync_get_stats(e->s, &st);
+	assert_true(st.clock_skew_retries >= 1);
+	char off[32];
+	size_t len;
+	assert_int_equal(store_state_get(e->t.s, SYNC_KEY_CLOCK, off, sizeof(off) - 1, &len), 0);
+	off[len] = 0;
+	long long o = atoll(off);
+	assert_true(o > 3590 && o < 3610);
+}
+
+static void test_revoked_stops(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	enroll_and_open(e);
+	srv_fault(e, "{\"revoked\":true}");
+	queue_note(e, 0, NULL);
+	assert_int_equal(sync_start(e->s), 0);
+	RUN_UNTIL(e, e->notes[SYNC_NOTE_REVOKED] > 0, 5000);
+	assert_int_equal(e->notes[SYNC_NOTE_REVOKED], 1);
+	assert_true(sync_stopped(e->s));
+	assert_int_equal(outbox(e), 1); /* never dropped without a result */
+	/* nothing more is sent */
+	cJSON *req = admin(e, "/admin/requests", NULL);
+	int before = cJSON_GetArraySize(cJSON_GetObjectItem(req, "requests"));
+	cJSON_Delete(req);
+	sync_kick(e->s);
+	RUN_UNTIL(e, 0, 1500);
+	req = admin(e, "/admin/requests", NULL);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(req, "requests")), before);
+	cJSON_Delete(req);
+}
+
+/* 10,000 events queued during an outage, SOS among them: every one reaches
+ * the server exactly once, SOS first, the rest in seq order. */
+static void test_outage_drain_exact(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	enroll_and_open(e);
+	enum { N = 10000 };
+	int64_t *seqs = calloc(N, sizeof(*seqs));
+	int *sos = calloc(N, sizeof(*sos));
+	assert_int_equal(store_begin(e->t.s), 0);
+	for (int i = 0; i < N; i++) {
+		sos[i] = i % 1000 == 999;
+		queue_note(e, sos[i], &seqs[i]);
+	}
+	assert_int_equal(store_commit(e->t.s), 0);
+	assert_int_equal(sync_start(e->s), 0);
+	RUN_UNTIL(e, outbox(e) == 0, 60000);
+	assert_int_equal(outbox(e), 0);
+	cJSON *evs = srv_events(e);
+	const cJSON *list = cJSON_GetObjectItem(evs, "events"), *it;
+	assert_int_equal(cJSON_GetArraySize(list), N);
+	int k = 0, nsos = 0;
+	int64_t prev_sos = 0, prev = 0;
+	cJSON_ArrayForEach(it, list)
+	{
+		int64_t seq = (int64_t)cJSON_GetArrayItem(it, 1)->valuedouble;
+		const char *type = cJSON_GetArrayItem(it, 2)->valuestring;
+		if (k < N / 1000) { /* the SOS events lead */
+			assert_string_equal(type, "sos");
+			assert_true(seq > prev_sos);
+			prev_sos = seq;
+			nsos++;
+		} else {
+			assert_string_equal(type, "note");
+			assert_true(seq > prev);
+			prev = seq;
+		}
+		k++;
+	}
+	assert_int_equal(nsos, N / 1000);
+	cJSON_Delete(evs);
+	free(seqs);
+	free(sos);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	char probe[1400];
+	if (srv_command(probe, sizeof(probe), "-") < 0) {
+		/* cmocka reports a skip as "not ok": say it plainly instead */
+		printf("1..1\nok 1 # SKIP itest_sync: no reference server program\n");
+		return 0;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	log_open("itest_sync", LOG_TARGET_STDERR, LOG_LEVEL_WARN);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_enroll_and_assignments, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lost_answer_applied_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_too_large_split, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retry_after_honoured, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_clock_skew_recovered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revoked_stops, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outage_drain_exact, setup, teardown),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	curl_global_cleanup();
+	return rc;
+}
