@@ -174,7 +174,8 @@ static int assignments(struct rs *rs, struct rs_req *r, const struct rs_device *
 	int64_t left = r->t0 + wait * 1000LL - loop_now_ms();
 	cJSON *o = cJSON_CreateObject();
 	cJSON *items = cJSON_CreateArray();
-	if (!o || !items || incidents_feed(rs->db, dev->unit, pos, RS_FEED_PAGE, items, &last) < 0) {
+	if (!o || !items ||
+	    incidents_feed(rs->db, dev->unit, pos, RS_FEED_PAGE, items, &last) < 0) {
 		cJSON_Delete(o);
 		cJSON_Delete(items);
 		http_reply_error(r, 500, "internal", "database error");
@@ -299,8 +300,8 @@ static int heartbeat(struct rs *rs, struct rs_req *r, const struct rs_device *de
 	int64_t now = rs_now_ms(rs);
 	cJSON *o = cJSON_CreateObject();
 	cJSON *cmds = cJSON_CreateArray();
-	int rc = o && cmds ? telemetry_heartbeat(rs->db, dev->id, r->body, r->body_len, now)
-	                   : -ENOMEM;
+	int rc =
+	    o && cmds ? telemetry_heartbeat(rs->db, dev->id, r->body, r->body_len, now) : -ENOMEM;
 	if (rc == 0)
 		rc = commands_pending(rs->db, dev->id, cmds);
 	if (rc < 0) {
@@ -353,7 +354,8 @@ int api_device_handle(struct rs *rs, struct rs_req *r)
 	if (!which || !proto_id_valid(id))
 		goto not_found;
 	if ((which == 1 && !is_get) || (which > 1 && !is_post)) {
-		http_reply_error(r, 405, "method_not_allowed", "%s only", which == 1 ? "GET" : "POST");
+		http_reply_error(r, 405, "method_not_allowed", "%s only",
+		                 which == 1 ? "GET" : "POST");
 		return RS_REPLY;
 	}
 	if (auth_device(rs, r, &dev) < 0)

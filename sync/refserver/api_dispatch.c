@@ -203,16 +203,16 @@ static void incident_route(struct rs *rs, struct rs_req *r, const char *id, cons
 		rc = incidents_update(rs, id, b, &doc, err, sizeof(err));
 	} else if (strcmp(leaf, "notes") == 0) {
 		const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "text");
-		rc = incidents_add_note(rs, id, cJSON_IsString(t) ? t->valuestring : NULL, &doc, err,
-		                        sizeof(err));
+		rc = incidents_add_note(rs, id, cJSON_IsString(t) ? t->valuestring : NULL, &doc,
+		                        err, sizeof(err));
 	} else if (strcmp(leaf, "cancel") == 0) {
 		rc = incidents_end(rs, id, PROTO_STATE_CANCELLED, &doc, err, sizeof(err));
 	} else if (strcmp(leaf, "close") == 0) {
 		rc = incidents_end(rs, id, PROTO_STATE_CLOSED, &doc, err, sizeof(err));
 	} else if (strcmp(leaf, "reassign") == 0) {
 		const cJSON *u = cJSON_GetObjectItemCaseSensitive(b, "unit");
-		rc = incidents_reassign(rs, id, cJSON_IsString(u) ? u->valuestring : NULL, &doc, err,
-		                        sizeof(err));
+		rc = incidents_reassign(rs, id, cJSON_IsString(u) ? u->valuestring : NULL, &doc,
+		                        err, sizeof(err));
 	} else {
 		cJSON_Delete(b);
 		http_reply_error(r, 404, "not_found", "no such path");

@@ -60,7 +60,8 @@ int auth_device(struct rs *rs, struct rs_req *r, struct rs_device *dev)
 	}
 	if (proto_b64_decode(sig, strlen(sig), sigbin, sizeof(sigbin), &siglen) < 0 ||
 	    siglen != 64) {
-		http_reply_error(r, 401, "bad_signature", "ESS-Signature is not base64 of 64 bytes");
+		http_reply_error(r, 401, "bad_signature",
+		                 "ESS-Signature is not base64 of 64 bytes");
 		return -1;
 	}
 	size_t cap = strlen(r->path_query) + 128;

@@ -78,10 +78,11 @@ int commands_issue(struct rs *rs, const char *device_id, const char *type, const
 int commands_pending(struct rs_db *db, const char *device_id, cJSON *envelopes)
 {
 	sqlite3_stmt *st;
-	int rc = db_prepare(db,
-	                    "SELECT envelope FROM commands WHERE device_id = ? AND result_ms IS NULL "
-	                    "ORDER BY issued_ms, rowid",
-	                    &st);
+	int rc =
+	    db_prepare(db,
+	               "SELECT envelope FROM commands WHERE device_id = ? AND result_ms IS NULL "
+	               "ORDER BY issued_ms, rowid",
+	               &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
@@ -102,7 +103,8 @@ int commands_result(struct rs_db *db, const char *device_id, const char *command
                     const char *event_id, int64_t now_ms)
 {
 	sqlite3_stmt *st;
-	int rc = db_prepare(db, "SELECT result_ms FROM commands WHERE id = ? AND device_id = ?", &st);
+	int rc =
+	    db_prepare(db, "SELECT result_ms FROM commands WHERE id = ? AND device_id = ?", &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, command_id, -1, SQLITE_STATIC);
@@ -160,7 +162,8 @@ cJSON *commands_list_json(struct rs_db *db, const char *device_id)
 			cJSON_AddNullToObject(o, "result_ms");
 		} else {
 			cJSON_AddBoolToObject(o, "ok", sqlite3_column_int(st, 1));
-			cJSON_AddNumberToObject(o, "result_ms", (double)sqlite3_column_int64(st, 2));
+			cJSON_AddNumberToObject(o, "result_ms",
+			                        (double)sqlite3_column_int64(st, 2));
 		}
 		cJSON_AddItemToArray(arr, o);
 	}

@@ -56,8 +56,7 @@ static int read_device(sqlite3_stmt *st, struct rs_device *out)
 int devices_get(struct rs_db *db, const char *id, struct rs_device *out)
 {
 	sqlite3_stmt *st;
-	int rc = db_prepare(db,
-	                    "SELECT id, unit, public_key, revoked_ms FROM devices WHERE id = ?",
+	int rc = db_prepare(db, "SELECT id, unit, public_key, revoked_ms FROM devices WHERE id = ?",
 	                    &st);
 	if (rc < 0)
 		return rc;
@@ -72,8 +71,8 @@ int devices_get(struct rs_db *db, const char *id, struct rs_device *out)
 }
 
 int devices_enroll(struct rs_db *db, const char *token, const unsigned char pk[32],
-                   const char *serial, const char *board, const char *agent_version,
-                   int64_t now_ms, struct rs_device *out)
+                   const char *serial, const char *board, const char *agent_version, int64_t now_ms,
+                   struct rs_device *out)
 {
 	sqlite3_stmt *st = NULL;
 	char unit[PROTO_ID_MAX + 1], used_by[PROTO_ID_MAX + 1] = "";
@@ -166,9 +165,8 @@ int devices_touch(struct rs_db *db, const char *id, int64_t now_ms)
 int devices_revoke(struct rs_db *db, const char *id, int64_t now_ms)
 {
 	sqlite3_stmt *st;
-	int rc = db_prepare(db,
-	                    "UPDATE devices SET revoked_ms = coalesce(revoked_ms, ?) WHERE id = ?",
-	                    &st);
+	int rc = db_prepare(
+	    db, "UPDATE devices SET revoked_ms = coalesce(revoked_ms, ?) WHERE id = ?", &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, now_ms);
@@ -192,9 +190,9 @@ cJSON *devices_list_json(struct rs_db *db)
 		cJSON_Delete(arr);
 		return NULL;
 	}
-	static const char *const names[] = {"device_id",   "unit",       "serial",
-	                                    "board",       "agent_version", "enrolled_ms",
-	                                    "revoked_ms",  "last_seen_ms"};
+	static const char *const names[] = {"device_id",  "unit",          "serial",
+	                                    "board",      "agent_version", "enrolled_ms",
+	                                    "revoked_ms", "last_seen_ms"};
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		cJSON *o = cJSON_CreateObject();
 		if (!o)

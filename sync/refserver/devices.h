@@ -30,8 +30,8 @@ int devices_token_create(struct rs_db *db, const char *token, const char *unit, 
 /* Uses a token once. The same token presented again with the same public
  * key (an answer that was lost) gives the same device back. */
 int devices_enroll(struct rs_db *db, const char *token, const unsigned char pk[32],
-                   const char *serial, const char *board, const char *agent_version,
-                   int64_t now_ms, struct rs_device *out);
+                   const char *serial, const char *board, const char *agent_version, int64_t now_ms,
+                   struct rs_device *out);
 int devices_get(struct rs_db *db, const char *id, struct rs_device *out);
 int devices_touch(struct rs_db *db, const char *id, int64_t now_ms);
 int devices_revoke(struct rs_db *db, const char *id, int64_t now_ms);

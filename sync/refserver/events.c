@@ -17,8 +17,8 @@ static const char *const outcome_names[] = {"accepted", "duplicate", "conflict",
 static int accepted_before(struct rs_db *db, const char *event_id, int *yes)
 {
 	sqlite3_stmt *st;
-	int rc = db_prepare(db, "SELECT 1 FROM events WHERE event_id = ? AND result = 'accepted'",
-	                    &st);
+	int rc =
+	    db_prepare(db, "SELECT 1 FROM events WHERE event_id = ? AND result = 'accepted'", &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, event_id, -1, SQLITE_STATIC);
@@ -90,7 +90,8 @@ static void conflict_reason(const struct rs_view *v, enum proto_status next, cha
 		snprintf(out, cap, "unable_to_locate is allowed only from en_route or on_scene");
 	else
 		snprintf(out, cap, "status would go back from %s to %s",
-		         v->status ? proto_status_name(v->status) : "none", proto_status_name(next));
+		         v->status ? proto_status_name(v->status) : "none",
+		         proto_status_name(next));
 }
 
 /* The incident events: status, note, receipt. */
@@ -261,7 +262,8 @@ cJSON *events_list_json(struct rs_db *db, const char *device_id, const char *res
 		if (sqlite3_column_type(st, 2) == SQLITE_NULL)
 			cJSON_AddNullToObject(o, "reason");
 		else
-			cJSON_AddStringToObject(o, "reason", (const char *)sqlite3_column_text(st, 2));
+			cJSON_AddStringToObject(o, "reason",
+			                        (const char *)sqlite3_column_text(st, 2));
 		cJSON_AddItemToObject(o, "event", ev);
 		cJSON_AddItemToArray(arr, o);
 	}

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <time.h>
 
-#define FAULT_COUNT_MAX  1000000
-#define FAULT_DELAY_MAX  600000            /* 10 minutes */
-#define FAULT_SHIFT_MAX  (10 * 365 * 86400) /* ten years */
-#define FAULT_RETRY_MAX  86400
+#define FAULT_COUNT_MAX 1000000
+#define FAULT_DELAY_MAX 600000             /* 10 minutes */
+#define FAULT_SHIFT_MAX (10 * 365 * 86400) /* ten years */
+#define FAULT_RETRY_MAX 86400
 
 struct rs_faults {
 	int fail_next;
@@ -74,8 +74,7 @@ static int int_field(const cJSON *obj, const char *name, int64_t min, int64_t ma
 	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
 	    v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)min ||
 	    v->valuedouble > (double)max) {
-		SETERR("%s must be an integer in %lld..%lld", name, (long long)min,
-		       (long long)max);
+		SETERR("%s must be an integer in %lld..%lld", name, (long long)min, (long long)max);
 		return -EINVAL;
 	}
 	*out = (int64_t)v->valuedouble;
@@ -106,8 +105,8 @@ static int forge_field(const cJSON *obj, const char *name, enum rs_forge a, enum
 int faults_set(struct rs_faults *f, const cJSON *obj, char *err, size_t errlen)
 {
 	static const char *const known[] = {
-	    "fail_next",     "fail_status",  "retry_after_s",  "delay_ms",      "delay_next",
-	    "lose_next",     "clock_shift_s", "forge_item",    "forge_command", "forge_device"};
+	    "fail_next", "fail_status",   "retry_after_s", "delay_ms",      "delay_next",
+	    "lose_next", "clock_shift_s", "forge_item",    "forge_command", "forge_device"};
 	struct rs_faults n = *f;
 	int64_t v;
 	int rc;
@@ -169,7 +168,8 @@ int faults_set(struct rs_faults *f, const cJSON *obj, char *err, size_t errlen)
 		return rc;
 	it = cJSON_GetObjectItemCaseSensitive(obj, "forge_device");
 	if (it) {
-		if (!cJSON_IsString(it) || (it->valuestring[0] && !proto_id_valid(it->valuestring))) {
+		if (!cJSON_IsString(it) ||
+		    (it->valuestring[0] && !proto_id_valid(it->valuestring))) {
 			SETERR("forge_device must be a device id or \"\"");
 			return -EINVAL;
 		}

@@ -26,8 +26,12 @@
 
 struct rs_faults;
 
-enum rs_forge { RS_FORGE_NONE = 0, RS_FORGE_BAD_SIGNATURE, RS_FORGE_OTHER_UNIT,
-	        RS_FORGE_OTHER_DEVICE };
+enum rs_forge {
+	RS_FORGE_NONE = 0,
+	RS_FORGE_BAD_SIGNATURE,
+	RS_FORGE_OTHER_UNIT,
+	RS_FORGE_OTHER_DEVICE
+};
 
 int faults_new(struct rs_faults **out);
 void faults_free(struct rs_faults *f);

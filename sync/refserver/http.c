@@ -213,9 +213,8 @@ static enum MHD_Result queue_reply(struct rs_req *r)
 		enc = "gzip";
 	}
 	r->resp = NULL;
-	struct MHD_Response *resp =
-	    MHD_create_response_from_buffer(len, data ? data : (void *)"", data ? MHD_RESPMEM_MUST_FREE
-	                                                                        : MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+	    len, data ? data : (void *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (!resp) {
 		free(data);
 		return MHD_NO;
@@ -397,9 +396,8 @@ static int run_handler(struct rs_http *h, struct rs_req *r)
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *con, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **req_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **req_cls)
 {
 	struct rs_http *h = cls;
 	struct rs_req *r = *req_cls;
@@ -554,8 +552,8 @@ int http_start(struct rs *rs, const char *listen, struct rs_http **out, char *er
 		return -ENOMEM;
 	h->rs = rs;
 	h->epfd = -1;
-	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-	                 (v6 ? MHD_USE_IPv6 : 0);
+	unsigned flags =
+	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER,
 	                        mhd_log, h, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_URI_LOG_CALLBACK,
 	                        on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,

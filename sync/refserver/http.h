@@ -35,8 +35,8 @@ struct rs_req {
 	/* read-only for the API modules */
 	char method[8];
 	enum rs_route route;
-	const char *path_query; /* as sent, from the base URL's end (device) or "/admin…" */
-	char path[RS_URI_MAX];  /* path_query without the query */
+	const char *path_query;   /* as sent, from the base URL's end (device) or "/admin…" */
+	char path[RS_URI_MAX];    /* path_query without the query */
 	const unsigned char *raw; /* the body as sent (for the signature) */
 	size_t raw_len;
 	const char *body; /* the body decoded (NUL-terminated), "" when none */
@@ -68,8 +68,7 @@ struct rs_req {
 };
 
 /* listen: "127.0.0.1:0", "[::1]:8080", "0.0.0.0:8080". */
-int http_start(struct rs *rs, const char *listen, struct rs_http **out, char *err,
-               size_t errlen);
+int http_start(struct rs *rs, const char *listen, struct rs_http **out, char *err, size_t errlen);
 /* The bound port. */
 unsigned http_port(const struct rs_http *h);
 /* Answers every held request and stops the daemon. NULL is fine. */

@@ -199,7 +199,8 @@ int incidents_create(struct rs *rs, const cJSON *fields, cJSON **out, char *err,
 	}
 	cJSON_ArrayForEach(it, fields)
 	{
-		if (!reserved(it->string) && set_field(doc, it->string, cJSON_Duplicate(it, 1)) < 0) {
+		if (!reserved(it->string) &&
+		    set_field(doc, it->string, cJSON_Duplicate(it, 1)) < 0) {
 			cJSON_Delete(doc);
 			return -ENOMEM;
 		}
@@ -233,8 +234,7 @@ int incidents_create(struct rs *rs, const cJSON *fields, cJSON **out, char *err,
 }
 
 /* Loads the current version for a change: only an assigned incident changes. */
-static int begin_change(struct rs *rs, const char *id, struct current *c, char *err,
-                        size_t errlen)
+static int begin_change(struct rs *rs, const char *id, struct current *c, char *err, size_t errlen)
 {
 	int rc = db_begin(rs->db);
 	if (rc < 0)
@@ -363,12 +363,13 @@ int incidents_view(struct rs_db *db, const char *id, const char *unit, struct rs
 {
 	sqlite3_stmt *st;
 	memset(out, 0, sizeof(*out));
-	int rc = db_prepare(db,
-	                    "SELECT v.version, v.state, v.envelope, coalesce(s.status, 0) "
-	                    "FROM versions v LEFT JOIN unit_status s "
-	                    "ON s.incident_id = v.incident_id AND s.unit = v.unit "
-	                    "WHERE v.incident_id = ? AND v.unit = ? ORDER BY v.version DESC LIMIT 1",
-	                    &st);
+	int rc =
+	    db_prepare(db,
+	               "SELECT v.version, v.state, v.envelope, coalesce(s.status, 0) "
+	               "FROM versions v LEFT JOIN unit_status s "
+	               "ON s.incident_id = v.incident_id AND s.unit = v.unit "
+	               "WHERE v.incident_id = ? AND v.unit = ? ORDER BY v.version DESC LIMIT 1",
+	               &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -464,16 +465,19 @@ int incidents_feed(struct rs_db *db, const char *unit, int64_t pos, int max, cJS
 static cJSON *incident_row(sqlite3_stmt *st)
 {
 	cJSON *o = cJSON_CreateObject();
-	cJSON *doc = proto_json_parse(sqlite3_column_text(st, 4), (size_t)sqlite3_column_bytes(st, 4));
+	cJSON *doc =
+	    proto_json_parse(sqlite3_column_text(st, 4), (size_t)sqlite3_column_bytes(st, 4));
 	int status = sqlite3_column_int(st, 5);
 	const char *sname = status > 0 && status <= PROTO_STATUS_DECLINED
 	                        ? proto_status_name((enum proto_status)status)
 	                        : NULL;
-	if (!o || !doc || !cJSON_AddStringToObject(o, "id", (const char *)sqlite3_column_text(st, 0)) ||
+	if (!o || !doc ||
+	    !cJSON_AddStringToObject(o, "id", (const char *)sqlite3_column_text(st, 0)) ||
 	    !cJSON_AddNumberToObject(o, "version", (double)sqlite3_column_int64(st, 1)) ||
 	    !cJSON_AddStringToObject(o, "unit", (const char *)sqlite3_column_text(st, 2)) ||
 	    !cJSON_AddStringToObject(o, "state", (const char *)sqlite3_column_text(st, 3)) ||
-	    !(sname ? cJSON_AddStringToObject(o, "status", sname) : cJSON_AddNullToObject(o, "status")) ||
+	    !(sname ? cJSON_AddStringToObject(o, "status", sname)
+	            : cJSON_AddNullToObject(o, "status")) ||
 	    !cJSON_AddItemToObject(o, "document", doc)) {
 		cJSON_Delete(o);
 		cJSON_Delete(doc);

@@ -43,13 +43,16 @@ static void usage(FILE *f)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-	static const struct option longopts[] = {
-	    {"listen", required_argument, NULL, 'l'},  {"base", required_argument, NULL, 'b'},
-	    {"db", required_argument, NULL, 'd'},      {"key", required_argument, NULL, 'k'},
-	    {"admin-token", required_argument, NULL, 'a'},
-	    {"port-file", required_argument, NULL, 'p'},
-	    {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
+	                                         {"base", required_argument, NULL, 'b'},
+	                                         {"db", required_argument, NULL, 'd'},
+	                                         {"key", required_argument, NULL, 'k'},
+	                                         {"admin-token", required_argument, NULL, 'a'},
+	                                         {"port-file", required_argument, NULL, 'p'},
+	                                         {"verbose", no_argument, NULL, 'v'},
+	                                         {"help", no_argument, NULL, 'h'},
+	                                         {"version", no_argument, NULL, 'V'},
+	                                         {NULL, 0, NULL, 0}};
 	int c;
 	memset(o, 0, sizeof(*o));
 	o->listen = "127.0.0.1:8080";

@@ -18,10 +18,11 @@ int telemetry_positions(struct rs_db *db, const char *device_id, const struct st
 	int rc = db_begin(db);
 	if (rc < 0)
 		return rc;
-	rc = db_prepare(db,
-	                "INSERT OR IGNORE INTO positions(device_id, t, lat_e7, lon_e7, accuracy_dm, "
-	                "speed_cm_s, heading_cdeg, mode, received_ms) VALUES (?,?,?,?,?,?,?,?,?)",
-	                &st);
+	rc =
+	    db_prepare(db,
+	               "INSERT OR IGNORE INTO positions(device_id, t, lat_e7, lon_e7, accuracy_dm, "
+	               "speed_cm_s, heading_cdeg, mode, received_ms) VALUES (?,?,?,?,?,?,?,?,?)",
+	               &st);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const struct store_fix *f = &fixes[i];
 		sqlite3_reset(st);
@@ -60,7 +61,8 @@ static int want_int(const cJSON *o, const char *name, int nullable, double min, 
 	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
 	    v->valuedouble != floor(v->valuedouble) || v->valuedouble < min ||
 	    v->valuedouble > max) {
-		SETERR("%s missing or not an integer in range%s", name, nullable ? " (or null)" : "");
+		SETERR("%s missing or not an integer in range%s", name,
+		       nullable ? " (or null)" : "");
 		return -EINVAL;
 	}
 	return 0;
@@ -136,9 +138,8 @@ int telemetry_heartbeat(struct rs_db *db, const char *device_id, const char *bod
                         int64_t now_ms)
 {
 	sqlite3_stmt *st;
-	int rc = db_prepare(db,
-	                    "INSERT INTO heartbeats(device_id, body, received_ms) VALUES (?,?,?)",
-	                    &st);
+	int rc = db_prepare(
+	    db, "INSERT INTO heartbeats(device_id, body, received_ms) VALUES (?,?,?)", &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
@@ -163,7 +164,8 @@ cJSON *telemetry_positions_json(struct rs_db *db, const char *device_id)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		cJSON *fx = cJSON_CreateArray();
 		for (int i = 0; fx && i < 7; i++)
-			cJSON_AddItemToArray(fx, cJSON_CreateNumber((double)sqlite3_column_int64(st, i)));
+			cJSON_AddItemToArray(
+			    fx, cJSON_CreateNumber((double)sqlite3_column_int64(st, i)));
 		if (fx)
 			cJSON_AddItemToArray(arr, fx);
 	}

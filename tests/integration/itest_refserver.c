@@ -318,10 +318,11 @@ static void enroll_body(char *out, size_t cap, const char *token, const unsigned
 {
 	char b64[64];
 	proto_b64_encode(pk, 32, b64, sizeof(b64));
-	snprintf(out, cap,
-	         "{\"token\":\"%s\",\"public_key\":\"%s\",\"serial\":\"SN-0001\",\"board\":\"host\","
-	         "\"agent_version\":\"0.1.0\",\"extra\":1}",
-	         token, b64);
+	snprintf(
+	    out, cap,
+	    "{\"token\":\"%s\",\"public_key\":\"%s\",\"serial\":\"SN-0001\",\"board\":\"host\","
+	    "\"agent_version\":\"0.1.0\",\"extra\":1}",
+	    token, b64);
 }
 
 static void post_enroll(const char *body, struct resp *r)
@@ -356,13 +357,13 @@ static void enroll(struct dev *d, const char *unit)
 
 /* Options for a signed request. */
 struct sig {
-	int64_t ts_offset_s;  /* added to now */
-	int gzip;             /* send the body gzip'd (signature over the gzip bytes) */
-	int accept_gzip;      /* Accept-Encoding: gzip */
-	const char *sign_path; /* sign this instead of the path sent */
-	const char *sign_body; /* sign this body instead of the one sent */
-	int corrupt;          /* flip a bit of the signature */
-	const unsigned char *sk; /* sign with another key */
+	int64_t ts_offset_s;       /* added to now */
+	int gzip;                  /* send the body gzip'd (signature over the gzip bytes) */
+	int accept_gzip;           /* Accept-Encoding: gzip */
+	const char *sign_path;     /* sign this instead of the path sent */
+	const char *sign_body;     /* sign this body instead of the one sent */
+	int corrupt;               /* flip a bit of the signature */
+	const unsigned char *sk;   /* sign with another key */
 	const char *device_header; /* another ESS-Device */
 };
 
@@ -385,10 +386,9 @@ static void dev_request(const struct dev *d, const char *method, const char *pat
 	}
 	int64_t t = (int64_t)time(NULL) + o->ts_offset_s;
 	snprintf(ts, sizeof(ts), "%lld", (long long)t);
-	size_t n = proto_sign_string(method, o->sign_path ? o->sign_path : path_query, t,
-	                             o->sign_body ? o->sign_body : sent,
-	                             o->sign_body ? strlen(o->sign_body) : sent_len, msg,
-	                             sizeof(msg));
+	size_t n = proto_sign_string(
+	    method, o->sign_path ? o->sign_path : path_query, t, o->sign_body ? o->sign_body : sent,
+	    o->sign_body ? strlen(o->sign_body) : sent_len, msg, sizeof(msg));
 	assert_true(n > 0);
 	crypto_sign_ed25519_detached(sig, NULL, (unsigned char *)msg, n, o->sk ? o->sk : d->sk);
 	if (o->corrupt)
@@ -602,11 +602,13 @@ static void test_enroll(void **state)
 	    {"not json", "", ""},
 	    {"[]", "", ""},
 	    {"{\"token\":\"x\"}", "", ""},
-	    {"{\"token\":\"", "\",\"public_key\":\"AAAA\",\"serial\":\"s\",\"board\":\"b\","
-	                       "\"agent_version\":\"1\"}",
+	    {"{\"token\":\"",
+	     "\",\"public_key\":\"AAAA\",\"serial\":\"s\",\"board\":\"b\","
+	     "\"agent_version\":\"1\"}",
 	     ""},
-	    {"{\"token\":\"", "\",\"public_key\":1,\"serial\":\"s\",\"board\":\"b\","
-	                       "\"agent_version\":\"1\"}",
+	    {"{\"token\":\"",
+	     "\",\"public_key\":1,\"serial\":\"s\",\"board\":\"b\","
+	     "\"agent_version\":\"1\"}",
 	     ""},
 	    {"{\"token\":\"",
 	     "\",\"public_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"serial\":\"\","
@@ -794,8 +796,8 @@ static void test_bodies(void **state)
 	dev_path(&d, "events", ev, sizeof(ev));
 	dev_path(&d, "positions", pos, sizeof(pos));
 
-	static const char *const malformed[] = {"{", "[]", "{\"events\":{}}", "{\"events\":1}",
-	                                        "nul", "{\"events\":[]} x"};
+	static const char *const malformed[] = {
+	    "{", "[]", "{\"events\":{}}", "{\"events\":1}", "nul", "{\"events\":[]} x"};
 	for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
 		dev_request(&d, "POST", ev, malformed[i], NULL, &r);
 		expect_error(&r, 400, "bad_request");
@@ -870,8 +872,8 @@ static void test_bodies(void **state)
 		snprintf(h1, sizeof(h1), "ESS-Device: %s", d.id);
 		snprintf(h2, sizeof(h2), "ESS-Timestamp: %s", ts);
 		snprintf(h3, sizeof(h3), "ESS-Signature: %s", b64);
-		const char *hs[] = {h1, h2, h3, "Content-Type: application/json",
-		                    "Content-Encoding: gzip", NULL};
+		const char *hs[] = {
+		    h1, h2, h3, "Content-Type: application/json", "Content-Encoding: gzip", NULL};
 		char full[300];
 		snprintf(full, sizeof(full), "%s%s", BASE, ev);
 		request("POST", full, hs, z, zl, &r);
@@ -895,8 +897,8 @@ static void test_bodies(void **state)
 		free(z);
 
 		/* an encoding the server does not speak */
-		const char *hd[] = {h1, h2, h3, "Content-Type: application/json",
-		                    "Content-Encoding: br", NULL};
+		const char *hd[] = {
+		    h1, h2, h3, "Content-Type: application/json", "Content-Encoding: br", NULL};
 		request("POST", full, hd, "{}", 2, &r);
 		assert_int_equal(r.status, 415);
 		resp_free(&r);
@@ -979,8 +981,7 @@ static void test_status_rules(void **state)
 	one(&d, event("status", "st-5", 1, "teleported", NULL), "rejected", 0, NULL);
 	one(&d, event("status", "st-5", 7, "acknowledged", NULL), "rejected", 0, NULL);
 	cJSON *bad = event("status", "st-5", 1, "acknowledged", NULL);
-	cJSON_ReplaceItemInObjectCaseSensitive(bad, "event_id",
-	                                       cJSON_CreateString("NOT-A-UUID"));
+	cJSON_ReplaceItemInObjectCaseSensitive(bad, "event_id", cJSON_CreateString("NOT-A-UUID"));
 	one(&d, bad, "rejected", 0, NULL);
 	bad = event("status", "st-5", 1, "acknowledged", NULL);
 	cJSON_DeleteItemFromObjectCaseSensitive(bad, "location"); /* must be there, or null */
@@ -1149,8 +1150,7 @@ static void test_positions(void **state)
 	assert_int_equal((int)num(j, "duplicates"), 3);
 	cJSON_Delete(j);
 	/* the same t twice in one batch: the second is a duplicate */
-	j = post_fixes(&d,
-	               "{\"fixes\":[[1795000004000,1,2,3,4,5,3],[1795000004000,1,2,3,4,5,3]]}",
+	j = post_fixes(&d, "{\"fixes\":[[1795000004000,1,2,3,4,5,3],[1795000004000,1,2,3,4,5,3]]}",
 	               200);
 	assert_int_equal((int)num(j, "accepted"), 1);
 	assert_int_equal((int)num(j, "duplicates"), 1);
@@ -1341,7 +1341,7 @@ static void test_feed_and_cursor(void **state)
 	poll_join(th, &a, 200);
 	double after_change = (double)(tu_now_ms() - t0) / 1000.0;
 	assert_true(a.secs >= 0.3);
-	assert_true(a.secs < 3.0);      /* well before wait=20 */
+	assert_true(a.secs < 3.0);       /* well before wait=20 */
 	assert_true(after_change < 1.0); /* prompt once the change was made */
 	assert_int_equal(n_items(a.out), 1);
 	doc = item(a.out, 0);
@@ -1449,9 +1449,8 @@ static void test_heartbeat_commands(void **state)
 	cJSON *j = heartbeat(&d, hb_ok, 200);
 	double st = num(j, "server_time");
 	assert_true(st > (double)(tu_now_ms() - 5000) && st < (double)(tu_now_ms() + 5000));
-	assert_int_equal((int)num(cJSON_GetObjectItemCaseSensitive(j, "config"),
-	                          "heartbeat_interval_s"),
-	                 60);
+	assert_int_equal(
+	    (int)num(cJSON_GetObjectItemCaseSensitive(j, "config"), "heartbeat_interval_s"), 60);
 	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "commands")), 0);
 	cJSON_Delete(j);
 	/* battery_pct and last_fix may be null */
@@ -1477,8 +1476,8 @@ static void test_heartbeat_commands(void **state)
 		cJSON_Delete(hb);
 	}
 	static const char *const bad_values[][2] = {
-	    {"power", "\"solar\""},   {"battery_pct", "101"},  {"battery_pct", "\"71\""},
-	    {"clock", "\"atomic\""},  {"uptime_s", "-1"},      {"queue", "{\"events\":1}"},
+	    {"power", "\"solar\""},    {"battery_pct", "101"}, {"battery_pct", "\"71\""},
+	    {"clock", "\"atomic\""},   {"uptime_s", "-1"},     {"queue", "{\"events\":1}"},
 	    {"last_fix", "{\"t\":1}"}, {"db_bytes", "1.5"},    {"agent_version", "\"\""}};
 	for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
 		cJSON *hb = cJSON_Parse(hb_ok);
@@ -1503,7 +1502,8 @@ static void test_heartbeat_commands(void **state)
 	snprintf(cmd_id, sizeof(cmd_id), "%s",
 	         str(cJSON_GetObjectItemCaseSensitive(j, "command"), "id"));
 	cJSON_Delete(j);
-	j = admin("POST", path, "{\"type\":\"config\",\"args\":{\"heartbeat_interval_s\":30}}", 201);
+	j = admin("POST", path, "{\"type\":\"config\",\"args\":{\"heartbeat_interval_s\":30}}",
+	          201);
 	cJSON_Delete(j);
 	for (int round = 0; round < 2; round++) {
 		j = heartbeat(&d, hb_ok, 200);
@@ -1520,7 +1520,8 @@ static void test_heartbeat_commands(void **state)
 		c = open_envelope(cJSON_GetArrayItem(cmds, 1));
 		assert_string_equal(str(c, "type"), "config");
 		assert_int_equal(
-		    (int)num(cJSON_GetObjectItemCaseSensitive(c, "args"), "heartbeat_interval_s"), 30);
+		    (int)num(cJSON_GetObjectItemCaseSensitive(c, "args"), "heartbeat_interval_s"),
+		    30);
 		cJSON_Delete(c);
 		cJSON_Delete(j);
 	}
@@ -1672,9 +1673,9 @@ static void test_fault_lost_answer(void **state)
 	cJSON *j = admin("GET", path, NULL, 200);
 	cJSON *evs = cJSON_GetObjectItemCaseSensitive(j, "events");
 	assert_int_equal(cJSON_GetArraySize(evs), 1);
-	assert_string_equal(str(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(evs, 0), "event"),
-	                        "event_id"),
-	                    id);
+	assert_string_equal(
+	    str(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(evs, 0), "event"), "event_id"),
+	    id);
 	cJSON_Delete(j);
 	/* sent again: a duplicate, taking effect once */
 	dev_request(&d, "POST", ev, text, NULL, &r);
@@ -1718,8 +1719,8 @@ static void test_fault_delay_and_forge(void **state)
 	unsigned char *payload, sig[64];
 	size_t len;
 	const cJSON *items = cJSON_GetObjectItemCaseSensitive(j, "items");
-	assert_int_equal(proto_envelope_open(cJSON_GetArrayItem(items, 0), server_pk, &payload, &len,
-	                                     sig, NULL, 0),
+	assert_int_equal(proto_envelope_open(cJSON_GetArrayItem(items, 0), server_pk, &payload,
+	                                     &len, sig, NULL, 0),
 	                 -EBADMSG);
 	cJSON *doc = item(j, 1);
 	assert_string_equal(str(doc, "id"), "fg-1");
