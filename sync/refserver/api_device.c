@@ -136,6 +136,19 @@ static cJSON *forged_command(struct rs *rs, const struct rs_device *dev, enum rs
 	return forged_envelope(rs, doc, kind);
 }
 
+/* A version the unit was given, again (NULL if it was not). */
+static cJSON *redelivered(struct rs *rs, const struct rs_device *dev, const struct rs_extra *x)
+{
+	char *env = NULL;
+	if (incidents_envelope(rs->db, x->id, x->version, dev->unit, &env) < 0)
+		return NULL;
+	log_info("fault: incident %s v%lld delivered again to device %s", x->id,
+	         (long long)x->version, dev->id);
+	cJSON *o = proto_json_parse(env, strlen(env));
+	free(env);
+	return o;
+}
+
 /* ---- assignments ---- */
 
 static int parse_wait(const char *s, int *out)
@@ -181,8 +194,8 @@ static int assignments(struct rs *rs, struct rs_req *r, const struct rs_device *
 		http_reply_error(r, 500, "internal", "database error");
 		return RS_REPLY;
 	}
-	int forge = faults_forge_item_pending(rs->faults, dev->id);
-	if (cJSON_GetArraySize(items) == 0 && !forge && !r->timed_out && left > 0) {
+	int extra = faults_extra_pending(rs->faults, dev->id);
+	if (cJSON_GetArraySize(items) == 0 && !extra && !r->timed_out && left > 0) {
 		cJSON_Delete(o);
 		cJSON_Delete(items);
 		if (feed_hold(rs->feed, r, dev->id, dev->unit, left) == 0)
@@ -190,11 +203,12 @@ static int assignments(struct rs *rs, struct rs_req *r, const struct rs_device *
 		http_reply_error(r, 503, "unavailable", "out of memory");
 		return RS_REPLY;
 	}
-	if (forge) {
-		enum rs_forge k = faults_take_forge_item(rs->faults, dev->id);
-		cJSON *f = forged_incident(rs, dev, k);
+	struct rs_extra x;
+	for (int k = 0; faults_take_extra(rs->faults, dev->id, &x); k++) {
+		cJSON *f = x.kind == RS_FORGE_REDELIVER ? redelivered(rs, dev, &x)
+		                                        : forged_incident(rs, dev, x.kind);
 		if (f)
-			cJSON_InsertItemInArray(items, 0, f);
+			cJSON_InsertItemInArray(items, k, f);
 	}
 	incidents_cursor_format(last, cursor);
 	cJSON_AddStringToObject(o, "cursor", cursor);
@@ -219,8 +233,11 @@ static int events(struct rs *rs, struct rs_req *r, const struct rs_device *dev)
 		cJSON_Delete(body);
 		return RS_REPLY;
 	}
-	if (cJSON_GetArraySize(arr) > PROTO_MAX_EVENTS) {
-		http_reply_error(r, 413, "too_large", "more than %d events", PROTO_MAX_EVENTS);
+	int limit = faults_too_large_over(rs->faults);
+	if (cJSON_GetArraySize(arr) > PROTO_MAX_EVENTS ||
+	    (limit > 0 && cJSON_GetArraySize(arr) > limit)) {
+		http_reply_error(r, 413, "too_large", "more than %d events",
+		                 limit > 0 ? limit : PROTO_MAX_EVENTS);
 		cJSON_Delete(body);
 		return RS_REPLY;
 	}

@@ -360,6 +360,8 @@ int api_dispatch_handle(struct rs *rs, struct rs_req *r)
 		faults_route(rs, r);
 	else if (strcmp(coll, "config") == 0 && !id[0])
 		config_route(rs, r);
+	else if (strcmp(coll, "requests") == 0 && !id[0] && strcmp(r->method, "GET") == 0)
+		reply_wrapped(r, 200, "requests", http_requests_json(rs->http));
 	else
 		http_reply_error(r, 404, "not_found", "no such path or method");
 	return RS_REPLY;

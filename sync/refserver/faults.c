@@ -1,5 +1,6 @@
 #include "sync/refserver/faults.h"
 #include "agent/log.h"
+#include "agent/loop.h"
 #include "sync/proto.h"
 #include "sync/refserver/rs.h"
 
@@ -17,18 +18,22 @@
 
 struct rs_faults {
 	int fail_next;
+	int64_t fail_until; /* loop_now_ms */
+	int too_large_over;
 	unsigned fail_status;
 	int retry_after_s;
 	int64_t delay_ms;
 	int delay_next;
 	int lose_next;
 	int64_t clock_shift_s;
-	enum rs_forge forge_item;
+	struct rs_extra extra[RS_EXTRA_MAX];
+	int nextra;
 	enum rs_forge forge_command;
-	char forge_device[PROTO_ID_MAX + 1]; /* "" = any device */
+	char forge_device[PROTO_ID_MAX + 1]; /* for forge_command; "" = any device */
 };
 
-static const char *const forge_names[] = {"none", "bad_signature", "other_unit", "other_device"};
+static const char *const forge_names[] = {"none", "bad_signature", "other_unit", "other_device",
+                                          "redeliver"};
 
 int64_t rs_now_ms(const struct rs *rs)
 {
@@ -105,9 +110,11 @@ static int forge_field(const cJSON *obj, const char *name, enum rs_forge a, enum
 int faults_set(struct rs_faults *f, const cJSON *obj, char *err, size_t errlen)
 {
 	static const char *const known[] = {
-	    "fail_next", "fail_status",   "retry_after_s", "delay_ms",      "delay_next",
-	    "lose_next", "clock_shift_s", "forge_item",    "forge_command", "forge_device"};
+	    "fail_next",  "fail_status",    "retry_after_s", "delay_ms",      "delay_next",
+	    "lose_next",  "clock_shift_s",  "forge_item",    "forge_command", "forge_device",
+	    "fail_for_s", "too_large_over", "redeliver"};
 	struct rs_faults n = *f;
+	enum rs_forge item = RS_FORGE_NONE;
 	int64_t v;
 	int rc;
 	const cJSON *it;
@@ -160,8 +167,16 @@ int faults_set(struct rs_faults *f, const cJSON *obj, char *err, size_t errlen)
 		return rc;
 	if (rc)
 		n.clock_shift_s = v;
-	if ((rc = forge_field(obj, "forge_item", RS_FORGE_BAD_SIGNATURE, RS_FORGE_OTHER_UNIT,
-	                      &n.forge_item, err, errlen)) < 0)
+	if ((rc = int_field(obj, "fail_for_s", 0, FAULT_SHIFT_MAX, &v, err, errlen)) < 0)
+		return rc;
+	if (rc)
+		n.fail_until = v ? loop_now_ms() + v * 1000 : 0;
+	if ((rc = int_field(obj, "too_large_over", 0, PROTO_MAX_EVENTS, &v, err, errlen)) < 0)
+		return rc;
+	if (rc)
+		n.too_large_over = (int)v;
+	if ((rc = forge_field(obj, "forge_item", RS_FORGE_BAD_SIGNATURE, RS_FORGE_OTHER_UNIT, &item,
+	                      err, errlen)) < 0)
 		return rc;
 	if ((rc = forge_field(obj, "forge_command", RS_FORGE_BAD_SIGNATURE, RS_FORGE_OTHER_DEVICE,
 	                      &n.forge_command, err, errlen)) < 0)
@@ -175,12 +190,38 @@ int faults_set(struct rs_faults *f, const cJSON *obj, char *err, size_t errlen)
 		}
 		snprintf(n.forge_device, sizeof(n.forge_device), "%s", it->valuestring);
 	}
+	const cJSON *rd = cJSON_GetObjectItemCaseSensitive(obj, "redeliver");
+	const cJSON *rid = cJSON_GetObjectItemCaseSensitive(rd, "id");
+	if (rd && (!cJSON_IsString(rid) || !proto_id_valid(rid->valuestring) ||
+	           int_field(rd, "version", 1, INT64_C(1) << 53, &v, err, errlen) != 1)) {
+		SETERR("redeliver must be {\"id\": incident id, \"version\": n}");
+		return -EINVAL;
+	}
+	if (n.nextra + (item != RS_FORGE_NONE) + (rd != NULL) > RS_EXTRA_MAX) {
+		SETERR("more than %d extra items pending", RS_EXTRA_MAX);
+		return -EINVAL;
+	}
+	if (item != RS_FORGE_NONE) {
+		struct rs_extra *x = &n.extra[n.nextra++];
+		memset(x, 0, sizeof(*x));
+		x->kind = item;
+		memcpy(x->device, n.forge_device, sizeof(x->device));
+	}
+	if (rd) {
+		struct rs_extra *x = &n.extra[n.nextra++];
+		memset(x, 0, sizeof(*x));
+		x->kind = RS_FORGE_REDELIVER;
+		memcpy(x->device, n.forge_device, sizeof(x->device));
+		snprintf(x->id, sizeof(x->id), "%s", rid->valuestring);
+		x->version = v;
+	}
 	*f = n;
 	log_info("faults: fail_next=%d status=%u retry_after=%d delay_ms=%lld delay_next=%d "
-	         "lose_next=%d clock_shift_s=%lld forge_item=%s forge_command=%s",
+	         "lose_next=%d clock_shift_s=%lld too_large_over=%d extra_items=%d "
+	         "forge_command=%s",
 	         f->fail_next, f->fail_status, f->retry_after_s, (long long)f->delay_ms,
-	         f->delay_next, f->lose_next, (long long)f->clock_shift_s,
-	         forge_names[f->forge_item], forge_names[f->forge_command]);
+	         f->delay_next, f->lose_next, (long long)f->clock_shift_s, f->too_large_over,
+	         f->nextra, forge_names[f->forge_command]);
 	return 0;
 }
 
@@ -196,7 +237,12 @@ cJSON *faults_json(const struct rs_faults *f)
 	    !cJSON_AddNumberToObject(o, "delay_next", f->delay_next) ||
 	    !cJSON_AddNumberToObject(o, "lose_next", f->lose_next) ||
 	    !cJSON_AddNumberToObject(o, "clock_shift_s", (double)f->clock_shift_s) ||
-	    !cJSON_AddStringToObject(o, "forge_item", forge_names[f->forge_item]) ||
+	    !cJSON_AddNumberToObject(o, "fail_for_s",
+	                             f->fail_until > loop_now_ms()
+	                                 ? (double)((f->fail_until - loop_now_ms() + 999) / 1000)
+	                                 : 0) ||
+	    !cJSON_AddNumberToObject(o, "too_large_over", f->too_large_over) ||
+	    !cJSON_AddNumberToObject(o, "extra_items_pending", f->nextra) ||
 	    !cJSON_AddStringToObject(o, "forge_command", forge_names[f->forge_command]) ||
 	    !cJSON_AddStringToObject(o, "forge_device", f->forge_device)) {
 		cJSON_Delete(o);
@@ -208,9 +254,12 @@ cJSON *faults_json(const struct rs_faults *f)
 unsigned faults_take_fail(struct rs_faults *f, int *retry_after_s)
 {
 	*retry_after_s = 0;
-	if (f->fail_next <= 0)
+	if (f->fail_until && loop_now_ms() >= f->fail_until)
+		f->fail_until = 0;
+	if (f->fail_next <= 0 && !f->fail_until)
 		return 0;
-	f->fail_next--;
+	if (f->fail_next > 0)
+		f->fail_next--;
 	if (f->fail_status == 429 || f->fail_status == 503)
 		*retry_after_s = f->retry_after_s;
 	return f->fail_status;
@@ -241,18 +290,35 @@ static int for_device(const struct rs_faults *f, const char *device_id)
 	return !f->forge_device[0] || strcmp(f->forge_device, device_id) == 0;
 }
 
-int faults_forge_item_pending(const struct rs_faults *f, const char *device_id)
+int faults_too_large_over(const struct rs_faults *f)
 {
-	return f->forge_item != RS_FORGE_NONE && for_device(f, device_id);
+	return f->too_large_over;
 }
 
-enum rs_forge faults_take_forge_item(struct rs_faults *f, const char *device_id)
+static int extra_for(const struct rs_extra *x, const char *device_id)
 {
-	enum rs_forge k = f->forge_item;
-	if (k == RS_FORGE_NONE || !for_device(f, device_id))
-		return RS_FORGE_NONE;
-	f->forge_item = RS_FORGE_NONE;
-	return k;
+	return !x->device[0] || strcmp(x->device, device_id) == 0;
+}
+
+int faults_extra_pending(const struct rs_faults *f, const char *device_id)
+{
+	for (int i = 0; i < f->nextra; i++)
+		if (extra_for(&f->extra[i], device_id))
+			return 1;
+	return 0;
+}
+
+int faults_take_extra(struct rs_faults *f, const char *device_id, struct rs_extra *out)
+{
+	for (int i = 0; i < f->nextra; i++) {
+		if (!extra_for(&f->extra[i], device_id))
+			continue;
+		*out = f->extra[i];
+		memmove(&f->extra[i], &f->extra[i + 1], (size_t)(f->nextra - i - 1) * sizeof(*out));
+		f->nextra--;
+		return 1;
+	}
+	return 0;
 }
 
 enum rs_forge faults_take_forge_command(struct rs_faults *f, const char *device_id)

@@ -10,11 +10,17 @@
  *   lose_next N: the next N requests are applied and the connection is then
  *     closed without an answer.
  *   clock_shift_s S: the server's clock runs S seconds off real time.
+ *   fail_for_s T: every device request fails (as fail_next) for T seconds.
+ *   too_large_over N: an events batch of more than N events is answered
+ *     413 too_large (0: off).
  *   forge_item K ("bad_signature" | "other_unit"): the next assignments
  *     answer carries one extra envelope, signed by another key or for
- *     another unit. forge_command K ("bad_signature" | "other_device"): the
- *     same for the next heartbeat's commands. forge_device: only for that
- *     device (default any).
+ *     another unit. redeliver {"id", "version"}: the next assignments
+ *     answer carries that version again. Each one set is queued (up to
+ *     RS_EXTRA_MAX) and all pending go out together, first.
+ *     forge_command K ("bad_signature" | "other_device"): one extra command
+ *     in the next heartbeat answer. forge_device: the switches set in the
+ *     same call wait for that device (default: any).
  *
  * Returns: 0 or a negative errno. */
 #ifndef ESS_RS_FAULTS_H
@@ -24,13 +30,26 @@
 
 #include <cjson/cJSON.h>
 
+#include "sync/proto.h"
+
 struct rs_faults;
 
 enum rs_forge {
 	RS_FORGE_NONE = 0,
 	RS_FORGE_BAD_SIGNATURE,
 	RS_FORGE_OTHER_UNIT,
-	RS_FORGE_OTHER_DEVICE
+	RS_FORGE_OTHER_DEVICE,
+	RS_FORGE_REDELIVER,
+};
+
+#define RS_EXTRA_MAX 16
+
+/* One extra assignments item waiting to go out. */
+struct rs_extra {
+	enum rs_forge kind;
+	char device[PROTO_ID_MAX + 1]; /* "" = any device */
+	char id[PROTO_ID_MAX + 1];     /* RS_FORGE_REDELIVER */
+	int64_t version;
 };
 
 int faults_new(struct rs_faults **out);
@@ -45,8 +64,8 @@ cJSON *faults_json(const struct rs_faults *f);
 
 int64_t faults_clock_shift_ms(const struct rs_faults *f);
 
-/* Consumes one failure: returns the status to answer (0: none) and the
- * Retry-After seconds (0: no header). */
+/* Consumes one failure (or is inside fail_for_s): returns the status to
+ * answer (0: none) and the Retry-After seconds (0: no header). */
 unsigned faults_take_fail(struct rs_faults *f, int *retry_after_s);
 /* Consumes one lost answer: 1 if this answer is to be dropped. */
 int faults_take_lose(struct rs_faults *f);
@@ -54,9 +73,12 @@ int faults_take_lose(struct rs_faults *f);
 int64_t faults_take_delay(struct rs_faults *f);
 /* Consumes a forged item / command meant for device_id (RS_FORGE_NONE:
  * none pending for it). */
-enum rs_forge faults_take_forge_item(struct rs_faults *f, const char *device_id);
 enum rs_forge faults_take_forge_command(struct rs_faults *f, const char *device_id);
-/* 1 if a forged item is pending for device_id (a held poll answers it). */
-int faults_forge_item_pending(const struct rs_faults *f, const char *device_id);
+/* Takes the oldest extra item pending for device_id: 1 if one was taken. */
+int faults_take_extra(struct rs_faults *f, const char *device_id, struct rs_extra *out);
+/* 1 if an extra item is pending for device_id (a held poll answers it). */
+int faults_extra_pending(const struct rs_faults *f, const char *device_id);
+/* The too_large_over switch (0: off). */
+int faults_too_large_over(const struct rs_faults *f);
 
 #endif

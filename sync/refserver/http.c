@@ -15,9 +15,19 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #define HTTP_CONN_LIMIT   512
-#define HTTP_IDLE_TIMEOUT 120 /* s: a held request is not idle */
+#define HTTP_IDLE_TIMEOUT 120   /* s: a held request is not idle */
+#define HTTP_LOG_MAX      16384 /* device requests remembered for GET /admin/requests */
+
+/* One device request, as it arrived (real time, not the shifted clock). */
+struct reqlog {
+	int64_t t_ms;
+	char method[8];
+	char path[120];
+	unsigned status; /* 0: not answered (yet, or dropped) */
+};
 
 struct rs_http {
 	struct rs *rs;
@@ -29,7 +39,56 @@ struct rs_http {
 	/* requests suspended now (held or delayed), to answer them at stop */
 	struct rs_req **held;
 	size_t nheld, held_cap;
+	struct reqlog *log; /* a ring of HTTP_LOG_MAX */
+	uint64_t log_total;
 };
+
+static int64_t real_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void log_arrival(struct rs_http *h, struct rs_req *r)
+{
+	if (!h->log)
+		return;
+	struct reqlog *e = &h->log[h->log_total % HTTP_LOG_MAX];
+	e->t_ms = real_ms();
+	snprintf(e->method, sizeof(e->method), "%s", r->method);
+	size_t n = strnlen(r->path, sizeof(e->path) - 1);
+	memcpy(e->path, r->path, n);
+	e->path[n] = 0;
+	e->status = 0;
+	r->log_seq = ++h->log_total;
+}
+
+static void log_answer(struct rs_http *h, struct rs_req *r, unsigned status)
+{
+	if (h->log && r->log_seq && h->log_total - r->log_seq < HTTP_LOG_MAX)
+		h->log[(r->log_seq - 1) % HTTP_LOG_MAX].status = status;
+}
+
+cJSON *http_requests_json(struct rs_http *h)
+{
+	cJSON *arr = cJSON_CreateArray();
+	uint64_t first = h->log_total > HTTP_LOG_MAX ? h->log_total - HTTP_LOG_MAX : 0;
+	for (uint64_t i = first; arr && h->log && i < h->log_total; i++) {
+		const struct reqlog *e = &h->log[i % HTTP_LOG_MAX];
+		cJSON *row = cJSON_CreateArray();
+		if (!row || !cJSON_AddItemToArray(arr, row)) {
+			cJSON_Delete(row);
+			cJSON_Delete(arr);
+			return NULL;
+		}
+		cJSON_AddItemToArray(row, cJSON_CreateNumber((double)e->t_ms));
+		cJSON_AddItemToArray(row, cJSON_CreateString(e->method));
+		cJSON_AddItemToArray(row, cJSON_CreateString(e->path));
+		cJSON_AddItemToArray(row, cJSON_CreateNumber(e->status));
+	}
+	return arr;
+}
 
 /* ---- the held list ---- */
 
@@ -230,6 +289,7 @@ static enum MHD_Result queue_reply(struct rs_req *r)
 		snprintf(ra, sizeof(ra), "%d", r->retry_after);
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
 	}
+	log_answer(r->h, r, r->status);
 	enum MHD_Result rc = MHD_queue_response(r->con, r->status, resp);
 	MHD_destroy_response(resp);
 	log_info("%s %s %u %lldms", r->method, r->path, r->status,
@@ -410,6 +470,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *con, const ch
 		r->con = con;
 		snprintf(r->method, sizeof(r->method), "%s", method);
 		classify(h, r);
+		if (r->route == RS_ROUTE_DEVICE)
+			log_arrival(h, r);
 		r->accept_gzip = accepts_gzip(http_header(r, MHD_HTTP_HEADER_ACCEPT_ENCODING));
 		return MHD_YES;
 	}
@@ -552,6 +614,11 @@ int http_start(struct rs *rs, const char *listen, struct rs_http **out, char *er
 		return -ENOMEM;
 	h->rs = rs;
 	h->epfd = -1;
+	h->log = calloc(HTTP_LOG_MAX, sizeof(*h->log));
+	if (!h->log) {
+		free(h);
+		return -ENOMEM;
+	}
 	unsigned flags =
 	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER,
@@ -562,6 +629,7 @@ int http_start(struct rs *rs, const char *listen, struct rs_http **out, char *er
 	                        MHD_OPTION_END);
 	if (!h->d) {
 		snprintf(err, errlen, "cannot listen on %s", listen);
+		free(h->log);
 		free(h);
 		return -EADDRNOTAVAIL;
 	}
@@ -592,6 +660,7 @@ int http_start(struct rs *rs, const char *listen, struct rs_http **out, char *er
 fail:
 	loop_timer_cancel(rs->loop, h->timer);
 	MHD_stop_daemon(h->d);
+	free(h->log);
 	free(h);
 	return rc;
 }
@@ -620,5 +689,6 @@ void http_stop(struct rs_http *h)
 	loop_timer_cancel(h->rs->loop, h->timer);
 	MHD_stop_daemon(h->d);
 	free(h->held);
+	free(h->log);
 	free(h);
 }

@@ -65,6 +65,7 @@ struct rs_req {
 	size_t resp_len;
 	int retry_after;
 	int accept_gzip;
+	uint64_t log_seq;
 };
 
 /* listen: "127.0.0.1:0", "[::1]:8080", "0.0.0.0:8080". */
@@ -73,6 +74,10 @@ int http_start(struct rs *rs, const char *listen, struct rs_http **out, char *er
 unsigned http_port(const struct rs_http *h);
 /* Answers every held request and stops the daemon. NULL is fine. */
 void http_stop(struct rs_http *h);
+
+/* The device requests as they arrived, oldest first (the last 16384):
+ * [[t unix ms (real time), method, path, status (0: no answer)], …]. */
+cJSON *http_requests_json(struct rs_http *h);
 
 /* Query argument (decoded by MHD), NULL if absent. */
 const char *http_query(struct rs_req *r, const char *name);

@@ -409,6 +409,31 @@ int incidents_set_status(struct rs_db *db, const char *id, const char *unit,
 	return db_step_done(db, st);
 }
 
+int incidents_envelope(struct rs_db *db, const char *id, int64_t version, const char *unit,
+                       char **envelope)
+{
+	sqlite3_stmt *st;
+	*envelope = NULL;
+	int rc = db_prepare(db,
+	                    "SELECT envelope FROM versions WHERE incident_id = ? AND version = ? "
+	                    "AND unit = ?",
+	                    &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, version);
+	sqlite3_bind_text(st, 3, unit, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW) {
+		*envelope = strdup((const char *)sqlite3_column_text(st, 0));
+		rc = *envelope ? 0 : -ENOMEM;
+	} else {
+		rc = s == SQLITE_DONE ? -ENOENT : db_fail(db, "envelope");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int incidents_cursor_parse(const char *s, int64_t *pos)
 {
 	*pos = 0;

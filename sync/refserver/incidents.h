@@ -54,6 +54,10 @@ int incidents_view(struct rs_db *db, const char *id, const char *unit, struct rs
 int incidents_set_status(struct rs_db *db, const char *id, const char *unit,
                          enum proto_status status);
 
+/* The envelope of one version, if it was addressed to unit (caller frees). */
+int incidents_envelope(struct rs_db *db, const char *id, int64_t version, const char *unit,
+                       char **envelope);
+
 /* Cursors: "c<n>"; -EINVAL for anything else. NULL or "" is the start. */
 int incidents_cursor_parse(const char *s, int64_t *pos);
 void incidents_cursor_format(int64_t pos, char out[32]);

@@ -1774,6 +1774,113 @@ static void test_fault_delay_and_forge(void **state)
 	cJSON_Delete(admin("DELETE", "/admin/faults", NULL, 200));
 }
 
+static void test_fault_windows_and_extras(void **state)
+{
+	(void)state;
+	struct dev d;
+	char path[256], body[256];
+	struct resp r;
+	enroll(&d, "WIN-01");
+	create_incident("WIN-01", "win-1");
+	/* too_large_over: a batch of more than N events is 413, N pass */
+	cJSON_Delete(admin("POST", "/admin/faults", "{\"too_large_over\":2}", 200));
+	dev_path(&d, "events", path, sizeof(path));
+	char *b = big_events_body(3, 0);
+	dev_request(&d, "POST", path, b, NULL, &r);
+	expect_error(&r, 413, "too_large");
+	resp_free(&r);
+	free(b);
+	b = big_events_body(2, 0);
+	dev_request(&d, "POST", path, b, NULL, &r);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	free(b);
+	cJSON_Delete(admin("POST", "/admin/faults", "{\"too_large_over\":0}", 200));
+
+	/* fail_for_s: every request fails for that long, then none */
+	dev_path(&d, "assignments?wait=0", path, sizeof(path));
+	cJSON_Delete(admin("POST", "/admin/faults",
+	                   "{\"fail_for_s\":1,\"fail_status\":429,\"retry_after_s\":2}", 200));
+	int64_t t0 = tu_now_ms();
+	int failed = 0;
+	while (tu_now_ms() - t0 < 800) {
+		dev_request(&d, "GET", path, NULL, NULL, &r);
+		assert_int_equal(r.status, 429);
+		assert_string_equal(r.retry_after, "2");
+		resp_free(&r);
+		failed++;
+		usleep(100000);
+	}
+	assert_true(failed >= 3);
+	usleep(400000);
+	dev_request(&d, "GET", path, NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+
+	/* the request log: those requests, in arrival order, with their answers */
+	cJSON *j = admin("GET", "/admin/requests", NULL, 200);
+	cJSON *reqs = cJSON_GetObjectItemCaseSensitive(j, "requests"), *it;
+	int n429 = 0, last200 = 0;
+	int64_t prev = 0;
+	cJSON_ArrayForEach(it, reqs)
+	{
+		int64_t t = (int64_t)cJSON_GetArrayItem(it, 0)->valuedouble;
+		assert_true(t >= prev);
+		prev = t;
+		if (t < t0 || !strstr(cJSON_GetArrayItem(it, 2)->valuestring, d.id) ||
+		    !strstr(cJSON_GetArrayItem(it, 2)->valuestring, "/assignments"))
+			continue;
+		assert_string_equal(cJSON_GetArrayItem(it, 1)->valuestring, "GET");
+		int st = (int)cJSON_GetArrayItem(it, 3)->valuedouble;
+		n429 += st == 429;
+		last200 = st == 200;
+	}
+	assert_int_equal(n429, failed);
+	assert_true(last200);
+	cJSON_Delete(j);
+
+	/* queued extras go out together, in order, ahead of the real items:
+	 * forged, another unit's, and a version delivered again */
+	cJSON *first = get_assignments(&d, NULL, 0, NULL);
+	char cur[64];
+	snprintf(cur, sizeof(cur), "%s", str(first, "cursor"));
+	cJSON_Delete(first);
+	snprintf(body, sizeof(body), "{\"forge_item\":\"bad_signature\",\"forge_device\":\"%s\"}",
+	         d.id);
+	cJSON_Delete(admin("POST", "/admin/faults", body, 200));
+	cJSON_Delete(admin("POST", "/admin/faults", "{\"forge_item\":\"other_unit\"}", 200));
+	cJSON_Delete(admin("POST", "/admin/faults",
+	                   "{\"redeliver\":{\"id\":\"win-1\",\"version\":1}}", 200));
+	j = admin("GET", "/admin/faults", NULL, 200);
+	assert_int_equal((int)num(j, "extra_items_pending"), 3);
+	cJSON_Delete(j);
+	j = get_assignments(&d, cur, 0, NULL);
+	assert_int_equal(n_items(j), 3);
+	unsigned char *payload, sig[64];
+	size_t len;
+	assert_int_equal(
+	    proto_envelope_open(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "items"), 0),
+	                        server_pk, &payload, &len, sig, NULL, 0),
+	    -EBADMSG);
+	cJSON *doc = item(j, 1);
+	assert_string_equal(str(doc, "unit"), "ZZ-OTHER-UNIT");
+	cJSON_Delete(doc);
+	doc = item(j, 2);
+	assert_string_equal(str(doc, "id"), "win-1");
+	assert_int_equal((int)num(doc, "version"), 1);
+	cJSON_Delete(doc);
+	assert_string_equal(str(j, "cursor"), cur);
+	cJSON_Delete(j);
+	/* a version the unit never had is not delivered */
+	cJSON_Delete(admin("POST", "/admin/faults",
+	                   "{\"redeliver\":{\"id\":\"win-1\",\"version\":9}}", 200));
+	j = get_assignments(&d, cur, 0, NULL);
+	assert_int_equal(n_items(j), 0);
+	cJSON_Delete(j);
+	cJSON_Delete(admin("POST", "/admin/faults", "{\"redeliver\":{\"id\":\"win-1\"}}", 400));
+	cJSON_Delete(admin("DELETE", "/admin/faults", NULL, 200));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1792,6 +1899,7 @@ int main(void)
 	    cmocka_unit_test(test_fault_fail),
 	    cmocka_unit_test(test_fault_lost_answer),
 	    cmocka_unit_test(test_fault_delay_and_forge),
+	    cmocka_unit_test(test_fault_windows_and_extras),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
