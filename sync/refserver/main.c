@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char default_config[] =
@@ -200,6 +201,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	umask(077); /* the database and key file hold personal data and the key */
 	if ((rc = loop_open(&rs.loop)) < 0 || (rc = faults_new(&rs.faults)) < 0 ||
 	    (rc = feed_new(&rs.feed)) < 0) {
 		log_errx("startup: %s", strerror(-rc));
