@@ -1,0 +1,265 @@
+#include "sync/refserver/faults.h"
+#include "agent/log.h"
+#include "sync/proto.h"
+#include "sync/refserver/rs.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FAULT_COUNT_MAX  1000000
+#define FAULT_DELAY_MAX  600000            /* 10 minutes */
+#define FAULT_SHIFT_MAX  (10 * 365 * 86400) /* ten years */
+#define FAULT_RETRY_MAX  86400
+
+struct rs_faults {
+	int fail_next;
+	unsigned fail_status;
+	int retry_after_s;
+	int64_t delay_ms;
+	int delay_next;
+	int lose_next;
+	int64_t clock_shift_s;
+	enum rs_forge forge_item;
+	enum rs_forge forge_command;
+	char forge_device[PROTO_ID_MAX + 1]; /* "" = any device */
+};
+
+static const char *const forge_names[] = {"none", "bad_signature", "other_unit", "other_device"};
+
+int64_t rs_now_ms(const struct rs *rs)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + faults_clock_shift_ms(rs->faults);
+}
+
+int faults_new(struct rs_faults **out)
+{
+	*out = calloc(1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	faults_clear(*out);
+	return 0;
+}
+
+void faults_free(struct rs_faults *f)
+{
+	free(f);
+}
+
+void faults_clear(struct rs_faults *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->fail_status = 503;
+	f->retry_after_s = 1;
+}
+
+int64_t faults_clock_shift_ms(const struct rs_faults *f)
+{
+	return f->clock_shift_s * 1000;
+}
+
+#define SETERR(...) snprintf(err, errlen, __VA_ARGS__)
+
+static int int_field(const cJSON *obj, const char *name, int64_t min, int64_t max, int64_t *out,
+                     char *err, size_t errlen)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (!v)
+		return 0;
+	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+	    v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)min ||
+	    v->valuedouble > (double)max) {
+		SETERR("%s must be an integer in %lld..%lld", name, (long long)min,
+		       (long long)max);
+		return -EINVAL;
+	}
+	*out = (int64_t)v->valuedouble;
+	return 1;
+}
+
+static int forge_field(const cJSON *obj, const char *name, enum rs_forge a, enum rs_forge b,
+                       enum rs_forge *out, char *err, size_t errlen)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (!v)
+		return 0;
+	if (cJSON_IsString(v)) {
+		if (strcmp(v->valuestring, "none") == 0) {
+			*out = RS_FORGE_NONE;
+			return 1;
+		}
+		if (strcmp(v->valuestring, forge_names[a]) == 0 ||
+		    strcmp(v->valuestring, forge_names[b]) == 0) {
+			*out = strcmp(v->valuestring, forge_names[a]) == 0 ? a : b;
+			return 1;
+		}
+	}
+	SETERR("%s must be \"none\", \"%s\" or \"%s\"", name, forge_names[a], forge_names[b]);
+	return -EINVAL;
+}
+
+int faults_set(struct rs_faults *f, const cJSON *obj, char *err, size_t errlen)
+{
+	static const char *const known[] = {
+	    "fail_next",     "fail_status",  "retry_after_s",  "delay_ms",      "delay_next",
+	    "lose_next",     "clock_shift_s", "forge_item",    "forge_command", "forge_device"};
+	struct rs_faults n = *f;
+	int64_t v;
+	int rc;
+	const cJSON *it;
+	if (!cJSON_IsObject(obj)) {
+		SETERR("body must be a JSON object");
+		return -EINVAL;
+	}
+	cJSON_ArrayForEach(it, obj)
+	{
+		size_t i;
+		for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+			if (strcmp(it->string, known[i]) == 0)
+				break;
+		if (i == sizeof(known) / sizeof(known[0])) {
+			SETERR("unknown fault switch");
+			return -EINVAL;
+		}
+	}
+	if ((rc = int_field(obj, "fail_next", 0, FAULT_COUNT_MAX, &v, err, errlen)) < 0)
+		return rc;
+	if (rc)
+		n.fail_next = (int)v;
+	if ((rc = int_field(obj, "fail_status", 429, 504, &v, err, errlen)) < 0)
+		return rc;
+	if (rc) {
+		if (v != 429 && v != 500 && v != 502 && v != 503 && v != 504) {
+			SETERR("fail_status must be 429, 500, 502, 503 or 504");
+			return -EINVAL;
+		}
+		n.fail_status = (unsigned)v;
+	}
+	if ((rc = int_field(obj, "retry_after_s", 0, FAULT_RETRY_MAX, &v, err, errlen)) < 0)
+		return rc;
+	if (rc)
+		n.retry_after_s = (int)v;
+	if ((rc = int_field(obj, "delay_ms", 0, FAULT_DELAY_MAX, &v, err, errlen)) < 0)
+		return rc;
+	if (rc)
+		n.delay_ms = v;
+	if ((rc = int_field(obj, "delay_next", 0, FAULT_COUNT_MAX, &v, err, errlen)) < 0)
+		return rc;
+	if (rc)
+		n.delay_next = (int)v;
+	if ((rc = int_field(obj, "lose_next", 0, FAULT_COUNT_MAX, &v, err, errlen)) < 0)
+		return rc;
+	if (rc)
+		n.lose_next = (int)v;
+	if ((rc = int_field(obj, "clock_shift_s", -FAULT_SHIFT_MAX, FAULT_SHIFT_MAX, &v, err,
+	                    errlen)) < 0)
+		return rc;
+	if (rc)
+		n.clock_shift_s = v;
+	if ((rc = forge_field(obj, "forge_item", RS_FORGE_BAD_SIGNATURE, RS_FORGE_OTHER_UNIT,
+	                      &n.forge_item, err, errlen)) < 0)
+		return rc;
+	if ((rc = forge_field(obj, "forge_command", RS_FORGE_BAD_SIGNATURE, RS_FORGE_OTHER_DEVICE,
+	                      &n.forge_command, err, errlen)) < 0)
+		return rc;
+	it = cJSON_GetObjectItemCaseSensitive(obj, "forge_device");
+	if (it) {
+		if (!cJSON_IsString(it) || (it->valuestring[0] && !proto_id_valid(it->valuestring))) {
+			SETERR("forge_device must be a device id or \"\"");
+			return -EINVAL;
+		}
+		snprintf(n.forge_device, sizeof(n.forge_device), "%s", it->valuestring);
+	}
+	*f = n;
+	log_info("faults: fail_next=%d status=%u retry_after=%d delay_ms=%lld delay_next=%d "
+	         "lose_next=%d clock_shift_s=%lld forge_item=%s forge_command=%s",
+	         f->fail_next, f->fail_status, f->retry_after_s, (long long)f->delay_ms,
+	         f->delay_next, f->lose_next, (long long)f->clock_shift_s,
+	         forge_names[f->forge_item], forge_names[f->forge_command]);
+	return 0;
+}
+
+cJSON *faults_json(const struct rs_faults *f)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
+	if (!cJSON_AddNumberToObject(o, "fail_next", f->fail_next) ||
+	    !cJSON_AddNumberToObject(o, "fail_status", f->fail_status) ||
+	    !cJSON_AddNumberToObject(o, "retry_after_s", f->retry_after_s) ||
+	    !cJSON_AddNumberToObject(o, "delay_ms", (double)f->delay_ms) ||
+	    !cJSON_AddNumberToObject(o, "delay_next", f->delay_next) ||
+	    !cJSON_AddNumberToObject(o, "lose_next", f->lose_next) ||
+	    !cJSON_AddNumberToObject(o, "clock_shift_s", (double)f->clock_shift_s) ||
+	    !cJSON_AddStringToObject(o, "forge_item", forge_names[f->forge_item]) ||
+	    !cJSON_AddStringToObject(o, "forge_command", forge_names[f->forge_command]) ||
+	    !cJSON_AddStringToObject(o, "forge_device", f->forge_device)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+unsigned faults_take_fail(struct rs_faults *f, int *retry_after_s)
+{
+	*retry_after_s = 0;
+	if (f->fail_next <= 0)
+		return 0;
+	f->fail_next--;
+	if (f->fail_status == 429 || f->fail_status == 503)
+		*retry_after_s = f->retry_after_s;
+	return f->fail_status;
+}
+
+int faults_take_lose(struct rs_faults *f)
+{
+	if (f->lose_next <= 0)
+		return 0;
+	f->lose_next--;
+	return 1;
+}
+
+int64_t faults_take_delay(struct rs_faults *f)
+{
+	if (f->delay_ms <= 0)
+		return 0;
+	if (f->delay_next > 0 && --f->delay_next == 0) {
+		int64_t d = f->delay_ms;
+		f->delay_ms = 0;
+		return d;
+	}
+	return f->delay_ms;
+}
+
+static int for_device(const struct rs_faults *f, const char *device_id)
+{
+	return !f->forge_device[0] || strcmp(f->forge_device, device_id) == 0;
+}
+
+int faults_forge_item_pending(const struct rs_faults *f, const char *device_id)
+{
+	return f->forge_item != RS_FORGE_NONE && for_device(f, device_id);
+}
+
+enum rs_forge faults_take_forge_item(struct rs_faults *f, const char *device_id)
+{
+	enum rs_forge k = f->forge_item;
+	if (k == RS_FORGE_NONE || !for_device(f, device_id))
+		return RS_FORGE_NONE;
+	f->forge_item = RS_FORGE_NONE;
+	return k;
+}
+
+enum rs_forge faults_take_forge_command(struct rs_faults *f, const char *device_id)
+{
+	enum rs_forge k = f->forge_command;
+	if (k == RS_FORGE_NONE || !for_device(f, device_id))
+		return RS_FORGE_NONE;
+	f->forge_command = RS_FORGE_NONE;
+	return k;
+}

@@ -1,0 +1,626 @@
+#include "sync/refserver/http.h"
+#include "agent/log.h"
+#include "agent/loop.h"
+#include "sync/refserver/api.h"
+#include "sync/refserver/faults.h"
+#include "sync/refserver/rs.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#define HTTP_CONN_LIMIT   512
+#define HTTP_IDLE_TIMEOUT 120 /* s: a held request is not idle */
+
+struct rs_http {
+	struct rs *rs;
+	struct MHD_Daemon *d;
+	int epfd;
+	unsigned port;
+	struct loop_timer *timer; /* MHD's own timeouts, and the kick after a resume */
+	int kicked;
+	/* requests suspended now (held or delayed), to answer them at stop */
+	struct rs_req **held;
+	size_t nheld, held_cap;
+};
+
+/* ---- the held list ---- */
+
+static int held_add(struct rs_http *h, struct rs_req *r)
+{
+	if (h->nheld == h->held_cap) {
+		size_t cap = h->held_cap ? h->held_cap * 2 : 16;
+		struct rs_req **n = realloc(h->held, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		h->held = n;
+		h->held_cap = cap;
+	}
+	h->held[h->nheld++] = r;
+	return 0;
+}
+
+static void held_del(struct rs_http *h, struct rs_req *r)
+{
+	for (size_t i = 0; i < h->nheld; i++) {
+		if (h->held[i] == r) {
+			h->held[i] = h->held[--h->nheld];
+			return;
+		}
+	}
+}
+
+/* ---- suspend / resume ---- */
+
+static void kick(struct rs_http *h)
+{
+	h->kicked = 1;
+	loop_timer_set(h->rs->loop, h->timer, 0);
+}
+
+static void resume(struct rs_req *r)
+{
+	if (!r->suspended)
+		return;
+	r->suspended = 0;
+	held_del(r->h, r);
+	MHD_resume_connection(r->con);
+	kick(r->h);
+}
+
+static int64_t on_req_timer(struct loop *l, void *arg)
+{
+	(void)l;
+	struct rs_req *r = arg;
+	r->timer = NULL; /* freed by the loop as we return < 0 */
+	if (r->hold)
+		r->timed_out = 1;
+	resume(r);
+	return -1;
+}
+
+static int suspend_for(struct rs_req *r, int64_t ms)
+{
+	r->timer = loop_timer_add(r->h->rs->loop, ms, on_req_timer, r);
+	if (!r->timer || held_add(r->h, r) < 0) {
+		loop_timer_cancel(r->h->rs->loop, r->timer);
+		r->timer = NULL;
+		return -ENOMEM;
+	}
+	MHD_suspend_connection(r->con);
+	r->suspended = 1;
+	return 0;
+}
+
+void http_hold(struct rs_req *r, int64_t ms)
+{
+	r->hold = 1;
+	r->hold_ms = ms < 0 ? 0 : ms;
+}
+
+void http_wake(struct rs_req *r)
+{
+	if (!r->hold || !r->suspended)
+		return;
+	loop_timer_cancel(r->h->rs->loop, r->timer);
+	r->timer = NULL;
+	resume(r);
+}
+
+/* ---- replies ---- */
+
+static void set_reply(struct rs_req *r, unsigned status, char *text)
+{
+	free(r->resp);
+	r->status = status;
+	r->resp = text;
+	r->resp_len = text ? strlen(text) : 0;
+}
+
+void http_reply(struct rs_req *r, unsigned status, cJSON *body)
+{
+	char *text = NULL;
+	if (body) {
+		text = cJSON_PrintUnformatted(body);
+		cJSON_Delete(body);
+		if (!text) {
+			set_reply(r, 500, NULL);
+			return;
+		}
+	}
+	set_reply(r, status, text);
+}
+
+void http_reply_error_with(struct rs_req *r, unsigned status, const char *code, const char *msg,
+                           cJSON *extra)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (o && cJSON_AddStringToObject(o, "error", code) &&
+	    cJSON_AddStringToObject(o, "message", msg)) {
+		cJSON *it = extra ? extra->child : NULL;
+		while (it) {
+			cJSON *next = it->next;
+			cJSON_AddItemToObject(o, it->string, cJSON_DetachItemViaPointer(extra, it));
+			it = next;
+		}
+		http_reply(r, status, o);
+	} else {
+		cJSON_Delete(o);
+		set_reply(r, 500, NULL);
+	}
+	cJSON_Delete(extra);
+}
+
+void http_reply_error(struct rs_req *r, unsigned status, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	http_reply_error_with(r, status, code, msg, NULL);
+}
+
+const char *http_query(struct rs_req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->con, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_header(struct rs_req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->con, MHD_HEADER_KIND, name);
+}
+
+/* "gzip" among the codings, and not with q=0. */
+static int accepts_gzip(const char *v)
+{
+	while (v && *v) {
+		while (*v == ' ' || *v == ',')
+			v++;
+		size_t n = strcspn(v, ",");
+		size_t name = strcspn(v, ";, ");
+		if (name == 4 && strncasecmp(v, "gzip", 4) == 0) {
+			const char *q = strstr(v, "q=");
+			if (!q || q >= v + n)
+				return 1;
+			for (q += 2; q < v + n && (*q == '0' || *q == '.'); q++)
+				;
+			return q < v + n && *q >= '1' && *q <= '9';
+		}
+		v += n;
+	}
+	return 0;
+}
+
+static enum MHD_Result queue_reply(struct rs_req *r)
+{
+	unsigned char *gz = NULL;
+	size_t gzlen = 0;
+	const char *enc = NULL;
+	void *data = r->resp;
+	size_t len = r->resp_len;
+	if (r->accept_gzip && len > 0 && proto_gzip(r->resp, len, &gz, &gzlen) == 0) {
+		free(r->resp);
+		data = gz;
+		len = gzlen;
+		enc = "gzip";
+	}
+	r->resp = NULL;
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(len, data ? data : (void *)"", data ? MHD_RESPMEM_MUST_FREE
+	                                                                        : MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(data);
+		return MHD_NO;
+	}
+	if (len > 0)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+	if (enc)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, enc);
+	if (r->retry_after > 0) {
+		char ra[24];
+		snprintf(ra, sizeof(ra), "%d", r->retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
+	enum MHD_Result rc = MHD_queue_response(r->con, r->status, resp);
+	MHD_destroy_response(resp);
+	log_info("%s %s %u %lldms", r->method, r->path, r->status,
+	         (long long)(loop_now_ms() - r->t0));
+	return rc;
+}
+
+/* ---- the request ---- */
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con)
+{
+	struct rs_req *r = calloc(1, sizeof(*r));
+	(void)con;
+	if (!r)
+		return NULL;
+	r->h = cls;
+	r->t0 = loop_now_ms();
+	size_t n = strnlen(uri, RS_URI_MAX);
+	r->uri = malloc(n + 1);
+	if (!r->uri) {
+		free(r);
+		return NULL;
+	}
+	memcpy(r->uri, uri, n);
+	r->uri[n] = 0;
+	if (n >= RS_URI_MAX)
+		r->too_big = 2; /* the URI itself */
+	return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *con, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	struct rs_http *h = cls;
+	struct rs_req *r = *req_cls;
+	(void)con;
+	(void)toe;
+	if (!r)
+		return;
+	if (r->on_done)
+		r->on_done(r, r->on_done_arg);
+	loop_timer_cancel(h->rs->loop, r->timer);
+	held_del(h, r);
+	free(r->uri);
+	free(r->rawbuf);
+	free(r->plain);
+	free(r->resp);
+	free(r);
+	*req_cls = NULL;
+}
+
+/* Which API, and the path as the API sees it. */
+static void classify(struct rs_http *h, struct rs_req *r)
+{
+	const char *base = h->rs->base;
+	size_t bl = strlen(base);
+	r->route = RS_ROUTE_NONE;
+	r->path_query = r->uri;
+	if (strncmp(r->uri, base, bl) == 0 && strncmp(r->uri + bl, "/v1/", 4) == 0) {
+		r->route = RS_ROUTE_DEVICE;
+		r->path_query = r->uri + bl;
+	} else if (strncmp(r->uri, "/admin", 6) == 0 &&
+	           (r->uri[6] == '/' || r->uri[6] == '?' || r->uri[6] == 0)) {
+		r->route = RS_ROUTE_ADMIN;
+	}
+	size_t n = strcspn(r->path_query, "?");
+	if (n >= sizeof(r->path))
+		n = sizeof(r->path) - 1;
+	memcpy(r->path, r->path_query, n);
+	r->path[n] = 0;
+}
+
+static int append_body(struct rs_req *r, const char *data, size_t len)
+{
+	if (r->too_big)
+		return 0;
+	if (len > PROTO_BODY_MAX - r->raw_len) {
+		r->too_big = 1;
+		free(r->rawbuf);
+		r->rawbuf = NULL;
+		r->raw_len = r->raw_cap = 0;
+		return 0;
+	}
+	if (r->raw_len + len > r->raw_cap) {
+		size_t cap = r->raw_cap ? r->raw_cap : 4096;
+		while (cap < r->raw_len + len)
+			cap *= 2;
+		if (cap > PROTO_BODY_MAX)
+			cap = PROTO_BODY_MAX;
+		unsigned char *n = realloc(r->rawbuf, cap + 1);
+		if (!n)
+			return -ENOMEM;
+		r->rawbuf = n;
+		r->raw_cap = cap;
+	}
+	memcpy(r->rawbuf + r->raw_len, data, len);
+	r->raw_len += len;
+	return 0;
+}
+
+/* The body as the API reads it: checked encoding, gunzipped with a bound.
+ * Returns 0, or sets an error answer and returns -1. */
+static int decode_body(struct rs_req *r)
+{
+	static const char empty[] = "";
+	const char *enc = http_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING);
+	const char *ctype = http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+	r->raw = r->rawbuf ? r->rawbuf : (const unsigned char *)empty;
+	r->body = empty;
+	r->body_len = 0;
+	if (r->too_big) {
+		http_reply_error(r, r->too_big == 2 ? 414 : 413, "too_large",
+		                 r->too_big == 2 ? "request URI too long" : "body too large");
+		return -1;
+	}
+	if (r->raw_len == 0)
+		return 0;
+	if (ctype && strncasecmp(ctype, "application/json", 16) != 0) {
+		http_reply_error(r, 415, "unsupported_media_type", "bodies are application/json");
+		return -1;
+	}
+	if (!enc || strcasecmp(enc, "identity") == 0) {
+		r->rawbuf[r->raw_len] = 0;
+		r->body = (const char *)r->rawbuf;
+		r->body_len = r->raw_len;
+		return 0;
+	}
+	if (strcasecmp(enc, "gzip") != 0) {
+		http_reply_error(r, 415, "unsupported_encoding", "Content-Encoding must be gzip");
+		return -1;
+	}
+	size_t n = 0;
+	int rc = proto_gunzip(r->rawbuf, r->raw_len, PROTO_BODY_MAX, &r->plain, &n);
+	if (rc == -EFBIG) {
+		http_reply_error(r, 413, "too_large", "body too large once decompressed");
+		return -1;
+	}
+	if (rc < 0) {
+		http_reply_error(r, 400, "bad_request", "body is not a valid gzip stream");
+		return -1;
+	}
+	r->body = (const char *)r->plain;
+	r->body_len = n;
+	return 0;
+}
+
+static int run_handler(struct rs_http *h, struct rs_req *r)
+{
+	int rc;
+	switch (r->route) {
+	case RS_ROUTE_DEVICE:
+		rc = api_device_handle(h->rs, r);
+		break;
+	case RS_ROUTE_ADMIN:
+		rc = api_dispatch_handle(h->rs, r);
+		break;
+	default:
+		http_reply_error(r, 404, "not_found", "no such path");
+		rc = RS_REPLY;
+	}
+	if (rc == RS_REPLY && r->status == 0)
+		http_reply_error(r, 500, "internal", "no answer");
+	return rc;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *con, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **req_cls)
+{
+	struct rs_http *h = cls;
+	struct rs_req *r = *req_cls;
+	(void)url;
+	(void)version;
+	if (!r)
+		return MHD_NO;
+	if (!r->started) {
+		r->started = 1;
+		r->con = con;
+		snprintf(r->method, sizeof(r->method), "%s", method);
+		classify(h, r);
+		r->accept_gzip = accepts_gzip(http_header(r, MHD_HTTP_HEADER_ACCEPT_ENCODING));
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		if (append_body(r, upload_data, *upload_data_size) < 0)
+			return MHD_NO;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (r->status) /* an answer held back by the delay switch */
+		return queue_reply(r);
+
+	if (r->hold) { /* back from a hold */
+		r->hold = 0;
+		r->resumed = 1;
+	} else {
+		unsigned fail = 0;
+		if (r->route == RS_ROUTE_DEVICE)
+			fail = faults_take_fail(h->rs->faults, &r->retry_after);
+		if (fail) {
+			http_reply_error(r, fail, fail == 429 ? "rate_limited" : "unavailable",
+			                 "fault switch: failing this request");
+			return queue_reply(r);
+		}
+		if (decode_body(r) < 0)
+			return queue_reply(r);
+	}
+	r->timed_out = r->resumed ? r->timed_out : 0;
+	if (run_handler(h, r) == RS_HOLD) {
+		if (suspend_for(r, r->hold_ms) < 0) {
+			r->hold = 0;
+			http_reply_error(r, 503, "unavailable", "out of memory");
+			r->retry_after = 1;
+			return queue_reply(r);
+		}
+		return MHD_YES;
+	}
+	if (r->route == RS_ROUTE_DEVICE) {
+		if (faults_take_lose(h->rs->faults)) {
+			log_info("%s %s %u dropped (lost-answer switch)", r->method, r->path,
+			         r->status);
+			return MHD_NO;
+		}
+		int64_t delay = faults_take_delay(h->rs->faults);
+		if (delay > 0 && suspend_for(r, delay) == 0)
+			return MHD_YES;
+	}
+	return queue_reply(r);
+}
+
+/* ---- the daemon in the loop ---- */
+
+static void on_mhd_fd(struct loop *l, int fd, unsigned events, void *arg)
+{
+	struct rs_http *h = arg;
+	(void)l;
+	(void)fd;
+	(void)events;
+	MHD_run(h->d);
+}
+
+static int64_t on_mhd_timer(struct loop *l, void *arg)
+{
+	struct rs_http *h = arg;
+	(void)l;
+	h->kicked = 0;
+	MHD_run(h->d);
+	return 1000; /* reset before the loop sleeps */
+}
+
+static void before_sleep(struct loop *l, void *arg)
+{
+	struct rs_http *h = arg;
+	MHD_UNSIGNED_LONG_LONG t;
+	if (h->kicked)
+		loop_timer_set(l, h->timer, 0);
+	else if (MHD_get_timeout(h->d, &t) == MHD_YES)
+		loop_timer_set(l, h->timer, t > 60000 ? 60000 : (int64_t)t);
+	else
+		loop_timer_set(l, h->timer, 60000);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char line[512];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = 0;
+	log_warnx("http: %s", line);
+}
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, int *v6)
+{
+	char host[128];
+	const char *colon;
+	memset(ss, 0, sizeof(*ss));
+	*v6 = 0;
+	if (listen[0] == '[') {
+		const char *end = strchr(listen, ']');
+		if (!end || end[1] != ':' || (size_t)(end - listen - 1) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, listen + 1, (size_t)(end - listen - 1));
+		host[end - listen - 1] = 0;
+		colon = end + 1;
+		*v6 = 1;
+	} else {
+		colon = strrchr(listen, ':');
+		if (!colon || (size_t)(colon - listen) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, listen, (size_t)(colon - listen));
+		host[colon - listen] = 0;
+	}
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (colon[1] == 0 || *end || port < 0 || port > 65535)
+		return -EINVAL;
+	if (*v6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		return inet_pton(AF_INET6, host, &s6->sin6_addr) == 1 ? 0 : -EINVAL;
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons((uint16_t)port);
+	return inet_pton(AF_INET, host, &s4->sin_addr) == 1 ? 0 : -EINVAL;
+}
+
+int http_start(struct rs *rs, const char *listen, struct rs_http **out, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	int v6, rc;
+	*out = NULL;
+	if (parse_listen(listen, &ss, &v6) < 0) {
+		snprintf(err, errlen, "--listen: want HOST:PORT or [V6]:PORT");
+		return -EINVAL;
+	}
+	struct rs_http *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->rs = rs;
+	h->epfd = -1;
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+	                 (v6 ? MHD_USE_IPv6 : 0);
+	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_SOCK_ADDR, &ss,
+	                        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT,
+	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_LIMIT,
+	                        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
+	if (!h->d) {
+		snprintf(err, errlen, "cannot listen on %s", listen);
+		free(h);
+		return -EADDRNOTAVAIL;
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+	const union MHD_DaemonInfo *lfd = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_LISTEN_FD);
+	struct sockaddr_storage bound;
+	socklen_t bl = sizeof(bound);
+	if (!info || !lfd || getsockname(lfd->listen_fd, (struct sockaddr *)&bound, &bl) < 0) {
+		snprintf(err, errlen, "cannot read the daemon's sockets");
+		rc = -EIO;
+		goto fail;
+	}
+	h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+	                                            : ((struct sockaddr_in *)&bound)->sin_port);
+	h->epfd = info->epoll_fd;
+	h->timer = loop_timer_add(rs->loop, 0, on_mhd_timer, h);
+	if (!h->timer) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if ((rc = loop_fd_add(rs->loop, h->epfd, LOOP_READ, on_mhd_fd, h)) < 0) {
+		snprintf(err, errlen, "cannot watch the daemon");
+		goto fail;
+	}
+	loop_set_before_sleep(rs->loop, before_sleep, h);
+	*out = h;
+	return 0;
+fail:
+	loop_timer_cancel(rs->loop, h->timer);
+	MHD_stop_daemon(h->d);
+	free(h);
+	return rc;
+}
+
+unsigned http_port(const struct rs_http *h)
+{
+	return h->port;
+}
+
+void http_stop(struct rs_http *h)
+{
+	if (!h)
+		return;
+	/* answer every held request: a long poll ends as if its time were up */
+	while (h->nheld) {
+		struct rs_req *r = h->held[0];
+		loop_timer_cancel(h->rs->loop, r->timer);
+		r->timer = NULL;
+		if (r->hold)
+			r->timed_out = 1;
+		resume(r);
+	}
+	MHD_run(h->d);
+	loop_set_before_sleep(h->rs->loop, NULL, NULL);
+	loop_fd_del(h->rs->loop, h->epfd);
+	loop_timer_cancel(h->rs->loop, h->timer);
+	MHD_stop_daemon(h->d);
+	free(h->held);
+	free(h);
+}
