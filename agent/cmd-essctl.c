@@ -93,7 +93,8 @@ static void print_status(const cJSON *r)
 			printf(" ±%.0f m", num(fix, "accuracy_m", 0));
 		printf(" at %s (%.0f s ago)\n", str(fix, "t", "?"), num(fix, "age_s", 0));
 	} else {
-		printf("last fix      none%s\n", flag(r, "gps_connected") ? "" : " (gpsd not connected)");
+		printf("last fix      none%s\n",
+		       flag(r, "gps_connected") ? "" : " (gpsd not connected)");
 	}
 	printf("clock         %s\n", str(r, "clock", "?"));
 	printf("incidents     %.0f\n", num(r, "incidents", 0));
@@ -115,8 +116,9 @@ static void print_list(const cJSON *r)
 	       "DISTANCE");
 	cJSON_ArrayForEach(it, arr)
 	{
-		printf("%-20s %-3.0f %-18s %-10s %-17s ", str(it, "id", "?"), num(it, "priority", 0),
-		       str(it, "category", "?"), str(it, "state", "?"), str(it, "status", "?"));
+		printf("%-20s %-3.0f %-18s %-10s %-17s ", str(it, "id", "?"),
+		       num(it, "priority", 0), str(it, "category", "?"), str(it, "state", "?"),
+		       str(it, "status", "?"));
 		print_distance(it);
 		if (flag(it, "silent"))
 			printf("  SILENT");
@@ -254,12 +256,10 @@ static int watch(struct ctl_conn *c, int json)
 
 int main(int argc, char **argv)
 {
-	static const struct option longs[] = {{"socket", required_argument, NULL, 's'},
-	                                      {"config", required_argument, NULL, 'c'},
-	                                      {"json", no_argument, NULL, 'j'},
-	                                      {"note", required_argument, NULL, 'n'},
-	                                      {"help", no_argument, NULL, 'h'},
-	                                      {NULL, 0, NULL, 0}};
+	static const struct option longs[] = {
+	    {"socket", required_argument, NULL, 's'}, {"config", required_argument, NULL, 'c'},
+	    {"json", no_argument, NULL, 'j'},         {"note", required_argument, NULL, 'n'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
 	const char *sock = NULL, *conf = NULL, *note = NULL;
 	int json = 0, ch;
 	while ((ch = getopt_long(argc, argv, "+s:c:jn:h", longs, NULL)) != -1) {

@@ -36,12 +36,10 @@ struct opts {
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-	static const struct option longs[] = {{"config", required_argument, NULL, 'c'},
-	                                      {"dump", no_argument, NULL, 'd'},
-	                                      {"yes", no_argument, NULL, 'y'},
-	                                      {"token", required_argument, NULL, 't'},
-	                                      {"force", no_argument, NULL, 'f'},
-	                                      {NULL, 0, NULL, 0}};
+	static const struct option longs[] = {
+	    {"config", required_argument, NULL, 'c'}, {"dump", no_argument, NULL, 'd'},
+	    {"yes", no_argument, NULL, 'y'},          {"token", required_argument, NULL, 't'},
+	    {"force", no_argument, NULL, 'f'},        {NULL, 0, NULL, 0}};
 	int ch;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "c:", longs, NULL)) != -1) {

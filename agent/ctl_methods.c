@@ -124,8 +124,9 @@ int ctlm_load(struct ctlm *m)
 {
 	char buf[PROTO_ID_MAX + 1];
 	size_t len = 0;
-	m->locked = store_state_get(m->resp.store, CTLM_STATE_LOCKED, buf, sizeof(buf), &len) == 0 &&
-	            len == 1 && buf[0] == '1';
+	m->locked =
+	    store_state_get(m->resp.store, CTLM_STATE_LOCKED, buf, sizeof(buf), &len) == 0 &&
+	    len == 1 && buf[0] == '1';
 	if (store_state_get(m->resp.store, SYNC_KEY_UNIT, buf, sizeof(buf) - 1, &len) == 0) {
 		buf[len] = 0;
 		snprintf(m->unit, sizeof(m->unit), "%s", buf);
@@ -196,9 +197,9 @@ cJSON *ctlm_status(struct ctlm *m)
 		ok = (fix = cJSON_AddObjectToObject(o, "last_fix")) && add_time(fix, "t", f.t_ms) &&
 		     cJSON_AddNumberToObject(fix, "lat", f.lat_e7 / 1e7) &&
 		     cJSON_AddNumberToObject(fix, "lon", f.lon_e7 / 1e7) &&
-		     (f.accuracy_dm >= 0 ? cJSON_AddNumberToObject(fix, "accuracy_m",
-		                                                    f.accuracy_dm / 10.0)
-		                         : cJSON_AddNullToObject(fix, "accuracy_m")) &&
+		     (f.accuracy_dm >= 0
+		          ? cJSON_AddNumberToObject(fix, "accuracy_m", f.accuracy_dm / 10.0)
+		          : cJSON_AddNullToObject(fix, "accuracy_m")) &&
 		     cJSON_AddNumberToObject(fix, "age_s",
 		                             (double)((loop_now_ms() - f.mono_ms) / 1000));
 	} else if (ok) {
@@ -401,7 +402,8 @@ static int rejected_one(void *arg, const struct store_rejected *r)
 	proto_time_format(r->rejected_ms, at);
 	cJSON_AddNumberToObject(o, "seq", (double)r->ev.seq);
 	cJSON_AddStringToObject(o, "event_id", r->ev.event_id);
-	cJSON_AddStringToObject(o, "type", proto_event_type_name((enum proto_event_type)r->ev.type));
+	cJSON_AddStringToObject(o, "type",
+	                        proto_event_type_name((enum proto_event_type)r->ev.type));
 	cJSON_AddStringToObject(o, "rejected_at", at);
 	cJSON_AddStringToObject(o, "reason", r->reason ? r->reason : "");
 	if (body)
@@ -459,10 +461,9 @@ METHOD(m_unlock)
 }
 
 static const struct ctl_method methods[] = {
-    {"status", m_status, 0}, {"list", m_list, 0},         {"show", m_show, 0},
-    {"ack", m_ack, 0},       {"set", m_set, 0},           {"note", m_note, 0},
-    {"sos", m_sos, 0},       {"sync", m_sync, 0},         {"rejected", m_rejected, 0},
-    {"lock", m_lock, 0},     {"unlock", m_unlock, 1},
+    {"status", m_status, 0},     {"list", m_list, 0}, {"show", m_show, 0},     {"ack", m_ack, 0},
+    {"set", m_set, 0},           {"note", m_note, 0}, {"sos", m_sos, 0},       {"sync", m_sync, 0},
+    {"rejected", m_rejected, 0}, {"lock", m_lock, 0}, {"unlock", m_unlock, 1},
 };
 
 const struct ctl_method *ctlm_methods(size_t *n)

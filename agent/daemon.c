@@ -33,10 +33,10 @@
 #define NOTIFY(...) ((void)0)
 #endif
 
-#define WIPE_GRACE_MS      10000  /* the command_result may take this long to go out */
-#define MAINTENANCE_MS     60000  /* WAL checkpoint, active-incident check */
-#define PURGE_MS           600000 /* retention purge */
-#define ACTIVE_RECHECK_MS  5000
+#define WIPE_GRACE_MS     10000  /* the command_result may take this long to go out */
+#define MAINTENANCE_MS    60000  /* WAL checkpoint, active-incident check */
+#define PURGE_MS          600000 /* retention purge */
+#define ACTIVE_RECHECK_MS 5000
 
 struct daemon {
 	const char *config_path;
@@ -290,8 +290,7 @@ static void apply_server_config(struct daemon *d, const cJSON *cfg)
 	int v, changed = 0;
 	if (bounded(cfg, "position_interval_s", 1, 3600, &v) && v != d->cfg.gps.interval_s)
 		d->cfg.gps.interval_s = v, changed = 1;
-	if (bounded(cfg, "position_min_distance_m", 0, 10000, &v) &&
-	    v != d->cfg.gps.min_distance_m)
+	if (bounded(cfg, "position_min_distance_m", 0, 10000, &v) && v != d->cfg.gps.min_distance_m)
 		d->cfg.gps.min_distance_m = v, changed = 1;
 	if (bounded(cfg, "retention_hours", 1, 8760, &v) && v != d->cfg.store.retention_hours)
 		d->cfg.store.retention_hours = v, changed = 1;
@@ -452,8 +451,8 @@ static void on_hup(struct loop *l, int signo, void *arg)
 		NOTIFY("READY=1");
 		return;
 	}
-	if (strcmp(nc.store.dir, d->cfg.store.dir) || memcmp(&nc.keystore, &d->cfg.keystore,
-	                                                     sizeof(nc.keystore)) ||
+	if (strcmp(nc.store.dir, d->cfg.store.dir) ||
+	    memcmp(&nc.keystore, &d->cfg.keystore, sizeof(nc.keystore)) ||
 	    memcmp(&nc.control, &d->cfg.control, sizeof(nc.control)))
 		log_warnx("reload: [store] dir, [keystore] and [control] take effect at restart");
 	strcpy(nc.store.dir, d->cfg.store.dir);
@@ -505,8 +504,8 @@ static int ctl_start(struct daemon *d, char *err, size_t errlen)
 	}
 	size_t n;
 	const struct ctl_method *ms = ctlm_methods(&n);
-	int rc = ctl_open(d->loop, d->cfg.control.socket, gid, ms, n, &d->m, &d->ctl, why,
-	                  sizeof(why));
+	int rc =
+	    ctl_open(d->loop, d->cfg.control.socket, gid, ms, n, &d->m, &d->ctl, why, sizeof(why));
 	if (rc < 0)
 		return fail(err, errlen, rc, "control socket: %s", why);
 	d->m.ctl = d->ctl;
@@ -569,8 +568,8 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 		fail(err, errlen, rc, "signals: %s", strerror(-rc));
 		goto out;
 	}
-	d.flush_t = loop_timer_add(d.loop, (int64_t)d.cfg.store.position_flush_s * 1000,
-	                           flush_timer, &d);
+	d.flush_t =
+	    loop_timer_add(d.loop, (int64_t)d.cfg.store.position_flush_s * 1000, flush_timer, &d);
 	d.purge_t = loop_timer_add(d.loop, 0, purge_timer, &d);
 	d.maint_t = loop_timer_add(d.loop, MAINTENANCE_MS, maint_timer, &d);
 	if (!d.flush_t || !d.purge_t || !d.maint_t) {
@@ -615,13 +614,13 @@ static int read_serial(const char *path, char *out, size_t cap, char *err, size_
 		return fail(err, errlen, -EINVAL, "%s: no serial number on the first line", path);
 	for (size_t i = 0; i < len; i++)
 		if (out[i] < 0x21 || out[i] > 0x7e)
-			return fail(err, errlen, -EINVAL, "%s: the serial number must be printable ASCII",
-			            path);
+			return fail(err, errlen, -EINVAL,
+			            "%s: the serial number must be printable ASCII", path);
 	return 0;
 }
 
-int daemon_provision(const char *config_path, const struct daemon_provision_info *info,
-                     char *unit, char *device_id, char *err, size_t errlen)
+int daemon_provision(const char *config_path, const struct daemon_provision_info *info, char *unit,
+                     char *device_id, char *err, size_t errlen)
 {
 	struct config cfg;
 	struct hal_keystore *ks = NULL;
@@ -635,8 +634,9 @@ int daemon_provision(const char *config_path, const struct daemon_provision_info
 	log_open("essd", cfg.log.target, cfg.log.level);
 	const char *token = info->token ? info->token : cfg.server.enroll_token;
 	if (!token[0])
-		return fail(err, errlen, -EINVAL, "no enrollment token: give --token or set "
-		                                  "server.enroll_token");
+		return fail(err, errlen, -EINVAL,
+		            "no enrollment token: give --token or set "
+		            "server.enroll_token");
 	if (strlen(token) >= CONFIG_TOKEN_SIZE)
 		return fail(err, errlen, -EINVAL, "the enrollment token is too long");
 	if ((rc = read_serial(cfg.device.serial_file, serial, sizeof(serial), err, errlen)) < 0)
@@ -675,7 +675,8 @@ int daemon_provision(const char *config_path, const struct daemon_provision_info
 	}
 	if (unit && store_state_get(st, SYNC_KEY_UNIT, unit, PROTO_ID_MAX, &len) == 0)
 		unit[len] = 0;
-	if (device_id && store_state_get(st, SYNC_KEY_DEVICE_ID, device_id, PROTO_ID_MAX, &len) == 0)
+	if (device_id &&
+	    store_state_get(st, SYNC_KEY_DEVICE_ID, device_id, PROTO_ID_MAX, &len) == 0)
 		device_id[len] = 0;
 	store_audit_add(st, STORE_AUDIT_COMMAND, "provision", NULL, wall_ms());
 out:

@@ -24,7 +24,7 @@ struct daemon_provision_info {
  * and stores the identity encrypted. -EEXIST when already provisioned and
  * not forced. unit and device_id (may be NULL, 129 bytes) receive the
  * result. */
-int daemon_provision(const char *config_path, const struct daemon_provision_info *info,
-                     char *unit, char *device_id, char *err, size_t errlen);
+int daemon_provision(const char *config_path, const struct daemon_provision_info *info, char *unit,
+                     char *device_id, char *err, size_t errlen);
 
 #endif

@@ -147,8 +147,7 @@ static int commit_action(struct responder *r, struct proto_event *ev, int set_st
 }
 
 int responder_set_status(struct responder *r, const char *id, enum proto_status next,
-                         const char *text, struct responder_done *done, char *err,
-                         size_t errlen)
+                         const char *text, struct responder_done *done, char *err, size_t errlen)
 {
 	struct store_incident inc;
 	int rc;
@@ -175,17 +174,16 @@ int responder_set_status(struct responder *r, const char *id, enum proto_status 
 		return 0;
 	case PROTO_CONFLICT:
 		if (state != PROTO_STATE_ASSIGNED)
-			return fail(err, errlen, -EPERM, "incident %s is %s: no more status changes",
-			            id, proto_state_name(state));
+			return fail(err, errlen, -EPERM,
+			            "incident %s is %s: no more status changes", id,
+			            proto_state_name(state));
 		return fail(err, errlen, -EPERM, "incident %s: %s cannot follow %s", id,
 		            proto_status_name(next), responder_local_status_name((int)cur));
 	case PROTO_ACCEPT:
 		break;
 	}
-	struct proto_event ev = {.type = PROTO_EV_STATUS,
-	                         .incident_version = version,
-	                         .status = next,
-	                         .text = text};
+	struct proto_event ev = {
+	    .type = PROTO_EV_STATUS, .incident_version = version, .status = next, .text = text};
 	snprintf(ev.incident_id, sizeof(ev.incident_id), "%s", id);
 	responder_stamp(r, &ev);
 	return commit_action(r, &ev, 1, STORE_AUDIT_STATUS, id, proto_status_name(next), done, err,
@@ -209,7 +207,8 @@ int responder_note(struct responder *r, const char *id, const char *text,
 		return fail(err, errlen, rc, "no incident %s on this device", id);
 	if (rc < 0)
 		return fail(err, errlen, rc, "reading incident %s: %s", id, strerror(-rc));
-	struct proto_event ev = {.type = PROTO_EV_NOTE, .incident_version = inc.version, .text = text};
+	struct proto_event ev = {
+	    .type = PROTO_EV_NOTE, .incident_version = inc.version, .text = text};
 	store_incident_clear(&inc);
 	snprintf(ev.incident_id, sizeof(ev.incident_id), "%s", id);
 	responder_stamp(r, &ev);
@@ -254,13 +253,14 @@ static cJSON *summary_of(struct responder *r, const struct store_incident *inc)
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
 		return NULL;
-	int parsed = proto_incident_parse((const char *)inc->payload, inc->payload_len, &pi, NULL,
-	                                  0) == 0;
-	int ok = cJSON_AddStringToObject(o, "id", inc->id) &&
-	         cJSON_AddNumberToObject(o, "version", (double)inc->version) &&
-	         cJSON_AddStringToObject(o, "state",
-	                                 proto_state_name((enum proto_dispatch_state)inc->dispatch_state)) &&
-	         cJSON_AddStringToObject(o, "status", responder_local_status_name(inc->local_status));
+	int parsed =
+	    proto_incident_parse((const char *)inc->payload, inc->payload_len, &pi, NULL, 0) == 0;
+	int ok =
+	    cJSON_AddStringToObject(o, "id", inc->id) &&
+	    cJSON_AddNumberToObject(o, "version", (double)inc->version) &&
+	    cJSON_AddStringToObject(
+	        o, "state", proto_state_name((enum proto_dispatch_state)inc->dispatch_state)) &&
+	    cJSON_AddStringToObject(o, "status", responder_local_status_name(inc->local_status));
 	if (ok && parsed) {
 		proto_time_format(pi.reported_at_ms, at);
 		ok = cJSON_AddStringToObject(o, "category", proto_category_name(pi.category)) &&

@@ -37,8 +37,8 @@ struct responder {
 
 /* The outcome of an accepted action. */
 struct responder_done {
-	int changed;     /* 0: the same status again, nothing queued */
-	int64_t seq;     /* the queued event's seq (when changed) */
+	int changed; /* 0: the same status again, nothing queued */
+	int64_t seq; /* the queued event's seq (when changed) */
 	char event_id[37];
 };
 
@@ -46,8 +46,7 @@ struct responder_done {
  * text (may be NULL) is the resolution or referral detail, at most
  * PROTO_TEXT_MAX bytes of UTF-8. */
 int responder_set_status(struct responder *r, const char *id, enum proto_status next,
-                         const char *text, struct responder_done *done, char *err,
-                         size_t errlen);
+                         const char *text, struct responder_done *done, char *err, size_t errlen);
 /* A note on incident id (any dispatch state but only while the incident is
  * held). text: 1..PROTO_TEXT_MAX bytes of UTF-8. */
 int responder_note(struct responder *r, const char *id, const char *text,

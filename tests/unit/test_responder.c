@@ -45,8 +45,8 @@ static void put(struct env *e, const char *id, int version, const char *state, i
 		st = STORE_DISPATCH_CANCELLED;
 	else if (!strcmp(state, "closed"))
 		st = STORE_DISPATCH_CLOSED;
-	assert_true(store_incident_put(e->t.s, id, version, st, tu_now_ms(), doc, strlen(doc), sig) >=
-	            0);
+	assert_true(
+	    store_incident_put(e->t.s, id, version, st, tu_now_ms(), doc, strlen(doc), sig) >= 0);
 }
 
 static int64_t outbox(struct env *e)
@@ -96,17 +96,17 @@ static void test_status_rules(void **state)
 	struct responder_done d;
 	char err[256];
 	put(e, "INC-1", 3, "assigned", 0);
-	assert_int_equal(responder_set_status(r, "INC-1", PROTO_STATUS_ACKNOWLEDGED, NULL, &d, err,
-	                                      sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    responder_set_status(r, "INC-1", PROTO_STATUS_ACKNOWLEDGED, NULL, &d, err, sizeof(err)),
+	    0);
 	assert_true(d.changed);
 	assert_true(d.seq > 0);
 	assert_int_equal(strlen(d.event_id), 36);
 	assert_int_equal(local_status(e, "INC-1"), STORE_STATUS_ACKNOWLEDGED);
 	/* the same again: accepted, nothing queued */
-	assert_int_equal(responder_set_status(r, "INC-1", PROTO_STATUS_ACKNOWLEDGED, NULL, &d, err,
-	                                      sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    responder_set_status(r, "INC-1", PROTO_STATUS_ACKNOWLEDGED, NULL, &d, err, sizeof(err)),
+	    0);
 	assert_false(d.changed);
 	assert_int_equal(outbox(e), 1);
 	/* skip forward, then back is refused with a clear error */
@@ -122,8 +122,8 @@ static void test_status_rules(void **state)
 	    -EPERM);
 	assert_int_equal(outbox(e), 2);
 	/* final, then nothing more */
-	assert_int_equal(responder_set_status(r, "INC-1", PROTO_STATUS_RESOLVED, "all well", &d, err,
-	                                      sizeof(err)),
+	assert_int_equal(responder_set_status(r, "INC-1", PROTO_STATUS_RESOLVED, "all well", &d,
+	                                      err, sizeof(err)),
 	                 0);
 	assert_int_equal(
 	    responder_set_status(r, "INC-1", PROTO_STATUS_REFERRED, NULL, &d, err, sizeof(err)),
@@ -137,9 +137,9 @@ static void test_status_rules(void **state)
 	                 -EPERM);
 	/* a cancelled incident takes no status, but a note */
 	put(e, "INC-3", 2, "cancelled", 0);
-	assert_int_equal(responder_set_status(r, "INC-3", PROTO_STATUS_ACKNOWLEDGED, NULL, &d, err,
-	                                      sizeof(err)),
-	                 -EPERM);
+	assert_int_equal(
+	    responder_set_status(r, "INC-3", PROTO_STATUS_ACKNOWLEDGED, NULL, &d, err, sizeof(err)),
+	    -EPERM);
 	assert_non_null(strstr(err, "cancelled"));
 	assert_int_equal(responder_note(r, "INC-3", "ถึงแล้ว note", &d, err, sizeof(err)), 0);
 	/* unknown, malformed */
@@ -189,8 +189,8 @@ static void test_events_and_time(void **state)
 	assert_true(b.at_ms >= a.at_ms);
 	assert_true(responder_any_active(&e->m.resp));
 	assert_true(responder_text_valid("ภาษาไทย\nline\ttab"));
-	assert_false(responder_text_valid("\xc0\x80"));       /* overlong */
-	assert_false(responder_text_valid("\xed\xa0\x80"));   /* surrogate */
+	assert_false(responder_text_valid("\xc0\x80"));     /* overlong */
+	assert_false(responder_text_valid("\xed\xa0\x80")); /* surrogate */
 	assert_false(responder_text_valid("bell\a"));
 }
 
@@ -251,7 +251,8 @@ static int call(struct env *e, const char *name, const char *params_json, cJSON 
 	*code = NULL;
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(ms[i].name, name) == 0) {
-			int rc = ms[i].fn(&e->m, NULL, &peer, params, result, code, msg, sizeof(msg));
+			int rc =
+			    ms[i].fn(&e->m, NULL, &peer, params, result, code, msg, sizeof(msg));
 			cJSON_Delete(params);
 			if (rc < 0)
 				assert_true(msg[0] != 0); /* every error says why */
@@ -286,9 +287,9 @@ static void test_ctl_methods(void **state)
 	assert_string_equal(code, "not_found");
 	assert_int_equal(call(e, "set", "{\"id\":\"INC-1\",\"status\":\"flying\"}", &r, &code),
 	                 -EINVAL);
-	assert_int_equal(call(e, "set", "{\"id\":\"INC-1\",\"status\":\"en_route\",\"z\":1}", &r,
-	                      &code),
-	                 -EINVAL);
+	assert_int_equal(
+	    call(e, "set", "{\"id\":\"INC-1\",\"status\":\"en_route\",\"z\":1}", &r, &code),
+	    -EINVAL);
 	/* an action answers with its durable event */
 	assert_int_equal(call(e, "ack", "{\"id\":\"INC-1\"}", &r, &code), 0);
 	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "queued")));
