@@ -1,9 +1,11 @@
 /* essd: the ESS field agent. This file only parses the command line and
  * wires modules together; every concern lives in its own module. */
 #include "agent/config.h"
+#include "agent/daemon.h"
 #include "agent/log.h"
 #include "agent/store.h"
 #include "hal/keystore.h"
+#include "sync/proto.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +18,9 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: essd --version\n"
+	           "       essd run -c FILE              the daemon, in the foreground\n"
+	           "       essd provision -c FILE [--token TOKEN] [--force]\n"
+	           "                                     make the device key and enroll\n"
 	           "       essd check -c FILE [--dump]   validate the configuration\n"
 	           "       essd inspect -c FILE          store health (no personal data)\n"
 	           "       essd wipe -c FILE --yes       crypto-shred the local store\n");
@@ -23,16 +28,18 @@ static void usage(FILE *f)
 
 struct opts {
 	const char *config;
+	const char *token;
 	int dump;
 	int yes;
+	int force;
 };
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-	static const struct option longs[] = {{"config", required_argument, NULL, 'c'},
-	                                      {"dump", no_argument, NULL, 'd'},
-	                                      {"yes", no_argument, NULL, 'y'},
-	                                      {NULL, 0, NULL, 0}};
+	static const struct option longs[] = {
+	    {"config", required_argument, NULL, 'c'}, {"dump", no_argument, NULL, 'd'},
+	    {"yes", no_argument, NULL, 'y'},          {"token", required_argument, NULL, 't'},
+	    {"force", no_argument, NULL, 'f'},        {NULL, 0, NULL, 0}};
 	int ch;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "c:", longs, NULL)) != -1) {
@@ -45,6 +52,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'y':
 			o->yes = 1;
+			break;
+		case 't':
+			o->token = optarg;
+			break;
+		case 'f':
+			o->force = 1;
 			break;
 		default:
 			return -EINVAL;
@@ -179,6 +192,31 @@ static int cmd_wipe(const struct opts *o)
 	return EXIT_OK;
 }
 
+static int cmd_run(const struct opts *o)
+{
+	char err[512] = "";
+	int wiped = 0;
+	int rc = daemon_run(o->config, &wiped, err, sizeof(err));
+	if (rc < 0) {
+		log_errx("%s", err);
+		return rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+static int cmd_provision(const struct opts *o)
+{
+	char err[512] = "", unit[PROTO_ID_MAX + 1] = "", id[PROTO_ID_MAX + 1] = "";
+	struct daemon_provision_info info = {.token = o->token, .force = o->force};
+	int rc = daemon_provision(o->config, &info, unit, id, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "essd: provision: %s\n", err);
+		return rc == -EEXIST || rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
+	}
+	printf("provisioned: device %s, unit %s\n", id, unit);
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -199,6 +237,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(&o);
+	if (strcmp(cmd, "provision") == 0)
+		return cmd_provision(&o);
 	if (strcmp(cmd, "check") == 0)
 		return cmd_check(&o);
 	if (strcmp(cmd, "inspect") == 0)

@@ -200,6 +200,16 @@ typedef int (*store_fix_fn)(void *arg, const struct store_fix *fixes, size_t n);
 int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int64_t *token);
 int store_pos_consumed(struct store *s, int64_t token);
 int store_pos_count(struct store *s, int64_t *n); /* stored + buffered */
+/* Keeps the trail within max fixes (docs/store.md, "Bounding the trail"):
+ * while over the bound, the densest stored chunk (the oldest among equals)
+ * loses every other fix, keeping its first and last; when every chunk is
+ * down to fewer than POS_THIN_MIN fixes, the oldest chunk is deleted. So a
+ * long offline period keeps the whole time span at a falling resolution,
+ * oldest first, and the total never exceeds max after the call. Closes the
+ * open chunk first. One transaction. *dropped (may be NULL) receives the
+ * number of fixes removed. -EINVAL when max < 1. */
+#define POS_THIN_MIN 16
+int store_pos_thin(struct store *s, int64_t max, int64_t *dropped);
 
 /* ---- sync state (cursor, clock offset, identity, …), sealed ---- */
 int store_state_set(struct store *s, const char *key, const void *val, size_t len);

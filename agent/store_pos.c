@@ -184,3 +184,160 @@ int store_pos_count(struct store *s, int64_t *n)
 	sqlite3_reset(st);
 	return store_sqlerr(s, rc, "positions");
 }
+
+/* ---- bounding the trail (store_pos_thin) ---- */
+
+struct pos_chunk_ref {
+	int64_t id, n;
+};
+
+static int pos_chunk_list(struct store *s, struct pos_chunk_ref **out, size_t *count)
+{
+	static const char sql[] = "SELECT id, n FROM positions ORDER BY id";
+	sqlite3_stmt *st = store_stmt(s, sql);
+	struct pos_chunk_ref *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	*out = NULL;
+	*count = 0;
+	if (!st)
+		return -EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			struct pos_chunk_ref *nv = realloc(v, ncap * sizeof(*v));
+			if (!nv) {
+				sqlite3_reset(st);
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		v[n].id = sqlite3_column_int64(st, 0);
+		v[n].n = sqlite3_column_int64(st, 1);
+		n++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return store_sqlerr(s, rc, "positions");
+	}
+	*out = v;
+	*count = n;
+	return 0;
+}
+
+/* Rewrites chunk id keeping every other fix (the first and the last stay,
+ * so the trail still starts and ends where it did). *dropped gets how many
+ * went. */
+static int pos_chunk_halve(struct store *s, int64_t id, int64_t *dropped)
+{
+	static const char sel[] = "SELECT chunk FROM positions WHERE id = ?";
+	static const char upd[] = "UPDATE positions SET n = ?, chunk = ? WHERE id = ?";
+	sqlite3_stmt *st = store_stmt(s, sel);
+	struct store_fix *fixes = NULL;
+	unsigned char *pt = NULL, *enc = NULL, *sealed = NULL;
+	size_t plen = 0, slen = 0;
+	char row[24];
+	int rc;
+	*dropped = 0;
+	if (!st)
+		return -EIO;
+	chunk_row(row, sizeof(row), id);
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return rc == SQLITE_DONE ? -ENOENT : store_sqlerr(s, rc, "positions");
+	}
+	rc = store_open_sealed(s, "positions", row, "chunk", sqlite3_column_blob(st, 0),
+	                       (size_t)sqlite3_column_bytes(st, 0), &pt, &plen);
+	sqlite3_reset(st);
+	if (rc < 0)
+		return rc; /* a damaged chunk is quarantined by the next peek */
+	fixes = sodium_allocarray(POS_CHUNK_MAX, sizeof(*fixes));
+	if (!fixes) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	long got = poscodec_decode(pt, plen, fixes, POS_CHUNK_MAX);
+	if (got < 3) {
+		rc = got < 0 ? -EBADMSG : 0;
+		goto out;
+	}
+	size_t k = 0;
+	for (long i = 0; i < got; i++)
+		if (i % 2 == 0 || i == got - 1)
+			fixes[k++] = fixes[i];
+	size_t cap = POSCODEC_BOUND(k);
+	if (!(enc = sodium_malloc(cap))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t len = poscodec_encode(fixes, k, enc, cap);
+	rc = len ? store_seal(s, "positions", row, "chunk", enc, len, &sealed, &slen) : -EIO;
+	if (rc == 0)
+		rc = store_exec(s, upd, "positions", "ibi", (int64_t)k, sealed, slen, id);
+	if (rc == 0)
+		*dropped = got - (int64_t)k;
+out:
+	free(sealed);
+	if (enc)
+		sodium_free(enc);
+	if (fixes)
+		sodium_free(fixes);
+	store_free_secret(pt, plen + 1);
+	return rc;
+}
+
+int store_pos_thin(struct store *s, int64_t max, int64_t *dropped)
+{
+	struct pos_chunk_ref *v = NULL;
+	size_t n = 0;
+	int64_t total = 0, gone = 0;
+	int rc, owned = 0;
+	if (dropped)
+		*dropped = 0;
+	if (max < 1)
+		return -EINVAL;
+	if ((rc = store_pos_count(s, &total)) < 0 || total <= max)
+		return rc;
+	if ((rc = pos_close_chunk(s)) < 0) /* the open chunk is thinned like the rest */
+		return rc;
+	if ((rc = pos_chunk_list(s, &v, &n)) < 0)
+		return rc;
+	if ((rc = store_tx_start(s, &owned)) < 0)
+		goto out;
+	size_t first = 0; /* chunks before it were deleted */
+	while (total > max && first < n) {
+		/* the densest chunk, the oldest among equals */
+		size_t pick = first;
+		for (size_t i = first; i < n; i++)
+			if (v[i].n > v[pick].n)
+				pick = i;
+		int64_t d = 0;
+		if (v[pick].n >= POS_THIN_MIN) {
+			rc = pos_chunk_halve(s, v[pick].id, &d);
+			if (rc == 0 && d == 0)
+				rc = -EIO;
+			if (rc == 0)
+				v[pick].n -= d;
+		} else { /* everything is sparse already: the oldest chunk goes */
+			rc = store_exec(s, "DELETE FROM positions WHERE id = ?", "positions", "i",
+			                v[first].id);
+			d = v[first].n;
+			first++;
+		}
+		if (rc < 0)
+			break;
+		total -= d;
+		gone += d;
+	}
+	rc = store_tx_end(s, owned, rc);
+out:
+	free(v);
+	if (rc == 0 && dropped)
+		*dropped = gone;
+	return rc;
+}

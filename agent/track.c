@@ -35,6 +35,14 @@ int track_open(const struct track_params *p, struct track **out)
 	return 0;
 }
 
+int track_set_params(struct track *t, const struct track_params *p)
+{
+	if (p->interval_s < 1 || p->active_interval_s < 1 || p->min_distance_m < 0)
+		return -EINVAL;
+	t->p = *p;
+	return 0;
+}
+
 void track_close(struct track *t)
 {
 	if (!t)

@@ -37,6 +37,9 @@ struct track_params {
 /* -EINVAL for out-of-range parameters. Caller frees with track_close. */
 int track_open(const struct track_params *p, struct track **out);
 void track_close(struct track *t); /* NULL is fine */
+/* New policy parameters (SIGHUP, server configuration); the last fix and
+ * the event-time floor are kept. -EINVAL as for track_open. */
+int track_set_params(struct track *t, const struct track_params *p);
 
 /* While an incident is active, fixes are recorded every active_interval_s. */
 void track_set_active(struct track *t, bool active);

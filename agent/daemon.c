@@ -1,0 +1,688 @@
+/* The daemon's wiring (daemon.h). */
+#include "agent/daemon.h"
+
+#include "agent/config.h"
+#include "agent/ctl.h"
+#include "agent/ctl_methods.h"
+#include "agent/log.h"
+#include "agent/loop.h"
+#include "agent/responder.h"
+#include "agent/store.h"
+#include "agent/track.h"
+#include "hal/gps.h"
+#include "hal/keystore.h"
+#include "sync/sync.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#define NOTIFY(...) sd_notifyf(0, __VA_ARGS__)
+#else
+#define NOTIFY(...) ((void)0)
+#endif
+
+#define WIPE_GRACE_MS     10000  /* the command_result may take this long to go out */
+#define MAINTENANCE_MS    60000  /* WAL checkpoint, active-incident check */
+#define PURGE_MS          600000 /* retention purge */
+#define ACTIVE_RECHECK_MS 5000
+
+struct daemon {
+	const char *config_path;
+	struct config cfg;      /* in effect: the file's, with the server's values */
+	struct config file_cfg; /* as last read from the file (reload compares) */
+	struct loop *loop;
+	struct hal_keystore *ks;
+	struct store *store;
+	struct track *track;
+	struct hal_gps *gps;
+	struct sync *sync;
+	struct ctl *ctl;
+	struct ctlm m;
+	struct loop_timer *flush_t, *purge_t, *maint_t, *wd_t, *wipe_t;
+	int wipe_now; /* revoked: no result to wait for */
+	int wiped;
+	int stopping;
+	int64_t pos_errors;
+};
+
+__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int rc,
+                                                      const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void config_err(void *arg, const char *file, unsigned line, const char *msg)
+{
+	int *n = arg;
+	(*n)++;
+	if (line)
+		log_errx("%s:%u: %s", file, line, msg);
+	else
+		log_errx("%s: %s", file, msg);
+}
+
+static int load_config(const char *path, struct config *cfg, char *err, size_t errlen)
+{
+	int n = 0;
+	int rc = config_load(path, cfg, config_err, &n);
+	if (rc < 0)
+		return fail(err, errlen, rc, "%s: %d error%s, refusing to use it", path, n ? n : 1,
+		            n == 1 ? "" : "s");
+	return 0;
+}
+
+static int open_store(const struct config *cfg, int create, struct hal_keystore **ks,
+                      struct store **st, char *err, size_t errlen)
+{
+	static const char *const backends[] = {"file", "none"};
+	char why[512];
+	int flags = 0;
+	int rc = hal_keystore_open(backends[cfg->keystore.backend], cfg->keystore.key_file, ks, why,
+	                           sizeof(why));
+	if (rc < 0)
+		return fail(err, errlen, rc, "keystore: %s", why);
+	struct store_params p = {.dir = cfg->store.dir, .keystore = *ks, .create = create};
+	if (create)
+		mkdir(cfg->store.dir, 0700);
+	rc = store_open(&p, st, &flags, why, sizeof(why));
+	if (rc < 0) {
+		hal_keystore_close(*ks);
+		*ks = NULL;
+		if (!create && (rc == -ENOENT || rc == -ENOKEY))
+			return fail(err, errlen, -ENOKEY,
+			            "not provisioned (%s): run essd provision", why);
+		return fail(err, errlen, rc, "store: %s", why);
+	}
+	if (flags & STORE_OPENED_RECOVERED)
+		log_warnx("store: the database failed its integrity check and was moved aside");
+	return 0;
+}
+
+/* ---- GPS and the trail ---- */
+
+static void update_active(void *arg)
+{
+	struct daemon *d = arg;
+	if (d->track && d->store)
+		track_set_active(d->track, responder_any_active(&d->m.resp));
+}
+
+static void on_fix(void *arg, const struct hal_gps_fix *fix)
+{
+	struct daemon *d = arg;
+	struct store_fix sf;
+	if (!d->store || !track_offer(d->track, fix, &sf))
+		return;
+	int rc = store_pos_append(d->store, &sf);
+	if (rc < 0 && d->pos_errors++ % 100 == 0)
+		log_warnx("trail: a fix was not stored: %s", strerror(-rc));
+}
+
+static int64_t flush_timer(struct loop *l, void *arg)
+{
+	(void)l;
+	struct daemon *d = arg;
+	int64_t dropped = 0;
+	int rc = store_pos_flush(d->store);
+	if (rc == 0)
+		rc = store_pos_thin(d->store, d->cfg.store.max_positions, &dropped);
+	if (rc < 0)
+		log_warnx("trail: flush: %s", strerror(-rc));
+	else if (dropped)
+		log_info("trail: over %d fixes, %lld older fixes thinned out",
+		         d->cfg.store.max_positions, (long long)dropped);
+	return (int64_t)d->cfg.store.position_flush_s * 1000;
+}
+
+static int track_params_of(const struct config *c, struct track_params *p)
+{
+	*p = (struct track_params){.interval_s = c->gps.interval_s,
+	                           .min_distance_m = c->gps.min_distance_m,
+	                           .active_interval_s = c->gps.active_interval_s};
+	return 0;
+}
+
+static int gps_start(struct daemon *d, char *err, size_t errlen)
+{
+	struct hal_gps_params gp = {.loop = d->loop,
+	                            .host = d->cfg.gps.host,
+	                            .port = d->cfg.gps.port,
+	                            .on_fix = on_fix,
+	                            .arg = d};
+	char why[256];
+	int rc = hal_gps_open("gpsd", &gp, &d->gps, why, sizeof(why));
+	if (rc < 0)
+		return fail(err, errlen, rc, "gps: %s", why);
+	d->m.gps = d->gps;
+	return 0;
+}
+
+/* ---- timers ---- */
+
+static int64_t purge_timer(struct loop *l, void *arg)
+{
+	(void)l;
+	struct daemon *d = arg;
+	int rc = store_purge(d->store, wall_ms(), (int64_t)d->cfg.store.retention_hours * 3600000,
+	                     (int64_t)d->cfg.store.audit_retention_days * 86400000);
+	if (rc < 0) {
+		log_warnx("retention purge: %s", strerror(-rc));
+	} else if (rc > 0) {
+		log_info("retention purge: %d incident%s removed", rc, rc == 1 ? "" : "s");
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "incidents", rc);
+		ctlm_publish(&d->m, "purged", o);
+	}
+	return PURGE_MS;
+}
+
+static int64_t maint_timer(struct loop *l, void *arg)
+{
+	(void)l;
+	struct daemon *d = arg;
+	store_checkpoint(d->store);
+	update_active(d);
+	return MAINTENANCE_MS;
+}
+
+#ifdef HAVE_SYSTEMD
+static int64_t watchdog_timer(struct loop *l, void *arg)
+{
+	(void)l;
+	uint64_t usec = 0;
+	(void)arg;
+	sd_notify(0, "WATCHDOG=1");
+	if (sd_watchdog_enabled(0, &usec) <= 0 || usec < 2000)
+		return -1;
+	return (int64_t)(usec / 2000);
+}
+#endif
+
+static void watchdog_start(struct daemon *d)
+{
+#ifdef HAVE_SYSTEMD
+	uint64_t usec = 0;
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
+		d->wd_t = loop_timer_add(d->loop, (int64_t)(usec / 2000), watchdog_timer, d);
+		log_info("systemd watchdog every %llu ms", (unsigned long long)(usec / 2000));
+	}
+#else
+	(void)d;
+#endif
+}
+
+/* ---- wipe ---- */
+
+static int64_t wipe_timer(struct loop *l, void *arg)
+{
+	struct daemon *d = arg;
+	char why[256];
+	d->wipe_t = NULL;
+	sync_close(d->sync);
+	d->sync = d->m.sync = NULL;
+	hal_gps_close(d->gps);
+	d->gps = d->m.gps = NULL;
+	int rc = store_wipe(d->store, why, sizeof(why));
+	d->store = d->m.resp.store = NULL;
+	if (rc < 0)
+		log_errx("wipe: %s", why);
+	else
+		log_info("wiped: keys destroyed, local data removed; provision anew to use this "
+		         "device");
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "done", rc == 0);
+	ctlm_publish(&d->m, "wipe", o);
+	d->wiped = 1;
+	loop_stop(l);
+	return -1;
+}
+
+static void wipe_soon(struct daemon *d, int64_t delay_ms)
+{
+	d->m.wiping = 1;
+	if (d->wipe_t)
+		loop_timer_set(d->loop, d->wipe_t, delay_ms);
+	else
+		d->wipe_t = loop_timer_add(d->loop, delay_ms, wipe_timer, d);
+}
+
+/* ---- what the sync engine tells ---- */
+
+static int bounded(const cJSON *o, const char *key, int lo, int hi, int *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!cJSON_IsNumber(v) || v->valuedouble != v->valuedouble)
+		return 0;
+	double x = v->valuedouble;
+	*out = x < lo ? lo : x > hi ? hi : (int)x;
+	return 1;
+}
+
+/* Server configuration (device API section 8), every value bounded to the
+ * configuration file's own limits. */
+static void apply_server_config(struct daemon *d, const cJSON *cfg)
+{
+	int v, changed = 0;
+	if (bounded(cfg, "position_interval_s", 1, 3600, &v) && v != d->cfg.gps.interval_s)
+		d->cfg.gps.interval_s = v, changed = 1;
+	if (bounded(cfg, "position_min_distance_m", 0, 10000, &v) && v != d->cfg.gps.min_distance_m)
+		d->cfg.gps.min_distance_m = v, changed = 1;
+	if (bounded(cfg, "retention_hours", 1, 8760, &v) && v != d->cfg.store.retention_hours)
+		d->cfg.store.retention_hours = v, changed = 1;
+	if (bounded(cfg, "heartbeat_interval_s", 10, 3600, &v))
+		d->cfg.heartbeat.interval_s = v;
+	if (bounded(cfg, "long_poll_s", 0, 30, &v) && v < d->cfg.server.request_timeout_s)
+		d->cfg.server.long_poll_s = v;
+	if (changed) {
+		struct track_params tp;
+		track_params_of(&d->cfg, &tp);
+		track_set_params(d->track, &tp);
+		log_info("server configuration applied: interval %d s, min distance %d m, "
+		         "retention %d h",
+		         d->cfg.gps.interval_s, d->cfg.gps.min_distance_m,
+		         d->cfg.store.retention_hours);
+	}
+}
+
+static void on_note(void *arg, const struct sync_note *n)
+{
+	struct daemon *d = arg;
+	cJSON *o;
+	switch (n->kind) {
+	case SYNC_NOTE_INCIDENT:
+		store_audit_add(d->store, STORE_AUDIT_RECEIVED, n->id, n->is_new ? "new" : "update",
+		                wall_ms());
+		ctlm_publish_incident(&d->m, n->id, n->is_new ? "new" : "updated");
+		update_active(d);
+		break;
+	case SYNC_NOTE_CONFLICT:
+	case SYNC_NOTE_REJECTED:
+		o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "seq", (double)n->seq);
+		if (n->id)
+			cJSON_AddStringToObject(o, "id", n->id);
+		if (n->version)
+			cJSON_AddNumberToObject(o, "version", (double)n->version);
+		if (!d->m.locked)
+			cJSON_AddStringToObject(o, "reason", n->reason ? n->reason : "");
+		ctlm_publish(&d->m, n->kind == SYNC_NOTE_CONFLICT ? "conflict" : "rejected", o);
+		if (n->id)
+			ctlm_publish_incident(&d->m, n->id, "conflict");
+		update_active(d);
+		break;
+	case SYNC_NOTE_COMMAND:
+		store_audit_add(d->store, STORE_AUDIT_COMMAND, n->id,
+		                n->command == SYNC_CMD_WIPE     ? "wipe"
+		                : n->command == SYNC_CMD_LOCK   ? "lock"
+		                : n->command == SYNC_CMD_RESYNC ? "resync"
+		                                                : "config",
+		                wall_ms());
+		if (n->command == SYNC_CMD_WIPE) {
+			log_warnx("command %s: wipe once the result is out (at most %d s)", n->id,
+			          WIPE_GRACE_MS / 1000);
+			ctlm_publish(&d->m, "wipe", NULL);
+			wipe_soon(d, WIPE_GRACE_MS);
+		} else if (n->command == SYNC_CMD_LOCK) {
+			ctlm_set_locked(&d->m, 1);
+		} else if (n->command == SYNC_CMD_RESYNC) {
+			ctlm_publish(&d->m, "resync", NULL);
+		}
+		/* config: SYNC_NOTE_CONFIG follows with the values */
+		break;
+	case SYNC_NOTE_CONFIG:
+		apply_server_config(d, n->args);
+		break;
+	case SYNC_NOTE_REVOKED:
+		log_warnx("device revoked by the server: wiping");
+		wipe_soon(d, 0);
+		break;
+	case SYNC_NOTE_UNKNOWN_DEVICE:
+		log_warnx("the server does not know this device: syncing stopped; provision anew");
+		o = cJSON_CreateObject();
+		cJSON_AddBoolToObject(o, "online", 0);
+		cJSON_AddBoolToObject(o, "stopped", 1);
+		ctlm_publish(&d->m, "sync", o);
+		break;
+	case SYNC_NOTE_ONLINE:
+	case SYNC_NOTE_OFFLINE:
+		o = cJSON_CreateObject();
+		cJSON_AddBoolToObject(o, "online", n->kind == SYNC_NOTE_ONLINE);
+		ctlm_publish(&d->m, "sync", o);
+		break;
+	case SYNC_NOTE_DRAINED:
+		if (d->m.wiping && d->wipe_t)
+			wipe_soon(d, 0);
+		break;
+	}
+}
+
+static void on_status(void *arg, struct sync_device_status *st)
+{
+	struct daemon *d = arg;
+	struct hal_gps_fix f;
+	st->uptime_s = (loop_now_ms() - d->m.started_mono_ms) / 1000;
+	st->power = "vehicle"; /* no power HAL yet */
+	st->battery_pct = -1;
+	st->has_fix = d->track && track_last_fix(d->track, &f) == 0;
+	if (st->has_fix) {
+		st->fix_t_ms = f.t_ms;
+		st->fix_lat = f.lat_e7 / 1e7;
+		st->fix_lon = f.lon_e7 / 1e7;
+		st->fix_accuracy_m = f.accuracy_dm >= 0 ? f.accuracy_dm / 10.0 : 9999.0;
+	}
+	enum track_clock c = d->track ? track_clock_state(d->track) : TRACK_CLOCK_UNSYNCED;
+	st->clock = c == TRACK_CLOCK_GPS      ? PROTO_CLOCK_GPS
+	            : c == TRACK_CLOCK_SYSTEM ? PROTO_CLOCK_SYSTEM
+	                                      : PROTO_CLOCK_UNSYNCED;
+}
+
+static int sync_begin(struct daemon *d, char *err, size_t errlen)
+{
+	struct sync_params sp = {.loop = d->loop,
+	                         .store = d->store,
+	                         .cfg = &d->cfg,
+	                         .note = on_note,
+	                         .status = on_status,
+	                         .arg = d};
+	char why[256];
+	int rc = sync_open(&sp, &d->sync, why, sizeof(why));
+	if (rc == -ENOKEY)
+		return fail(err, errlen, rc, "not provisioned (%s): run essd provision", why);
+	if (rc < 0)
+		return fail(err, errlen, rc, "sync: %s", why);
+	d->m.sync = d->sync;
+	if ((rc = sync_start(d->sync)) < 0)
+		return fail(err, errlen, rc, "sync: cannot start: %s", strerror(-rc));
+	return 0;
+}
+
+/* ---- signals ---- */
+
+static void on_stop(struct loop *l, int signo, void *arg)
+{
+	struct daemon *d = arg;
+	log_info("signal %d: stopping", signo);
+	NOTIFY("STOPPING=1");
+	d->stopping = 1;
+	loop_stop(l);
+}
+
+static int same_server(const struct config *a, const struct config *b)
+{
+	return memcmp(&a->server, &b->server, sizeof(a->server)) == 0 &&
+	       a->heartbeat.interval_s == b->heartbeat.interval_s;
+}
+
+static void on_hup(struct loop *l, int signo, void *arg)
+{
+	(void)l;
+	(void)signo;
+	struct daemon *d = arg;
+	struct config nc;
+	char why[512];
+	NOTIFY("RELOADING=1");
+	if (load_config(d->config_path, &nc, why, sizeof(why)) < 0) {
+		log_errx("reload: %s; keeping the running configuration", why);
+		NOTIFY("READY=1");
+		return;
+	}
+	if (strcmp(nc.store.dir, d->cfg.store.dir) ||
+	    memcmp(&nc.keystore, &d->cfg.keystore, sizeof(nc.keystore)) ||
+	    memcmp(&nc.control, &d->cfg.control, sizeof(nc.control)))
+		log_warnx("reload: [store] dir, [keystore] and [control] take effect at restart");
+	strcpy(nc.store.dir, d->cfg.store.dir);
+	nc.keystore = d->cfg.keystore;
+	nc.control = d->cfg.control;
+	int restart_gps = strcmp(nc.gps.host, d->cfg.gps.host) || nc.gps.port != d->cfg.gps.port;
+	int restart_sync = !same_server(&nc, &d->file_cfg) && d->sync && !sync_stopped(d->sync);
+	d->cfg = d->file_cfg = nc;
+	log_set_level(nc.log.level);
+	struct track_params tp;
+	track_params_of(&d->cfg, &tp);
+	track_set_params(d->track, &tp);
+	if (restart_gps) {
+		hal_gps_close(d->gps);
+		d->gps = d->m.gps = NULL;
+		if (gps_start(d, why, sizeof(why)) < 0)
+			log_errx("reload: %s", why);
+	}
+	if (restart_sync) {
+		sync_close(d->sync);
+		d->sync = d->m.sync = NULL;
+		if (sync_begin(d, why, sizeof(why)) < 0)
+			log_errx("reload: %s", why);
+	}
+	if (d->flush_t)
+		loop_timer_set(d->loop, d->flush_t, (int64_t)d->cfg.store.position_flush_s * 1000);
+	log_info("configuration reloaded");
+	NOTIFY("READY=1");
+}
+
+/* ---- run ---- */
+
+static int ctl_start(struct daemon *d, char *err, size_t errlen)
+{
+	gid_t gid = (gid_t)-1;
+	char why[256], dir[CONFIG_SOCKET_SIZE];
+	if (d->cfg.control.group[0]) {
+		struct group *g = getgrnam(d->cfg.control.group);
+		if (!g)
+			return fail(err, errlen, -ENOENT, "control socket: no group %s",
+			            d->cfg.control.group);
+		gid = g->gr_gid;
+	}
+	snprintf(dir, sizeof(dir), "%s", d->cfg.control.socket);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir(dir, 0750); /* systemd's RuntimeDirectory usually made it */
+	}
+	size_t n;
+	const struct ctl_method *ms = ctlm_methods(&n);
+	int rc =
+	    ctl_open(d->loop, d->cfg.control.socket, gid, ms, n, &d->m, &d->ctl, why, sizeof(why));
+	if (rc < 0)
+		return fail(err, errlen, rc, "control socket: %s", why);
+	d->m.ctl = d->ctl;
+	return 0;
+}
+
+static void daemon_free(struct daemon *d)
+{
+	sync_close(d->sync);
+	ctl_close(d->ctl);
+	hal_gps_close(d->gps);
+	if (d->store) {
+		int rc = store_pos_flush(d->store);
+		if (rc < 0)
+			log_warnx("trail: final flush: %s", strerror(-rc));
+		store_close(d->store);
+	}
+	hal_keystore_close(d->ks);
+	track_close(d->track);
+	loop_close(d->loop); /* frees the timers */
+}
+
+int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
+{
+	struct daemon d = {.config_path = config_path};
+	struct track_params tp;
+	int rc;
+	*wiped = 0;
+	signal(SIGPIPE, SIG_IGN);
+	if ((rc = load_config(config_path, &d.cfg, err, errlen)) < 0)
+		return rc;
+	d.file_cfg = d.cfg;
+	if (log_open("essd", d.cfg.log.target, d.cfg.log.level) < 0)
+		log_warnx("journal logging unavailable: using stderr");
+	if ((rc = loop_open(&d.loop)) < 0)
+		return fail(err, errlen, rc, "event loop: %s", strerror(-rc));
+	d.m.started_mono_ms = loop_now_ms();
+	d.m.changed = update_active;
+	d.m.changed_arg = &d;
+	if ((rc = open_store(&d.cfg, 0, &d.ks, &d.store, err, errlen)) < 0)
+		goto out;
+	d.m.resp.store = d.store;
+	track_params_of(&d.cfg, &tp);
+	if ((rc = track_open(&tp, &d.track)) < 0) {
+		fail(err, errlen, rc, "gps policy: bad parameters");
+		goto out;
+	}
+	d.m.resp.track = d.track;
+	ctlm_load(&d.m);
+	update_active(&d);
+	if ((rc = sync_begin(&d, err, errlen)) < 0)
+		goto out;
+	if ((rc = gps_start(&d, err, errlen)) < 0)
+		goto out;
+	if ((rc = ctl_start(&d, err, errlen)) < 0)
+		goto out;
+	if ((rc = loop_signal_add(d.loop, SIGTERM, on_stop, &d)) < 0 ||
+	    (rc = loop_signal_add(d.loop, SIGINT, on_stop, &d)) < 0 ||
+	    (rc = loop_signal_add(d.loop, SIGHUP, on_hup, &d)) < 0) {
+		fail(err, errlen, rc, "signals: %s", strerror(-rc));
+		goto out;
+	}
+	d.flush_t =
+	    loop_timer_add(d.loop, (int64_t)d.cfg.store.position_flush_s * 1000, flush_timer, &d);
+	d.purge_t = loop_timer_add(d.loop, 0, purge_timer, &d);
+	d.maint_t = loop_timer_add(d.loop, MAINTENANCE_MS, maint_timer, &d);
+	if (!d.flush_t || !d.purge_t || !d.maint_t) {
+		rc = fail(err, errlen, -ENOMEM, "timers: out of memory");
+		goto out;
+	}
+	watchdog_start(&d);
+	log_info("essd %s running: unit %s, control socket %s", ESS_VERSION,
+	         d.m.unit[0] ? d.m.unit : "-", d.cfg.control.socket);
+	NOTIFY("READY=1\nSTATUS=running");
+	rc = loop_run(d.loop);
+	if (rc < 0)
+		fail(err, errlen, rc, "event loop: %s", strerror(-rc));
+	NOTIFY("STOPPING=1");
+	*wiped = d.wiped;
+out:
+	daemon_free(&d);
+	if (rc == 0)
+		log_info("stopped");
+	return rc;
+}
+
+/* ---- provisioning ---- */
+
+/* The hardware serial: first line of the file, printable ASCII, bounded. */
+static int read_serial(const char *path, char *out, size_t cap, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, errlen, -errno, "%s: cannot open: %s", path, strerror(errno));
+	ssize_t n = read(fd, out, cap - 1);
+	int e = errno;
+	close(fd);
+	if (n < 0)
+		return fail(err, errlen, -e, "%s: cannot read: %s", path, strerror(e));
+	out[n] = 0;
+	out[strcspn(out, "\r\n")] = 0;
+	size_t len = strlen(out);
+	while (len && isspace((unsigned char)out[len - 1]))
+		out[--len] = 0;
+	if (!len || len > PROTO_ID_MAX)
+		return fail(err, errlen, -EINVAL, "%s: no serial number on the first line", path);
+	for (size_t i = 0; i < len; i++)
+		if (out[i] < 0x21 || out[i] > 0x7e)
+			return fail(err, errlen, -EINVAL,
+			            "%s: the serial number must be printable ASCII", path);
+	return 0;
+}
+
+int daemon_provision(const char *config_path, const struct daemon_provision_info *info, char *unit,
+                     char *device_id, char *err, size_t errlen)
+{
+	struct config cfg;
+	struct hal_keystore *ks = NULL;
+	struct store *st = NULL;
+	struct loop *l = NULL;
+	char serial[PROTO_ID_MAX + 2], buf[PROTO_ID_MAX + 1], why[512];
+	size_t len;
+	int rc;
+	if ((rc = load_config(config_path, &cfg, err, errlen)) < 0)
+		return rc;
+	log_open("essd", cfg.log.target, cfg.log.level);
+	const char *token = info->token ? info->token : cfg.server.enroll_token;
+	if (!token[0])
+		return fail(err, errlen, -EINVAL,
+		            "no enrollment token: give --token or set "
+		            "server.enroll_token");
+	if (strlen(token) >= CONFIG_TOKEN_SIZE)
+		return fail(err, errlen, -EINVAL, "the enrollment token is too long");
+	if ((rc = read_serial(cfg.device.serial_file, serial, sizeof(serial), err, errlen)) < 0)
+		return rc;
+	if ((rc = open_store(&cfg, 1, &ks, &st, err, errlen)) < 0)
+		return rc;
+	if (store_state_get(st, SYNC_KEY_DEVICE_ID, buf, sizeof(buf), &len) != -ENOENT) {
+		if (!info->force) {
+			rc = fail(err, errlen, -EEXIST,
+			          "already provisioned; --force wipes this device's identity and "
+			          "data and enrolls anew");
+			goto out;
+		}
+		/* a new identity starts from nothing: no queued event of the old
+		 * device may go out under the new one */
+		rc = store_wipe(st, why, sizeof(why));
+		st = NULL;
+		hal_keystore_close(ks);
+		ks = NULL;
+		if (rc < 0) {
+			fail(err, errlen, rc, "wiping the old identity: %s", why);
+			goto out;
+		}
+		log_info("provision --force: the old identity and its data were wiped");
+		if ((rc = open_store(&cfg, 1, &ks, &st, err, errlen)) < 0)
+			goto out;
+	}
+	if ((rc = loop_open(&l)) < 0) {
+		fail(err, errlen, rc, "event loop: %s", strerror(-rc));
+		goto out;
+	}
+	struct sync_enroll_info ei = {.token = token, .serial = serial, .board = cfg.device.board};
+	if ((rc = sync_enroll(l, st, &cfg, &ei, why, sizeof(why))) < 0) {
+		fail(err, errlen, rc, "enrollment failed: %s", why);
+		goto out;
+	}
+	if (unit && store_state_get(st, SYNC_KEY_UNIT, unit, PROTO_ID_MAX, &len) == 0)
+		unit[len] = 0;
+	if (device_id &&
+	    store_state_get(st, SYNC_KEY_DEVICE_ID, device_id, PROTO_ID_MAX, &len) == 0)
+		device_id[len] = 0;
+	store_audit_add(st, STORE_AUDIT_COMMAND, "provision", NULL, wall_ms());
+out:
+	store_close(st);
+	hal_keystore_close(ks);
+	loop_close(l);
+	explicit_bzero(cfg.server.enroll_token, sizeof(cfg.server.enroll_token));
+	return rc;
+}

@@ -1,0 +1,647 @@
+/* essd as a real program, with the reference server ($ESS_BUILD/ess-refserver)
+ * and gpsd (gpsfake replaying nmeagen's Bangkok drive) on loopback, driven
+ * through the control socket (ctl_client, as essctl is) and the server's
+ * admin API:
+ *   - offline start, SIGHUP, SIGTERM, not provisioned;
+ *   - the control socket refuses malformed, oversized, unknown requests and
+ *     keeps serving;
+ *   - an assignment arrives and a status chain reaches the server; the server
+ *     killed and restarted; essd SIGKILLed mid-drain and restarted: the
+ *     server's state is exact each time (every event accepted once);
+ *   - gpsd: fixes recorded and uploaded; gpsd killed and restarted.
+ * Every child runs in its own process group and is killed by that group in
+ * the teardown, whatever the test did. Skipped without a server program. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "agent/ctl.h"
+#include "agent/ctl_client.h"
+#include "tests/lib/testutil.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define UNIT  "NST-RESP-04"
+#define ADMIN "itest-admin-token"
+
+struct env {
+	char *dir;
+	char build[400];
+	pid_t srv, essd, fake;
+	int port, gps_port;
+	char conf[600], sock[200];
+	char device_id[160];
+	int ntok;
+};
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* fork + exec in a new process group, output appended to dir/name.log. */
+static pid_t spawn(struct env *e, const char *name, char *const argv[])
+{
+	char log[700];
+	snprintf(log, sizeof(log), "%s/%s.log", e->dir, name);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setpgid(0, 0);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	return pid;
+}
+
+/* Kills a process group; returns the exit status (or 128+signal). */
+static int stop(pid_t *pid, int sig, int wait_ms)
+{
+	int status = 0, rc = -1;
+	if (*pid <= 0)
+		return -1;
+	kill(-*pid, sig);
+	int64_t until = tu_now_ms() + wait_ms;
+	while (tu_now_ms() < until) {
+		if (waitpid(*pid, &status, WNOHANG) == *pid) {
+			rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+			break;
+		}
+		usleep(10000);
+	}
+	if (rc < 0) {
+		kill(-*pid, SIGKILL);
+		waitpid(*pid, &status, 0);
+		rc = 999; /* did not stop in time */
+	}
+	kill(-*pid, SIGKILL); /* anything it left behind (gpsd) */
+	*pid = 0;
+	return rc;
+}
+
+/* ---- the reference server ---- */
+
+static void srv_start(struct env *e)
+{
+	char listen[64], db[600], key[600], pf[600];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", e->port);
+	snprintf(db, sizeof(db), "%s/srv.db", e->dir);
+	snprintf(key, sizeof(key), "%s/srv.key", e->dir);
+	snprintf(pf, sizeof(pf), "%s/srv.port", e->dir);
+	unlink(pf);
+	char prog[500];
+	snprintf(prog, sizeof(prog), "%s/ess-refserver", e->build);
+	char *argv[] = {prog, "--listen",      listen, "--db",        db, "--key",
+	                key,  "--admin-token", ADMIN,  "--port-file", pf, NULL};
+	e->srv = spawn(e, "srv", argv);
+	for (int i = 0; i < 200; i++) {
+		if (access(pf, R_OK) == 0)
+			return;
+		usleep(25000);
+	}
+	fail_msg("server did not start");
+}
+
+struct buf {
+	char *p;
+	size_t n;
+};
+
+static size_t buf_write(char *d, size_t sz, size_t nm, void *arg)
+{
+	struct buf *b = arg;
+	char *p = realloc(b->p, b->n + sz * nm + 1);
+	assert_non_null(p);
+	memcpy(p + b->n, d, sz * nm);
+	b->p = p;
+	b->n += sz * nm;
+	p[b->n] = 0;
+	return sz * nm;
+}
+
+static cJSON *admin(struct env *e, const char *path, const char *json)
+{
+	CURL *c = curl_easy_init();
+	struct buf b = {0};
+	char url[512];
+	struct curl_slist *h = NULL;
+	h = curl_slist_append(h, "Authorization: Bearer " ADMIN);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", e->port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	if (json)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	CURLcode cc = curl_easy_perform(c);
+	long code = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	if (cc != CURLE_OK || code < 200 || code >= 300)
+		fail_msg("admin %s: curl %d http %ld %s", path, cc, code, b.p ? b.p : "");
+	cJSON *doc = b.p ? cJSON_Parse(b.p) : NULL;
+	free(b.p);
+	return doc;
+}
+
+static void srv_incident(struct env *e, const char *id, int silent)
+{
+	char doc[1024];
+	snprintf(doc, sizeof(doc),
+	         "{\"id\":\"%s\",\"unit\":\"" UNIT "\",\"category\":\"confinement\",\"priority\":1,"
+	         "\"silent\":%s,\"location\":{\"lat\":13.7466,\"lon\":100.5393,\"accuracy_m\":8},"
+	         "\"summary\":\"CANARY-SUMMARY\",\"reporter\":{\"name\":\"CANARY-NAME\"}}",
+	         id, silent ? "true" : "false");
+	cJSON_Delete(admin(e, "/admin/incidents", doc));
+}
+
+/* Accepted events of the device: checks that no event_id was accepted twice
+ * and returns how many were accepted (and of type, when type is not NULL). */
+static int srv_accepted(struct env *e, const char *type)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "/admin/devices/%s/events", e->device_id);
+	cJSON *doc = admin(e, path, NULL), *it;
+	const cJSON *list = cJSON_GetObjectItem(doc, "events");
+	int n = 0, k = 0, total = cJSON_GetArraySize(list);
+	char **ids = calloc((size_t)total + 1, sizeof(char *));
+	cJSON_ArrayForEach(it, list)
+	{
+		const cJSON *ev = cJSON_GetObjectItem(it, "event");
+		const char *res = cJSON_GetObjectItem(it, "result")->valuestring;
+		if (strcmp(res, "accepted") != 0)
+			continue;
+		const char *id = cJSON_GetObjectItem(ev, "event_id")->valuestring;
+		for (int i = 0; i < k; i++)
+			if (!strcmp(ids[i], id))
+				fail_msg("event %s accepted twice", id);
+		ids[k++] = strdup(id);
+		if (!type || !strcmp(cJSON_GetObjectItem(ev, "type")->valuestring, type))
+			n++;
+	}
+	for (int i = 0; i < k; i++)
+		free(ids[i]);
+	free(ids);
+	cJSON_Delete(doc);
+	return n;
+}
+
+static void srv_incident_status(struct env *e, const char *id, char *out, size_t cap)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "/admin/incidents/%s", id);
+	cJSON *doc = admin(e, path, NULL);
+	const cJSON *st = cJSON_GetObjectItem(doc, "status");
+	snprintf(out, cap, "%s", cJSON_IsString(st) ? st->valuestring : "");
+	cJSON_Delete(doc);
+}
+
+/* ---- essd ---- */
+
+static void write_conf(struct env *e)
+{
+	char text[2048], serial[600];
+	snprintf(serial, sizeof(serial), "%s/serial", e->dir);
+	FILE *f = fopen(serial, "w");
+	fputs("SN-ITEST-1\n", f);
+	fclose(f);
+	snprintf(e->conf, sizeof(e->conf), "%s/essd.conf", e->dir);
+	snprintf(e->sock, sizeof(e->sock), "%s/essd.sock", e->dir);
+	snprintf(
+	    text, sizeof(text),
+	    "[log]\nlevel = debug\n[store]\ndir = %s/store\nposition_flush_s = 1\n"
+	    "[keystore]\nkey_file = %s/kek\n"
+	    "[server]\nurl = http://127.0.0.1:%d\nlong_poll_s = 2\nrequest_timeout_s = 10\n"
+	    "connect_timeout_s = 2\n"
+	    "[gps]\nport = %d\ninterval_s = 1\nmin_distance_m = 0\n"
+	    "[control]\nsocket = %s\n[device]\nserial_file = %s\n[heartbeat]\ninterval_s = 10\n",
+	    e->dir, e->dir, e->port, e->gps_port, e->sock, serial);
+	f = fopen(e->conf, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+static int essd_cmd(struct env *e, const char *a1, const char *a2, const char *a3)
+{
+	char prog[500];
+	snprintf(prog, sizeof(prog), "%s/essd", e->build);
+	char b1[200], b2[200], b3[200];
+	snprintf(b1, sizeof(b1), "%s", a1);
+	snprintf(b2, sizeof(b2), "%s", a2 ? a2 : "");
+	snprintf(b3, sizeof(b3), "%s", a3 ? a3 : "");
+	char *argv[] = {prog, b1, "-c", e->conf, a2 ? b2 : NULL, a3 ? b3 : NULL, NULL};
+	pid_t p = spawn(e, "essd-cmd", argv);
+	int status;
+	waitpid(p, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static void provision(struct env *e)
+{
+	char tok[128], body[256];
+	snprintf(tok, sizeof(tok), "itest-token-%d", e->ntok++);
+	snprintf(body, sizeof(body), "{\"unit\":\"" UNIT "\",\"token\":\"%s\"}", tok);
+	cJSON_Delete(admin(e, "/admin/tokens", body));
+	assert_int_equal(essd_cmd(e, "provision", "--token", tok), 0);
+	cJSON *d = admin(e, "/admin/devices", NULL);
+	const cJSON *list = cJSON_GetObjectItem(d, "devices");
+	const cJSON *last = cJSON_GetArrayItem(list, cJSON_GetArraySize(list) - 1);
+	snprintf(e->device_id, sizeof(e->device_id), "%s",
+	         cJSON_GetObjectItem(last, "device_id")->valuestring);
+	cJSON_Delete(d);
+}
+
+static cJSON *call(struct env *e, const char *method, const char *params)
+{
+	struct ctl_conn *c;
+	char err[256];
+	cJSON *ans = NULL;
+	if (ctl_conn_open(e->sock, &c, err, sizeof(err)) < 0)
+		return NULL;
+	int rc = ctl_conn_call(c, method, params ? cJSON_Parse(params) : NULL, 10000, &ans);
+	ctl_conn_close(c);
+	return rc == 0 ? ans : NULL;
+}
+
+/* ok:true answer's result item (the whole answer to delete in *ans). */
+static int call_ok(struct env *e, const char *method, const char *params)
+{
+	cJSON *a = call(e, method, params);
+	int ok = a && cJSON_IsTrue(cJSON_GetObjectItem(a, "ok"));
+	if (!ok) {
+		char *s = a ? cJSON_PrintUnformatted(a) : NULL;
+		print_message("# %s %s: %s\n", method, params ? params : "", s ? s : "no answer");
+		free(s);
+	}
+	cJSON_Delete(a);
+	return ok;
+}
+
+static void essd_start(struct env *e)
+{
+	char prog[500];
+	snprintf(prog, sizeof(prog), "%s/essd", e->build);
+	char *argv[] = {prog, "run", "-c", e->conf, NULL};
+	e->essd = spawn(e, "essd", argv);
+	for (int i = 0; i < 200; i++) {
+		cJSON *a = call(e, "status", NULL);
+		cJSON_Delete(a);
+		if (a)
+			return;
+		usleep(25000);
+	}
+	fail_msg("essd did not start");
+}
+
+static double status_num(struct env *e, const char *a, const char *b)
+{
+	cJSON *ans = call(e, "status", NULL);
+	const cJSON *r = cJSON_GetObjectItem(ans, "result");
+	const cJSON *v = cJSON_GetObjectItem(r, a);
+	if (b)
+		v = cJSON_GetObjectItem(v, b);
+	double d = cJSON_IsNumber(v) ? v->valuedouble : cJSON_IsTrue(v) ? 1 : -1;
+	cJSON_Delete(ans);
+	return d;
+}
+
+#define WAIT_FOR(cond, ms)                                                                         \
+	do {                                                                                       \
+		int64_t until_ = tu_now_ms() + (ms);                                               \
+		while (!(cond) && tu_now_ms() < until_)                                            \
+			usleep(50000);                                                             \
+	} while (0)
+
+static int has_incident(struct env *e, const char *id)
+{
+	cJSON *a = call(e, "list", NULL), *it;
+	int found = 0;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(cJSON_GetObjectItem(a, "result"), "incidents"))
+	{
+		if (!strcmp(cJSON_GetObjectItem(it, "id")->valuestring, id))
+			found = 1;
+	}
+	cJSON_Delete(a);
+	return found;
+}
+
+static int setup(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	const char *b = getenv("ESS_BUILD");
+	snprintf(e->build, sizeof(e->build), "%s", b ? b : "build/host");
+	e->dir = tu_tmpdir("itessd");
+	e->port = free_port();
+	e->gps_port = free_port();
+	write_conf(e);
+	*state = e;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct env *e = *state;
+	stop(&e->essd, SIGKILL, 2000);
+	stop(&e->srv, SIGKILL, 2000);
+	stop(&e->fake, SIGKILL, 2000);
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	/* nothing personal reached essd's log */
+	char log[700];
+	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
+	size_t leaks = tu_file_count(log, "CANARY", 6);
+	tu_rmrf(e->dir);
+	free(e);
+	assert_int_equal(leaks, 0);
+	return 0;
+}
+
+static void need_server(struct env *e)
+{
+	char prog[500];
+	snprintf(prog, sizeof(prog), "%s/ess-refserver", e->build);
+	if (access(prog, X_OK) != 0) {
+		print_message("# no reference server program: skipped\n");
+		skip();
+	}
+}
+
+/* ---- scenarios ---- */
+
+static void test_offline_signals(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	/* not provisioned: a clear refusal */
+	assert_int_equal(essd_cmd(e, "run", NULL, NULL), 1);
+	srv_start(e);
+	provision(e);
+	/* provisioning again needs --force */
+	assert_int_equal(essd_cmd(e, "provision", "--token", "whatever-token"), 2);
+	stop(&e->srv, SIGTERM, 3000);
+	/* the server is unreachable: essd runs anyway */
+	essd_start(e);
+	assert_true(status_num(e, "online", NULL) == -1);
+	assert_true(call_ok(e, "sos", "{\"text\":\"offline sos\"}"));
+	assert_true(status_num(e, "queue", "events") == 1);
+	/* SIGHUP reloads and keeps serving */
+	kill(e->essd, SIGHUP);
+	usleep(200000);
+	assert_true(call_ok(e, "status", NULL));
+	/* SIGTERM stops cleanly and fast, socket removed */
+	int64_t t0 = tu_now_ms();
+	assert_int_equal(stop(&e->essd, SIGTERM, 3000), 0);
+	assert_true(tu_now_ms() - t0 < 2000);
+	assert_int_not_equal(access(e->sock, F_OK), 0);
+	/* the SOS is still queued after the restart, and drains when online */
+	srv_start(e);
+	essd_start(e);
+	WAIT_FOR(srv_accepted(e, "sos") == 1 && status_num(e, "queue", "events") == 0, 15000);
+	assert_int_equal(srv_accepted(e, "sos"), 1);
+}
+
+static void test_ctl_hostile(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	srv_start(e);
+	provision(e);
+	essd_start(e);
+	struct ctl_conn *c;
+	char err[256];
+	cJSON *line;
+	assert_int_equal(ctl_conn_open(e->sock, &c, err, sizeof(err)), 0);
+	static const char *const bad[] = {
+	    "not json\n",
+	    "[1,2,3]\n",
+	    "{\"id\":1,\"method\":\"frobnicate\"}\n",
+	    "{\"id\":2,\"method\":\"show\",\"params\":{\"id\":[1]}}\n",
+	    "{\"id\":3,\"method\":\"set\",\"params\":{\"id\":\"X\",\"status\":\"up\"}}\n",
+	    "{\"id\":4,\"method\":\"note\",\"params\":{\"id\":\"X\",\"text\":\"\\u0000\"}}\n",
+	    "{\"id\":5,\"method\":\"list\",\"params\":\"x\"}\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(ctl_conn_send_raw(c, bad[i], strlen(bad[i])), 0);
+		assert_int_equal(ctl_conn_read_line(c, 5000, &line), 0);
+		assert_false(cJSON_IsTrue(cJSON_GetObjectItem(line, "ok")));
+		assert_non_null(cJSON_GetObjectItem(line, "error"));
+		cJSON_Delete(line);
+	}
+	/* oversized: refused, then the connection (or a new one) keeps serving */
+	size_t big = CTL_LINE_MAX * 2;
+	char *blob = malloc(big + 1);
+	memset(blob, 'x', big);
+	blob[big] = '\n';
+	ctl_conn_send_raw(c, blob, big + 1);
+	free(blob);
+	cJSON *ans = NULL;
+	int rc = ctl_conn_call(c, "status", NULL, 5000, &ans);
+	if (rc == 0) {
+		/* an error line for the long one may come first */
+		cJSON_Delete(ans);
+	}
+	ctl_conn_close(c);
+	assert_true(call_ok(e, "status", NULL));
+	/* privileged unlock works for our own uid */
+	assert_true(call_ok(e, "lock", NULL));
+	cJSON *a = call(e, "list", NULL);
+	assert_string_equal(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(a, "error"), "code")->valuestring, "locked");
+	cJSON_Delete(a);
+	assert_true(call_ok(e, "unlock", NULL));
+	assert_true(call_ok(e, "list", NULL));
+	assert_true(e->essd > 0 && waitpid(e->essd, NULL, WNOHANG) == 0); /* still alive */
+}
+
+static void test_chain_outages_kill(void **state)
+{
+	struct env *e = *state;
+	char st[64];
+	need_server(e);
+	srv_start(e);
+	provision(e);
+	essd_start(e);
+	/* an assignment arrives; a receipt goes back; a status chain follows */
+	srv_incident(e, "INC-1", 1);
+	WAIT_FOR(has_incident(e, "INC-1"), 10000);
+	assert_true(has_incident(e, "INC-1"));
+	assert_true(call_ok(e, "ack", "{\"id\":\"INC-1\"}"));
+	assert_true(call_ok(e, "set", "{\"id\":\"INC-1\",\"status\":\"en_route\"}"));
+	assert_true(call_ok(e, "set", "{\"id\":\"INC-1\",\"status\":\"on_scene\"}"));
+	assert_true(call_ok(e, "note", "{\"id\":\"INC-1\",\"text\":\"CANARY note ถึงแล้ว\"}"));
+	assert_true(call_ok(e, "set", "{\"id\":\"INC-1\",\"status\":\"resolved\"}"));
+	WAIT_FOR(srv_accepted(e, NULL) == 6, 10000);
+	assert_int_equal(srv_accepted(e, "receipt"), 1);
+	assert_int_equal(srv_accepted(e, "status"), 4);
+	assert_int_equal(srv_accepted(e, "note"), 1);
+	srv_incident_status(e, "INC-1", st, sizeof(st));
+	assert_string_equal(st, "resolved");
+
+	/* the server dies; the responder goes on; the server returns: drained */
+	srv_incident(e, "INC-2", 0);
+	WAIT_FOR(has_incident(e, "INC-2"), 10000);
+	WAIT_FOR(srv_accepted(e, "receipt") == 2, 10000);
+	stop(&e->srv, SIGKILL, 2000);
+	assert_true(call_ok(e, "ack", "{\"id\":\"INC-2\"}"));
+	assert_true(call_ok(e, "set", "{\"id\":\"INC-2\",\"status\":\"en_route\"}"));
+	for (int i = 0; i < 150; i++) {
+		char p[128];
+		snprintf(p, sizeof(p), "{\"id\":\"INC-2\",\"text\":\"offline note %d\"}", i);
+		assert_true(call_ok(e, "note", p));
+	}
+	assert_true(status_num(e, "queue", "events") == 152);
+	srv_start(e);
+	/* essd killed with SIGKILL mid-drain (the server applied the batch, its
+	 * answer is held back), then restarted: the batch goes again and takes
+	 * effect once */
+	cJSON_Delete(admin(e, "/admin/faults", "{\"delay_ms\":3000,\"delay_next\":0}"));
+	WAIT_FOR(srv_accepted(e, "note") > 1, 20000);
+	assert_true(srv_accepted(e, "note") > 1);
+	assert_true(status_num(e, "queue", "events") > 0); /* no answer yet */
+	stop(&e->essd, SIGKILL, 2000);
+	cJSON_Delete(admin(e, "/admin/faults", "{\"delay_ms\":0}"));
+	essd_start(e);
+	WAIT_FOR(status_num(e, "queue", "events") == 0, 30000);
+	assert_true(status_num(e, "queue", "events") == 0);
+	WAIT_FOR(srv_accepted(e, NULL) == 6 + 1 + 152, 10000);
+	assert_int_equal(srv_accepted(e, NULL), 6 + 1 + 152); /* each once, none lost */
+	assert_int_equal(srv_accepted(e, "note"), 1 + 150);
+	srv_incident_status(e, "INC-2", st, sizeof(st));
+	assert_string_equal(st, "en_route");
+	/* the server cancels: a status is refused locally with a clear error */
+	cJSON_Delete(admin(e, "/admin/incidents/INC-2/cancel", "{}"));
+	cJSON *a = NULL;
+	int64_t until = tu_now_ms() + 10000;
+	for (;;) {
+		a = call(e, "set", "{\"id\":\"INC-2\",\"status\":\"on_scene\"}");
+		if (!cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")) || tu_now_ms() > until)
+			break;
+		cJSON_Delete(a);
+		a = NULL;
+		usleep(200000);
+	}
+	assert_non_null(a);
+	assert_string_equal(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(a, "error"), "code")->valuestring, "conflict");
+	cJSON_Delete(a);
+}
+
+static void gen_log(struct env *e, const char *path, const char *skip)
+{
+	char prog[500];
+	snprintf(prog, sizeof(prog), "%s/tools/nmeagen", e->build);
+	pid_t p = fork();
+	if (p == 0) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 1);
+		execl(prog, "nmeagen", "--seconds", "600", "--start", "now", "--skip", skip,
+		      (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	waitpid(p, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void gpsfake_start(struct env *e, const char *log)
+{
+	char port[16], path[600];
+	snprintf(port, sizeof(port), "%d", e->gps_port);
+	snprintf(path, sizeof(path), "%s", log);
+	char *argv[] = {"gpsfake", "-P", port, "-1", "-q", "-n", "-c", "0.1", path, NULL};
+	e->fake = spawn(e, "gpsfake", argv);
+}
+
+static void test_gps(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	if (system("command -v gpsfake >/dev/null 2>&1") != 0) {
+		print_message("# gpsfake not installed: skipped\n");
+		skip();
+	}
+	char log1[600], log2[600];
+	snprintf(log1, sizeof(log1), "%s/drive1.nmea", e->dir);
+	snprintf(log2, sizeof(log2), "%s/drive2.nmea", e->dir);
+	gen_log(e, log1, "0");
+	gen_log(e, log2, "120");
+	srv_start(e);
+	provision(e);
+	gpsfake_start(e, log1);
+	essd_start(e);
+	WAIT_FOR(status_num(e, "last_fix", "age_s") >= 0, 20000);
+	assert_true(status_num(e, "last_fix", "age_s") >= 0);
+	assert_true(call_ok(e, "sync", NULL));
+	/* gpsd killed and restarted: fixes come again */
+	stop(&e->fake, SIGTERM, 2000);
+	usleep(300000);
+	assert_true(call_ok(e, "status", NULL));
+	gpsfake_start(e, log2);
+	double pos0 = status_num(e, "queue", "positions");
+	(void)pos0;
+	WAIT_FOR(status_num(e, "gps_connected", NULL) == 1, 20000);
+	assert_true(status_num(e, "gps_connected", NULL) == 1);
+	WAIT_FOR(status_num(e, "last_fix", "age_s") == 0, 10000);
+	/* the trail reaches the server */
+	char path[300];
+	snprintf(path, sizeof(path), "/admin/devices/%s/positions", e->device_id);
+	int n = 0;
+	int64_t until = tu_now_ms() + 45000;
+	while (n == 0 && tu_now_ms() < until) {
+		call_ok(e, "sync", NULL);
+		cJSON *p = admin(e, path, NULL);
+		const cJSON *fx = cJSON_GetObjectItem(p, "fixes");
+		n = cJSON_GetArraySize(fx);
+		cJSON_Delete(p);
+		if (!n)
+			usleep(500000);
+	}
+	assert_true(n > 0);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_offline_signals, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ctl_hostile, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_chain_outages_kill, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gps, setup, teardown),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	curl_global_cleanup();
+	return rc;
+}
