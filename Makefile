@@ -113,10 +113,6 @@ $(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(TESTLIB_OBJS) $(LIB)
 $(BUILD)/ess-refserver: $(REFSERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MHD_LIBS)
 
-$(BUILD)/demo/%: $(BUILD)/obj/tests/demo/%.o $(TESTLIB_OBJS) $(LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -138,7 +134,7 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB)
 fuzz: fuzz-build
 	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
-demo: all $(BUILD)/demo/demo_store
+demo: all $(TOOL_BINS)
 	@tests/demo.sh $(BUILD)
 
 install: all

@@ -140,6 +140,10 @@ static void set_online(struct sync *s, int online)
 		return;
 	s->online = online;
 	log_info("sync: %s", online ? "online" : "offline");
+	/* The trail gathered while offline goes up the moment the link is
+	 * back, not at the next upload tick. */
+	if (online && s->started && !s->pos.req)
+		chan_schedule(&s->pos, 0);
 	notify_kind(s, online ? SYNC_NOTE_ONLINE : SYNC_NOTE_OFFLINE);
 }
 
