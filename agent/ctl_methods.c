@@ -95,13 +95,6 @@ static const char *code_for(int rc)
 	}
 }
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void ctlm_publish(struct ctlm *m, const char *name, cJSON *data)
 {
 	if (!data)
@@ -144,7 +137,7 @@ int ctlm_set_locked(struct ctlm *m, int locked)
 		return rc;
 	m->locked = locked;
 	store_audit_add(m->resp.store, STORE_AUDIT_COMMAND, locked ? "lock" : "unlock", NULL,
-	                wall_ms());
+	                loop_wall_ms());
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddBoolToObject(d, "locked", locked);
 	ctlm_publish(m, "lock", d);

@@ -13,6 +13,7 @@
 #include "hal/keystore.h"
 #include "sync/sync.h"
 
+#include "agent/fmt.h"
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -57,25 +58,6 @@ struct daemon {
 	int64_t pos_errors;
 };
 
-__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int rc,
-                                                      const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void config_err(void *arg, const char *file, unsigned line, const char *msg)
 {
 	int *n = arg;
@@ -91,8 +73,8 @@ static int load_config(const char *path, struct config *cfg, char *err, size_t e
 	int n = 0;
 	int rc = config_load(path, cfg, config_err, &n);
 	if (rc < 0)
-		return fail(err, errlen, rc, "%s: %d error%s, refusing to use it", path, n ? n : 1,
-		            n == 1 ? "" : "s");
+		return fmt_err(err, errlen, rc, "%s: %d error%s, refusing to use it", path,
+		               n ? n : 1, n == 1 ? "" : "s");
 	return 0;
 }
 
@@ -105,7 +87,7 @@ static int open_store(const struct config *cfg, int create, struct hal_keystore 
 	int rc = hal_keystore_open(backends[cfg->keystore.backend], cfg->keystore.key_file, ks, why,
 	                           sizeof(why));
 	if (rc < 0)
-		return fail(err, errlen, rc, "keystore: %s", why);
+		return fmt_err(err, errlen, rc, "keystore: %s", why);
 	struct store_params p = {.dir = cfg->store.dir, .keystore = *ks, .create = create};
 	if (create)
 		mkdir(cfg->store.dir, 0700);
@@ -114,9 +96,9 @@ static int open_store(const struct config *cfg, int create, struct hal_keystore 
 		hal_keystore_close(*ks);
 		*ks = NULL;
 		if (!create && (rc == -ENOENT || rc == -ENOKEY))
-			return fail(err, errlen, -ENOKEY,
-			            "not provisioned (%s): run essd provision", why);
-		return fail(err, errlen, rc, "store: %s", why);
+			return fmt_err(err, errlen, -ENOKEY,
+			               "not provisioned (%s): run essd provision", why);
+		return fmt_err(err, errlen, rc, "store: %s", why);
 	}
 	if (flags & STORE_OPENED_RECOVERED)
 		log_warnx("store: the database failed its integrity check and was moved aside");
@@ -177,7 +159,7 @@ static int gps_start(struct daemon *d, char *err, size_t errlen)
 	char why[256];
 	int rc = hal_gps_open("gpsd", &gp, &d->gps, why, sizeof(why));
 	if (rc < 0)
-		return fail(err, errlen, rc, "gps: %s", why);
+		return fmt_err(err, errlen, rc, "gps: %s", why);
 	d->m.gps = d->gps;
 	return 0;
 }
@@ -188,8 +170,9 @@ static int64_t purge_timer(struct loop *l, void *arg)
 {
 	(void)l;
 	struct daemon *d = arg;
-	int rc = store_purge(d->store, wall_ms(), (int64_t)d->cfg.store.retention_hours * 3600000,
-	                     (int64_t)d->cfg.store.audit_retention_days * 86400000);
+	int rc =
+	    store_purge(d->store, loop_wall_ms(), (int64_t)d->cfg.store.retention_hours * 3600000,
+	                (int64_t)d->cfg.store.audit_retention_days * 86400000);
 	if (rc < 0) {
 		log_warnx("retention purge: %s", strerror(-rc));
 	} else if (rc > 0) {
@@ -316,7 +299,7 @@ static void on_note(void *arg, const struct sync_note *n)
 	switch (n->kind) {
 	case SYNC_NOTE_INCIDENT:
 		store_audit_add(d->store, STORE_AUDIT_RECEIVED, n->id, n->is_new ? "new" : "update",
-		                wall_ms());
+		                loop_wall_ms());
 		ctlm_publish_incident(&d->m, n->id, n->is_new ? "new" : "updated");
 		update_active(d);
 		break;
@@ -341,7 +324,7 @@ static void on_note(void *arg, const struct sync_note *n)
 		                : n->command == SYNC_CMD_LOCK   ? "lock"
 		                : n->command == SYNC_CMD_RESYNC ? "resync"
 		                                                : "config",
-		                wall_ms());
+		                loop_wall_ms());
 		if (n->command == SYNC_CMD_WIPE) {
 			log_warnx("command %s: wipe once the result is out (at most %d s)", n->id,
 			          WIPE_GRACE_MS / 1000);
@@ -412,12 +395,12 @@ static int sync_begin(struct daemon *d, char *err, size_t errlen)
 	char why[256];
 	int rc = sync_open(&sp, &d->sync, why, sizeof(why));
 	if (rc == -ENOKEY)
-		return fail(err, errlen, rc, "not provisioned (%s): run essd provision", why);
+		return fmt_err(err, errlen, rc, "not provisioned (%s): run essd provision", why);
 	if (rc < 0)
-		return fail(err, errlen, rc, "sync: %s", why);
+		return fmt_err(err, errlen, rc, "sync: %s", why);
 	d->m.sync = d->sync;
 	if ((rc = sync_start(d->sync)) < 0)
-		return fail(err, errlen, rc, "sync: cannot start: %s", strerror(-rc));
+		return fmt_err(err, errlen, rc, "sync: cannot start: %s", strerror(-rc));
 	return 0;
 }
 
@@ -492,8 +475,8 @@ static int ctl_start(struct daemon *d, char *err, size_t errlen)
 	if (d->cfg.control.group[0]) {
 		struct group *g = getgrnam(d->cfg.control.group);
 		if (!g)
-			return fail(err, errlen, -ENOENT, "control socket: no group %s",
-			            d->cfg.control.group);
+			return fmt_err(err, errlen, -ENOENT, "control socket: no group %s",
+			               d->cfg.control.group);
 		gid = g->gr_gid;
 	}
 	snprintf(dir, sizeof(dir), "%s", d->cfg.control.socket);
@@ -507,7 +490,7 @@ static int ctl_start(struct daemon *d, char *err, size_t errlen)
 	int rc =
 	    ctl_open(d->loop, d->cfg.control.socket, gid, ms, n, &d->m, &d->ctl, why, sizeof(why));
 	if (rc < 0)
-		return fail(err, errlen, rc, "control socket: %s", why);
+		return fmt_err(err, errlen, rc, "control socket: %s", why);
 	d->m.ctl = d->ctl;
 	return 0;
 }
@@ -541,7 +524,7 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	if (log_open("essd", d.cfg.log.target, d.cfg.log.level) < 0)
 		log_warnx("journal logging unavailable: using stderr");
 	if ((rc = loop_open(&d.loop)) < 0)
-		return fail(err, errlen, rc, "event loop: %s", strerror(-rc));
+		return fmt_err(err, errlen, rc, "event loop: %s", strerror(-rc));
 	d.m.started_mono_ms = loop_now_ms();
 	d.m.changed = update_active;
 	d.m.changed_arg = &d;
@@ -550,7 +533,7 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	d.m.resp.store = d.store;
 	track_params_of(&d.cfg, &tp);
 	if ((rc = track_open(&tp, &d.track)) < 0) {
-		fail(err, errlen, rc, "gps policy: bad parameters");
+		fmt_err(err, errlen, rc, "gps policy: bad parameters");
 		goto out;
 	}
 	d.m.resp.track = d.track;
@@ -565,7 +548,7 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	if ((rc = loop_signal_add(d.loop, SIGTERM, on_stop, &d)) < 0 ||
 	    (rc = loop_signal_add(d.loop, SIGINT, on_stop, &d)) < 0 ||
 	    (rc = loop_signal_add(d.loop, SIGHUP, on_hup, &d)) < 0) {
-		fail(err, errlen, rc, "signals: %s", strerror(-rc));
+		fmt_err(err, errlen, rc, "signals: %s", strerror(-rc));
 		goto out;
 	}
 	d.flush_t =
@@ -573,7 +556,7 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	d.purge_t = loop_timer_add(d.loop, 0, purge_timer, &d);
 	d.maint_t = loop_timer_add(d.loop, MAINTENANCE_MS, maint_timer, &d);
 	if (!d.flush_t || !d.purge_t || !d.maint_t) {
-		rc = fail(err, errlen, -ENOMEM, "timers: out of memory");
+		rc = fmt_err(err, errlen, -ENOMEM, "timers: out of memory");
 		goto out;
 	}
 	watchdog_start(&d);
@@ -582,7 +565,7 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	NOTIFY("READY=1\nSTATUS=running");
 	rc = loop_run(d.loop);
 	if (rc < 0)
-		fail(err, errlen, rc, "event loop: %s", strerror(-rc));
+		fmt_err(err, errlen, rc, "event loop: %s", strerror(-rc));
 	NOTIFY("STOPPING=1");
 	*wiped = d.wiped;
 out:
@@ -599,23 +582,24 @@ static int read_serial(const char *path, char *out, size_t cap, char *err, size_
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, errlen, -errno, "%s: cannot open: %s", path, strerror(errno));
+		return fmt_err(err, errlen, -errno, "%s: cannot open: %s", path, strerror(errno));
 	ssize_t n = read(fd, out, cap - 1);
 	int e = errno;
 	close(fd);
 	if (n < 0)
-		return fail(err, errlen, -e, "%s: cannot read: %s", path, strerror(e));
+		return fmt_err(err, errlen, -e, "%s: cannot read: %s", path, strerror(e));
 	out[n] = 0;
 	out[strcspn(out, "\r\n")] = 0;
 	size_t len = strlen(out);
 	while (len && isspace((unsigned char)out[len - 1]))
 		out[--len] = 0;
 	if (!len || len > PROTO_ID_MAX)
-		return fail(err, errlen, -EINVAL, "%s: no serial number on the first line", path);
+		return fmt_err(err, errlen, -EINVAL, "%s: no serial number on the first line",
+		               path);
 	for (size_t i = 0; i < len; i++)
 		if (out[i] < 0x21 || out[i] > 0x7e)
-			return fail(err, errlen, -EINVAL,
-			            "%s: the serial number must be printable ASCII", path);
+			return fmt_err(err, errlen, -EINVAL,
+			               "%s: the serial number must be printable ASCII", path);
 	return 0;
 }
 
@@ -634,20 +618,21 @@ int daemon_provision(const char *config_path, const struct daemon_provision_info
 	log_open("essd", cfg.log.target, cfg.log.level);
 	const char *token = info->token ? info->token : cfg.server.enroll_token;
 	if (!token[0])
-		return fail(err, errlen, -EINVAL,
-		            "no enrollment token: give --token or set "
-		            "server.enroll_token");
+		return fmt_err(err, errlen, -EINVAL,
+		               "no enrollment token: give --token or set "
+		               "server.enroll_token");
 	if (strlen(token) >= CONFIG_TOKEN_SIZE)
-		return fail(err, errlen, -EINVAL, "the enrollment token is too long");
+		return fmt_err(err, errlen, -EINVAL, "the enrollment token is too long");
 	if ((rc = read_serial(cfg.device.serial_file, serial, sizeof(serial), err, errlen)) < 0)
 		return rc;
 	if ((rc = open_store(&cfg, 1, &ks, &st, err, errlen)) < 0)
 		return rc;
 	if (store_state_get(st, SYNC_KEY_DEVICE_ID, buf, sizeof(buf), &len) != -ENOENT) {
 		if (!info->force) {
-			rc = fail(err, errlen, -EEXIST,
-			          "already provisioned; --force wipes this device's identity and "
-			          "data and enrolls anew");
+			rc =
+			    fmt_err(err, errlen, -EEXIST,
+			            "already provisioned; --force wipes this device's identity and "
+			            "data and enrolls anew");
 			goto out;
 		}
 		/* a new identity starts from nothing: no queued event of the old
@@ -657,7 +642,7 @@ int daemon_provision(const char *config_path, const struct daemon_provision_info
 		hal_keystore_close(ks);
 		ks = NULL;
 		if (rc < 0) {
-			fail(err, errlen, rc, "wiping the old identity: %s", why);
+			fmt_err(err, errlen, rc, "wiping the old identity: %s", why);
 			goto out;
 		}
 		log_info("provision --force: the old identity and its data were wiped");
@@ -665,12 +650,12 @@ int daemon_provision(const char *config_path, const struct daemon_provision_info
 			goto out;
 	}
 	if ((rc = loop_open(&l)) < 0) {
-		fail(err, errlen, rc, "event loop: %s", strerror(-rc));
+		fmt_err(err, errlen, rc, "event loop: %s", strerror(-rc));
 		goto out;
 	}
 	struct sync_enroll_info ei = {.token = token, .serial = serial, .board = cfg.device.board};
 	if ((rc = sync_enroll(l, st, &cfg, &ei, why, sizeof(why))) < 0) {
-		fail(err, errlen, rc, "enrollment failed: %s", why);
+		fmt_err(err, errlen, rc, "enrollment failed: %s", why);
 		goto out;
 	}
 	if (unit && store_state_get(st, SYNC_KEY_UNIT, unit, PROTO_ID_MAX, &len) == 0)
@@ -678,7 +663,7 @@ int daemon_provision(const char *config_path, const struct daemon_provision_info
 	if (device_id &&
 	    store_state_get(st, SYNC_KEY_DEVICE_ID, device_id, PROTO_ID_MAX, &len) == 0)
 		device_id[len] = 0;
-	store_audit_add(st, STORE_AUDIT_COMMAND, "provision", NULL, wall_ms());
+	store_audit_add(st, STORE_AUDIT_COMMAND, "provision", NULL, loop_wall_ms());
 out:
 	store_close(st);
 	hal_keystore_close(ks);

@@ -56,6 +56,9 @@ void loop_stop(struct loop *l);
 
 /* Monotonic milliseconds, as the loop's timers see them. */
 int64_t loop_now_ms(void);
+/* Wall-clock (CLOCK_REALTIME) unix milliseconds: for timestamps, never for
+ * timers (it jumps when the clock is set). */
+int64_t loop_wall_ms(void);
 /* Iterations that woke up (for the idle-wakeup figures). */
 uint64_t loop_wakeups(const struct loop *l);
 

@@ -6,6 +6,7 @@
 #include "agent/track.h"
 #include "sync/sync.h"
 
+#include "agent/fmt.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,30 +28,11 @@ const char *responder_local_status_name(int st)
 	return st >= 0 && st < STORE_STATUS_COUNT ? local_names[st] : "unknown";
 }
 
-__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int rc,
-                                                      const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
-static int64_t realtime_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void responder_stamp(struct responder *r, struct proto_event *ev)
 {
 	ev->has_location = 0;
 	if (!r->track) {
-		ev->at_ms = realtime_ms();
+		ev->at_ms = loop_wall_ms();
 		ev->clock = track_ntp_synced() ? PROTO_CLOCK_SYSTEM : PROTO_CLOCK_UNSYNCED;
 		return;
 	}
@@ -117,7 +99,7 @@ int responder_text_valid(const char *text)
 static int check_id(const char *id, char *err, size_t errlen)
 {
 	if (!id || !proto_id_valid(id))
-		return fail(err, errlen, -EINVAL, "not a valid incident id");
+		return fmt_err(err, errlen, -EINVAL, "not a valid incident id");
 	return 0;
 }
 
@@ -128,7 +110,7 @@ static int commit_action(struct responder *r, struct proto_event *ev, int set_st
 {
 	int rc = store_begin(r->store);
 	if (rc < 0)
-		return fail(err, errlen, rc, "store unavailable: %s", strerror(-rc));
+		return fmt_err(err, errlen, rc, "store unavailable: %s", strerror(-rc));
 	rc = sync_event_queue(r->store, ev, &done->seq, done->event_id);
 	if (rc == 0 && set_status)
 		rc = store_incident_set_status(r->store, ev->incident_id,
@@ -140,8 +122,8 @@ static int commit_action(struct responder *r, struct proto_event *ev, int set_st
 	else
 		store_rollback(r->store);
 	if (rc < 0)
-		return fail(err, errlen, rc, "%s: nothing was queued",
-		            rc == -ENOSPC ? "the disk is full" : "the store failed");
+		return fmt_err(err, errlen, rc, "%s: nothing was queued",
+		               rc == -ENOSPC ? "the disk is full" : "the store failed");
 	done->changed = 1;
 	return 0;
 }
@@ -155,16 +137,16 @@ int responder_set_status(struct responder *r, const char *id, enum proto_status 
 	if ((rc = check_id(id, err, errlen)) < 0)
 		return rc;
 	if (next <= PROTO_STATUS_NONE || next > PROTO_STATUS_DECLINED)
-		return fail(err, errlen, -EINVAL, "not a status a responder can set");
+		return fmt_err(err, errlen, -EINVAL, "not a status a responder can set");
 	if (text && !responder_text_valid(text))
-		return fail(err, errlen, -EINVAL,
-		            "text must be UTF-8 without control characters, at most %d bytes",
-		            PROTO_TEXT_MAX);
+		return fmt_err(err, errlen, -EINVAL,
+		               "text must be UTF-8 without control characters, at most %d bytes",
+		               PROTO_TEXT_MAX);
 	rc = store_incident_get(r->store, id, &inc);
 	if (rc == -ENOENT)
-		return fail(err, errlen, rc, "no incident %s on this device", id);
+		return fmt_err(err, errlen, rc, "no incident %s on this device", id);
 	if (rc < 0)
-		return fail(err, errlen, rc, "reading incident %s: %s", id, strerror(-rc));
+		return fmt_err(err, errlen, rc, "reading incident %s: %s", id, strerror(-rc));
 	enum proto_dispatch_state state = (enum proto_dispatch_state)inc.dispatch_state;
 	enum proto_status cur = (enum proto_status)inc.local_status;
 	int64_t version = inc.version;
@@ -174,11 +156,11 @@ int responder_set_status(struct responder *r, const char *id, enum proto_status 
 		return 0;
 	case PROTO_CONFLICT:
 		if (state != PROTO_STATE_ASSIGNED)
-			return fail(err, errlen, -EPERM,
-			            "incident %s is %s: no more status changes", id,
-			            proto_state_name(state));
-		return fail(err, errlen, -EPERM, "incident %s: %s cannot follow %s", id,
-		            proto_status_name(next), responder_local_status_name((int)cur));
+			return fmt_err(err, errlen, -EPERM,
+			               "incident %s is %s: no more status changes", id,
+			               proto_state_name(state));
+		return fmt_err(err, errlen, -EPERM, "incident %s: %s cannot follow %s", id,
+		               proto_status_name(next), responder_local_status_name((int)cur));
 	case PROTO_ACCEPT:
 		break;
 	}
@@ -199,14 +181,14 @@ int responder_note(struct responder *r, const char *id, const char *text,
 	if ((rc = check_id(id, err, errlen)) < 0)
 		return rc;
 	if (!text || !text[0] || !responder_text_valid(text))
-		return fail(err, errlen, -EINVAL,
-		            "a note is 1 to %d bytes of UTF-8 without control characters",
-		            PROTO_TEXT_MAX);
+		return fmt_err(err, errlen, -EINVAL,
+		               "a note is 1 to %d bytes of UTF-8 without control characters",
+		               PROTO_TEXT_MAX);
 	rc = store_incident_get(r->store, id, &inc);
 	if (rc == -ENOENT)
-		return fail(err, errlen, rc, "no incident %s on this device", id);
+		return fmt_err(err, errlen, rc, "no incident %s on this device", id);
 	if (rc < 0)
-		return fail(err, errlen, rc, "reading incident %s: %s", id, strerror(-rc));
+		return fmt_err(err, errlen, rc, "reading incident %s: %s", id, strerror(-rc));
 	struct proto_event ev = {
 	    .type = PROTO_EV_NOTE, .incident_version = inc.version, .text = text};
 	store_incident_clear(&inc);
@@ -220,9 +202,9 @@ int responder_sos(struct responder *r, const char *text, struct responder_done *
 {
 	memset(done, 0, sizeof(*done));
 	if (text && !responder_text_valid(text))
-		return fail(err, errlen, -EINVAL,
-		            "text must be UTF-8 without control characters, at most %d bytes",
-		            PROTO_TEXT_MAX);
+		return fmt_err(err, errlen, -EINVAL,
+		               "text must be UTF-8 without control characters, at most %d bytes",
+		               PROTO_TEXT_MAX);
 	struct proto_event ev = {.type = PROTO_EV_SOS, .text = text && text[0] ? text : NULL};
 	responder_stamp(r, &ev);
 	return commit_action(r, &ev, 0, STORE_AUDIT_NOTE, "sos", "sos", done, err, errlen);
@@ -325,9 +307,9 @@ int responder_show(struct responder *r, const char *id, cJSON **out, char *err, 
 		return rc;
 	rc = store_incident_get(r->store, id, &inc);
 	if (rc == -ENOENT)
-		return fail(err, errlen, rc, "no incident %s on this device", id);
+		return fmt_err(err, errlen, rc, "no incident %s on this device", id);
 	if (rc < 0)
-		return fail(err, errlen, rc, "reading incident %s: %s", id, strerror(-rc));
+		return fmt_err(err, errlen, rc, "reading incident %s: %s", id, strerror(-rc));
 	cJSON *o = cJSON_CreateObject();
 	cJSON *doc = proto_json_parse(inc.payload, inc.payload_len);
 	cJSON *local = summary_of(r, &inc);
@@ -347,9 +329,9 @@ int responder_show(struct responder *r, const char *id, cJSON **out, char *err, 
 	cJSON_Delete(local);
 	if (!ok) {
 		cJSON_Delete(o);
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return fmt_err(err, errlen, -ENOMEM, "out of memory");
 	}
-	store_audit_add(r->store, STORE_AUDIT_VIEWED, id, NULL, realtime_ms());
+	store_audit_add(r->store, STORE_AUDIT_VIEWED, id, NULL, loop_wall_ms());
 	*out = o;
 	return 0;
 }

@@ -3,27 +3,12 @@
 #include "agent/store_int.h"
 #include "agent/log.h"
 
+#include "agent/fmt.h"
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char *put_dec(char *p, int64_t v)
-{
-	char tmp[24];
-	int n = 0;
-	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		*p++ = '-';
-	while (n)
-		*p++ = tmp[--n];
-	return p;
-}
 
 static const char hexdigits[] = "0123456789abcdef";
 
@@ -32,14 +17,14 @@ static const char hexdigits[] = "0123456789abcdef";
  * hand: it is built on every append and every read. */
 static void event_row(char *buf, int64_t seq, const unsigned char id[16], int type)
 {
-	char *p = put_dec(buf, seq);
+	char *p = fmt_i64(buf, seq);
 	*p++ = '/';
 	for (int i = 0; i < 16; i++) {
 		*p++ = hexdigits[id[i] >> 4];
 		*p++ = hexdigits[id[i] & 15];
 	}
 	*p++ = '/';
-	p = put_dec(p, type);
+	p = fmt_i64(p, type);
 	*p = 0;
 }
 

@@ -215,8 +215,5 @@ int64_t track_event_now_at(struct track *t, int64_t realtime_ms, int64_t mono_ms
 
 int64_t track_event_now(struct track *t)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t rt = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	return track_event_now_at(t, rt, loop_now_ms(), track_ntp_synced());
+	return track_event_now_at(t, loop_wall_ms(), loop_now_ms(), track_ntp_synced());
 }

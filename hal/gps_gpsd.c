@@ -58,13 +58,6 @@ struct gpsd_src {
 	char line[512]; /* the start of the last line: enough for its class */
 };
 
-static int64_t realtime_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t try_connect(struct loop *l, void *arg);
 
 static void schedule_reconnect(struct gpsd_src *s)
@@ -112,7 +105,7 @@ static void handle_tpv(struct gpsd_src *s)
 	s->st.reports++;
 	struct hal_gps_fix out;
 	enum hal_gps_reject r =
-	    hal_gps_filter_check(&s->filter, &raw, loop_now_ms(), realtime_ms(), &out);
+	    hal_gps_filter_check(&s->filter, &raw, loop_now_ms(), loop_wall_ms(), &out);
 	if (r != HAL_GPS_OK) {
 		s->st.rejected++;
 		log_debug("gps: report refused: %s", hal_gps_reject_str(r));

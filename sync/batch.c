@@ -2,6 +2,7 @@
 #include "agent/store.h"
 #include "sync/proto.h"
 
+#include "agent/fmt.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,22 +63,6 @@ void batch_reset(struct batch *b, size_t max_events)
 	b->len = PREFIX_LEN;
 }
 
-static char *put_dec(char *p, int64_t v)
-{
-	char tmp[24];
-	int n = 0;
-	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		*p++ = '-';
-	while (n)
-		*p++ = tmp[--n];
-	return p;
-}
-
 int batch_add(struct batch *b, const struct store_event *ev)
 {
 	const unsigned char *body = ev->body;
@@ -109,7 +94,7 @@ int batch_add(struct batch *b, const struct store_event *ev)
 	p += 36;
 	memcpy(p, "\",\"seq\":", 8);
 	p += 8;
-	p = put_dec(p, ev->seq);
+	p = fmt_i64(p, ev->seq);
 	if (blen > 2) { /* more members follow */
 		*p++ = ',';
 		memcpy(p, body + 1, blen - 1);

@@ -1,6 +1,7 @@
 #include "sync/proto.h"
 #include "agent/store.h"
 
+#include "agent/fmt.h"
 #include <errno.h>
 #include <math.h>
 #include <sodium.h>
@@ -663,22 +664,6 @@ enum proto_verdict proto_status_check(enum proto_dispatch_state state, enum prot
 
 /* ---- positions ---- */
 
-static char *put_i64(char *p, int64_t v)
-{
-	char tmp[24];
-	int n = 0;
-	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		*p++ = '-';
-	while (n)
-		*p++ = tmp[--n];
-	return p;
-}
-
 char *proto_fixes_json(const struct store_fix *fixes, size_t n, size_t *len)
 {
 	/* 7 numbers of at most 20 characters and their separators per fix */
@@ -693,19 +678,19 @@ char *proto_fixes_json(const struct store_fix *fixes, size_t n, size_t *len)
 		if (i)
 			*p++ = ',';
 		*p++ = '[';
-		p = put_i64(p, f->t_ms);
+		p = fmt_i64(p, f->t_ms);
 		*p++ = ',';
-		p = put_i64(p, f->lat_e7);
+		p = fmt_i64(p, f->lat_e7);
 		*p++ = ',';
-		p = put_i64(p, f->lon_e7);
+		p = fmt_i64(p, f->lon_e7);
 		*p++ = ',';
-		p = put_i64(p, f->accuracy_dm);
+		p = fmt_i64(p, f->accuracy_dm);
 		*p++ = ',';
-		p = put_i64(p, f->speed_cm_s);
+		p = fmt_i64(p, f->speed_cm_s);
 		*p++ = ',';
-		p = put_i64(p, f->heading_cdeg);
+		p = fmt_i64(p, f->heading_cdeg);
 		*p++ = ',';
-		p = put_i64(p, f->mode);
+		p = fmt_i64(p, f->mode);
 		*p++ = ']';
 	}
 	memcpy(p, "]}", 3);

@@ -68,13 +68,6 @@ struct sync {
 	struct sync_stats stats;
 };
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void notify(struct sync *s, const struct sync_note *n)
 {
 	if (s->note)
@@ -209,7 +202,7 @@ static enum verdict judge(struct sync *s, struct chan *c, const struct http_resp
 	set_online(s, 1);
 	if (r->status >= 200 && r->status < 300) {
 		backoff_reset(&s->bo);
-		s->last_success_ms = wall_ms();
+		s->last_success_ms = loop_wall_ms();
 		return V_OK;
 	}
 	log_info("sync: %s: HTTP %ld", c->name, r->status);
@@ -289,7 +282,7 @@ static void queue_own_event(struct sync *s, struct proto_event *ev)
 	struct sync_device_status ds = {.battery_pct = -1, .clock = PROTO_CLOCK_UNSYNCED};
 	if (s->status)
 		s->status(s->arg, &ds);
-	ev->at_ms = wall_ms();
+	ev->at_ms = loop_wall_ms();
 	ev->clock = ds.clock;
 	if (ds.has_fix) {
 		ev->has_location = 1;
@@ -343,7 +336,7 @@ static int put_incident(struct sync *s, const struct proto_incident *inc,
 {
 	int rc =
 	    store_incident_put(s->st, inc->id, inc->version, (enum store_dispatch_state)inc->state,
-	                       wall_ms(), payload, plen, sig);
+	                       loop_wall_ms(), payload, plen, sig);
 	if (rc < 0 || rc == STORE_PUT_IGNORED || !with_receipt)
 		return rc;
 	struct proto_event ev = {.type = PROTO_EV_RECEIPT, .incident_version = inc->version};
@@ -506,7 +499,7 @@ static int peek_event(void *arg, const struct store_event *ev)
 
 static void reject_locally(struct sync *s, int64_t seq, const char *reason)
 {
-	int rc = store_outbox_reject(s->st, seq, reason, wall_ms());
+	int rc = store_outbox_reject(s->st, seq, reason, loop_wall_ms());
 	if (rc < 0) {
 		log_warnx("sync: event %lld: keeping the rejection failed: %s", (long long)seq,
 		          strerror(-rc));
@@ -585,7 +578,7 @@ static int take_results(struct sync *s, const struct http_response *r)
 			}
 			nn++;
 		} else if (strcmp(v, "rejected") == 0) {
-			if ((rc = store_outbox_reject(s->st, seq, why, wall_ms())) < 0)
+			if ((rc = store_outbox_reject(s->st, seq, why, loop_wall_ms())) < 0)
 				break;
 			s->stats.events_rejected++;
 			notes[nn].kind = SYNC_NOTE_REJECTED;
@@ -1108,7 +1101,7 @@ int64_t sync_last_success_ms(const struct sync *s)
 int64_t sync_backoff_until_ms(const struct sync *s)
 {
 	int64_t d = s->gate_ms - loop_now_ms();
-	return d > 0 ? wall_ms() + d : 0;
+	return d > 0 ? loop_wall_ms() + d : 0;
 }
 
 void sync_get_stats(const struct sync *s, struct sync_stats *out)

@@ -37,9 +37,7 @@ static const char *const forge_names[] = {"none", "bad_signature", "other_unit",
 
 int64_t rs_now_ms(const struct rs *rs)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + faults_clock_shift_ms(rs->faults);
+	return loop_wall_ms() + faults_clock_shift_ms(rs->faults);
 }
 
 int faults_new(struct rs_faults **out)

@@ -43,19 +43,12 @@ struct rs_http {
 	uint64_t log_total;
 };
 
-static int64_t real_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void log_arrival(struct rs_http *h, struct rs_req *r)
 {
 	if (!h->log)
 		return;
 	struct reqlog *e = &h->log[h->log_total % HTTP_LOG_MAX];
-	e->t_ms = real_ms();
+	e->t_ms = loop_wall_ms();
 	snprintf(e->method, sizeof(e->method), "%s", r->method);
 	size_t n = strnlen(r->path, sizeof(e->path) - 1);
 	memcpy(e->path, r->path, n);
