@@ -4,7 +4,7 @@
  * teardown, whatever the test did. Skipped when no server program exists.
  *
  * The server's test-only admin interface is reached through the srv_*
- * functions below and nowhere else. */
+ * functions below (on top of tests/lib/refsrv.h) and nowhere else. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,7 @@
 #include "agent/store.h"
 #include "sync/proto.h"
 #include "sync/sync.h"
+#include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
 
 #include <curl/curl.h>
@@ -32,13 +33,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define UNIT        "NST-RESP-04"
-#define ADMIN_TOKEN "itest-sync-admin-token"
+#define UNIT "NST-RESP-04"
 
 struct env {
 	char *dir;
-	pid_t srv;
-	int port;
+	struct refsrv srv;
 	char base[128];
 	struct tu_store t;
 	struct config cfg;
@@ -52,115 +51,33 @@ struct env {
 	int ninc;
 };
 
-/* ---- the server process ---- */
-
-static int srv_command(char *cmd, size_t cap, const char *port_file)
-{
-	const char *custom = getenv("ESS_REFSERVER_CMD");
-	if (custom && custom[0]) {
-		snprintf(cmd, cap, "exec %s --port-file %s", custom, port_file);
-		return 0;
-	}
-	const char *build = getenv("ESS_BUILD");
-	char path[512];
-	snprintf(path, sizeof(path), "%s/ess-refserver", build ? build : "build/host");
-	if (access(path, X_OK) != 0)
-		return -ENOENT;
-	snprintf(cmd, cap,
-	         "exec %s --listen 127.0.0.1:0 --base /api --admin-token " ADMIN_TOKEN
-	         " --port-file %s",
-	         path, port_file);
-	return 0;
-}
-
-static cJSON *admin(struct env *e, const char *path, const char *json);
+/* ---- the server process (tests/lib/refsrv.h) ---- */
 
 static int srv_start(struct env *e)
 {
-	char pf[600], cmd[1400];
-	snprintf(pf, sizeof(pf), "%s/port", e->dir);
-	if (srv_command(cmd, sizeof(cmd), pf) < 0)
-		return -ENOENT;
-	e->srv = fork();
-	assert_true(e->srv >= 0);
-	if (e->srv == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 1);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		FILE *f = fopen(pf, "r");
-		if (f) {
-			int ok = fscanf(f, "%d", &e->port) == 1;
-			fclose(f);
-			if (ok && e->port > 0) {
-				snprintf(e->base, sizeof(e->base), "http://127.0.0.1:%d", e->port);
-				cJSON_Delete(admin(e, "/admin/tokens",
-				                   "{\"unit\":\"" UNIT
-				                   "\",\"token\":\"test-token\"}"));
-				return 0;
-			}
-		}
-		usleep(50000);
-	}
-	fail_msg("server did not write its port");
-	return -ETIMEDOUT;
+	int rc = refsrv_start(&e->srv, e->dir, NULL);
+	if (rc == -ENOENT)
+		return rc;
+	if (rc < 0)
+		fail_msg("server did not start: %d", rc);
+	snprintf(e->base, sizeof(e->base), "%s", e->srv.base);
+	assert_int_equal(refsrv_token(&e->srv, UNIT, "test-token"), 0);
+	return 0;
 }
 
 static void srv_stop(struct env *e)
 {
-	if (e->srv > 0) {
-		kill(e->srv, SIGTERM);
-		waitpid(e->srv, NULL, 0);
-		e->srv = 0;
-	}
-}
-
-struct buf {
-	char *p;
-	size_t n;
-};
-
-static size_t buf_write(char *d, size_t sz, size_t nm, void *arg)
-{
-	struct buf *b = arg;
-	char *p = realloc(b->p, b->n + sz * nm + 1);
-	assert_non_null(p);
-	memcpy(p + b->n, d, sz * nm);
-	b->p = p;
-	b->n += sz * nm;
-	p[b->n] = 0;
-	return sz * nm;
+	refsrv_stop(&e->srv);
 }
 
 /* A blocking call to the dispatcher API (docs/refserver.md; the test's
- * own, never the agent's): POST when json is given, else GET. */
+ * own, never the agent's): POST when json is given, else GET; anything
+ * but a 2xx fails the test. */
 static cJSON *admin(struct env *e, const char *path, const char *json)
 {
-	CURL *c = curl_easy_init();
-	struct buf b = {0};
-	char url[512];
-	struct curl_slist *h = curl_slist_append(NULL, "Authorization: Bearer " ADMIN_TOKEN);
-	h = curl_slist_append(h, "Content-Type: application/json");
-	snprintf(url, sizeof(url), "%s%s", e->base, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	if (json)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-	assert_int_equal(curl_easy_perform(c), CURLE_OK);
 	long code;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h);
-	if (code < 200 || code >= 300)
-		fprintf(stderr, "# %s: %ld %s\n", path, code, b.p ? b.p : "");
+	cJSON *doc = refsrv_admin(&e->srv, json ? "POST" : "GET", path, json, &code);
 	assert_true(code >= 200 && code < 300);
-	cJSON *doc = b.p ? cJSON_Parse(b.p) : NULL;
-	free(b.p);
 	return doc;
 }
 
@@ -333,7 +250,7 @@ static int teardown(void **state)
 
 static void need_server(struct env *e)
 {
-	if (e->srv <= 0) {
+	if (e->srv.pid <= 0) {
 		print_message("# no reference server program: skipped\n");
 		skip();
 	}
@@ -626,7 +543,7 @@ int main(void)
 	if (sodium_init() < 0)
 		return 1;
 	char probe[1400];
-	if (srv_command(probe, sizeof(probe), "-") < 0) {
+	if (refsrv_command(probe, sizeof(probe), "-") < 0) {
 		/* cmocka reports a skip as "not ok": say it plainly instead */
 		printf("1..1\nok 1 # SKIP itest_sync: no reference server program\n");
 		return 0;
