@@ -292,7 +292,11 @@ static void check_done(struct http *h)
 		curl_easy_getinfo(r->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
 		if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
 			resp.retry_after_s = (int64_t)ra;
-		resp.bytes_up = (uint64_t)req + (uint64_t)up;
+		/* libcurl 7.88's REQUEST_SIZE already holds the body it sent with
+		 * the headers (older ones did not): adding SIZE_UPLOAD counted
+		 * every body twice. */
+		resp.bytes_up =
+		    (curl_off_t)req >= up ? (uint64_t)req : (uint64_t)req + (uint64_t)up;
 		resp.bytes_down = (uint64_t)hdr + (uint64_t)down;
 		resp.body = r->resp ? r->resp : (const unsigned char *)"";
 		resp.body_len = r->resp_len;
