@@ -49,18 +49,6 @@ struct env {
 	int ntok;
 };
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /* fork + exec in a new process group, output appended to dir/name.log. */
 static pid_t spawn(struct env *e, const char *name, char *const argv[])
 {
@@ -362,8 +350,8 @@ static int setup(void **state)
 	const char *b = getenv("ESS_BUILD");
 	snprintf(e->build, sizeof(e->build), "%s", b ? b : "build/host");
 	e->dir = tu_tmpdir("itessd");
-	e->port = free_port();
-	e->gps_port = free_port();
+	e->port = tu_free_port();
+	e->gps_port = tu_free_port();
 	write_conf(e);
 	*state = e;
 	return 0;

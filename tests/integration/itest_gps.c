@@ -70,18 +70,6 @@ static void on_fix(void *arg, const struct hal_gps_fix *f)
 	}
 }
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 static void reap_orphans(void)
 {
 	while (waitpid(-1, NULL, WNOHANG) > 0)
@@ -265,7 +253,7 @@ static void test_fixes_in_order(void **state)
 	const char *args[] = {
 	    "--seed", "7", "--seconds", "30", "--start", str_time(start, ts, sizeof(ts)), NULL};
 	gen_log(log, args);
-	int port = free_port();
+	int port = tu_free_port();
 	start_gpsfake(port, log);
 
 	struct loop *l;
@@ -304,7 +292,7 @@ static void test_gpsd_restart(void **state)
 	const char *a2[] = {"--seed", "3", "--skip", "20", "--seconds", "20", "--start", ts, NULL};
 	gen_log(log1, a1);
 	gen_log(log2, a2);
-	int port = free_port();
+	int port = tu_free_port();
 	start_gpsfake(port, log1);
 
 	struct loop *l;
@@ -340,7 +328,7 @@ static void test_gpsd_restart(void **state)
 static void test_gpsd_absent(void **state)
 {
 	(void)state;
-	int port = free_port(); /* nobody listens */
+	int port = tu_free_port(); /* nobody listens */
 	struct loop *l;
 	assert_int_equal(loop_open(&l), 0);
 	struct rx *rx = calloc(1, sizeof(*rx));
@@ -397,7 +385,7 @@ static void test_hostile_log(void **state)
 	                      str_time(start, ts, sizeof(ts)),
 	                      NULL};
 	gen_log(log, args);
-	int port = free_port();
+	int port = tu_free_port();
 	start_gpsfake(port, log);
 
 	struct tu_store ts_;

@@ -32,5 +32,8 @@ size_t tu_file_count(const char *path, const void *needle, size_t nlen);
 /* SHA-256 of a file as hex (all zeros if missing). */
 void tu_file_hash(const char *path, char hex[65]);
 int64_t tu_now_ms(void);
+/* A TCP port on 127.0.0.1 that was free a moment ago (for programs that
+ * take a fixed port, like gpsd); aborts on failure. */
+int tu_free_port(void);
 
 #endif
