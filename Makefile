@@ -79,7 +79,7 @@ FUZZ_SECONDS ?= 300
 BENCH_SRCS   := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps check bench install clean format format-check demo fuzz fuzz-build fuzzers
+.PHONY: all deps check bench install clean format format-check demo fuzz fuzz-build fuzzers soak
 all: $(BUILD)/.deps $(LIB) $(PROGS) $(REFSERVER)
 
 # Installs missing Debian packages (as root) or says what to run.
@@ -131,6 +131,10 @@ fuzzers: $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+# The long forms of the fault tests, with a summary table.
+soak: all $(UNIT_BINS)
+	@tests/soak.sh $(BUILD)
+
 fuzz: fuzz-build
 	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
