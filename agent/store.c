@@ -337,6 +337,42 @@ out:
 	return store_tx_end(s, owned, rc);
 }
 
+void store_bad_add(struct store_bad *b, sqlite3_stmt *st, int key_col, int blob_col)
+{
+	if (b->n >= STORE_BAD_MAX)
+		return;
+	size_t len = (size_t)sqlite3_column_bytes(st, blob_col);
+	unsigned char *copy = malloc(len ? len : 1);
+	if (!copy)
+		return;
+	if (len)
+		memcpy(copy, sqlite3_column_blob(st, blob_col), len);
+	size_t i = b->n++;
+	b->row[i].data = copy;
+	b->row[i].len = len;
+	b->row[i].rowid = -1;
+	b->row[i].key[0] = 0;
+	if (sqlite3_column_type(st, key_col) == SQLITE_INTEGER) {
+		b->row[i].rowid = sqlite3_column_int64(st, key_col);
+	} else {
+		const char *k = (const char *)sqlite3_column_text(st, key_col);
+		snprintf(b->row[i].key, sizeof(b->row[i].key), "%s", k ? k : "?");
+	}
+}
+
+size_t store_bad_flush(struct store *s, struct store_bad *b, const char *table,
+                       const char *key_column)
+{
+	size_t n = b->n;
+	for (size_t i = 0; i < n; i++) {
+		store_quarantine(s, table, key_column, b->row[i].key[0] ? b->row[i].key : NULL,
+		                 b->row[i].rowid, b->row[i].data, b->row[i].len);
+		free(b->row[i].data);
+	}
+	b->n = 0;
+	return n;
+}
+
 /* ---- keys ---- */
 
 /* Writes the keys file from the wrapped data key and the signing key. */
@@ -815,7 +851,7 @@ int store_state_set(struct store *s, const char *key, const void *val, size_t le
 
 int store_state_get(struct store *s, const char *key, void *buf, size_t cap, size_t *len)
 {
-	static const char sql[] = "SELECT value FROM state WHERE key = ?";
+	static const char sql[] = "SELECT value, key FROM state WHERE key = ?";
 	if (!state_key_ok(key))
 		return -EINVAL;
 	sqlite3_stmt *st = store_stmt(s, sql);
@@ -833,12 +869,10 @@ int store_state_get(struct store *s, const char *key, void *buf, size_t cap, siz
 	size_t blen = (size_t)sqlite3_column_bytes(st, 0);
 	rc = store_open_sealed(s, "state", key, "value", blob, blen, &pt, &plen);
 	if (rc == -EBADMSG) {
-		unsigned char *copy = malloc(blen ? blen : 1);
-		if (copy && blen)
-			memcpy(copy, blob, blen);
+		struct store_bad bad = {0};
+		store_bad_add(&bad, st, 1, 0);
 		sqlite3_reset(st);
-		store_quarantine(s, "state", "key", key, -1, copy, copy ? blen : 0);
-		free(copy);
+		store_bad_flush(s, &bad, "state", "key");
 		return -EBADMSG;
 	}
 	sqlite3_reset(st);
@@ -941,12 +975,6 @@ int store_audit_add(struct store *s, enum store_audit_action action, const char 
 	return rc;
 }
 
-struct bad_row {
-	int64_t id;
-	unsigned char *data;
-	size_t len;
-};
-
 int store_audit_each(struct store *s, store_audit_fn cb, void *arg)
 {
 	static const char sql[] = "SELECT id, at, entry FROM audit ORDER BY id";
@@ -954,7 +982,7 @@ int store_audit_each(struct store *s, store_audit_fn cb, void *arg)
 	if (!st)
 		return -EIO;
 	int rc, ret = 0;
-	struct bad_row bad = {-1, NULL, 0};
+	struct store_bad bad = {0};
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		char row[24];
@@ -967,12 +995,7 @@ int store_audit_each(struct store *s, store_audit_fn cb, void *arg)
 		if (r == -EBADMSG || (r == 0 && (plen < 2 || !memchr(pt + 1, 0, plen - 1)))) {
 			if (r == 0)
 				store_free_secret(pt, plen);
-			if (bad.id < 0 && (bad.data = malloc(blen ? blen : 1))) {
-				bad.id = id;
-				bad.len = blen;
-				if (blen)
-					memcpy(bad.data, blob, blen);
-			}
+			store_bad_add(&bad, st, 0, 2);
 			continue;
 		}
 		if (r < 0) {
@@ -990,12 +1013,8 @@ int store_audit_each(struct store *s, store_audit_fn cb, void *arg)
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		ret = store_sqlerr(s, rc, "audit");
 	sqlite3_reset(st);
-	if (bad.id >= 0) {
-		store_quarantine(s, "audit", "id", NULL, bad.id, bad.data, bad.len);
-		free(bad.data);
-		if (ret == 0)
-			ret = -EBADMSG;
-	}
+	if (store_bad_flush(s, &bad, "audit", "id") && ret == 0)
+		ret = -EBADMSG;
 	return ret;
 }
 

@@ -134,15 +134,6 @@ static int incident_from_row(struct store *s, sqlite3_stmt *st, struct store_inc
 	return 0;
 }
 
-static void quarantine_incident(struct store *s, const char *id, const void *blob, size_t len)
-{
-	unsigned char *copy = malloc(len ? len : 1);
-	if (copy && len)
-		memcpy(copy, blob, len);
-	store_quarantine(s, "incidents", "id", id, -1, copy, copy ? len : 0);
-	free(copy);
-}
-
 int store_incident_get(struct store *s, const char *id, struct store_incident *out)
 {
 	static const char sql[] = "SELECT id, version, dispatch_state, local_status, ended_at, doc "
@@ -161,13 +152,10 @@ int store_incident_get(struct store *s, const char *id, struct store_incident *o
 		return store_sqlerr(s, rc, "incident");
 	rc = incident_from_row(s, st, out);
 	if (rc == -EBADMSG) {
-		size_t len = (size_t)sqlite3_column_bytes(st, 5);
-		unsigned char *copy = malloc(len ? len : 1);
-		if (copy && len)
-			memcpy(copy, sqlite3_column_blob(st, 5), len);
+		struct store_bad bad = {0};
+		store_bad_add(&bad, st, 0, 5);
 		sqlite3_reset(st);
-		quarantine_incident(s, id, copy, copy ? len : 0);
-		free(copy);
+		store_bad_flush(s, &bad, "incidents", "id");
 		memset(out, 0, sizeof(*out));
 		return -EBADMSG;
 	}
@@ -185,21 +173,12 @@ int store_incident_each(struct store *s, store_incident_fn cb, void *arg)
 	if (rc != SQLITE_OK)
 		return store_sqlerr(s, rc, "incidents");
 	int ret = 0;
-	char bad_id[STORE_ID_MAX + 1] = "";
-	unsigned char *bad_blob = NULL;
-	size_t bad_len = 0;
+	struct store_bad bad = {0};
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_incident inc;
 		int r = incident_from_row(s, st, &inc);
 		if (r == -EBADMSG) {
-			const char *id = (const char *)sqlite3_column_text(st, 0);
-			if (!bad_id[0] && id) {
-				snprintf(bad_id, sizeof(bad_id), "%s", id);
-				bad_len = (size_t)sqlite3_column_bytes(st, 5);
-				bad_blob = malloc(bad_len ? bad_len : 1);
-				if (bad_blob && bad_len)
-					memcpy(bad_blob, sqlite3_column_blob(st, 5), bad_len);
-			}
+			store_bad_add(&bad, st, 0, 5);
 			store_incident_clear(&inc);
 			continue;
 		}
@@ -215,12 +194,8 @@ int store_incident_each(struct store *s, store_incident_fn cb, void *arg)
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		ret = store_sqlerr(s, rc, "incidents");
 	sqlite3_finalize(st);
-	if (bad_id[0]) {
-		quarantine_incident(s, bad_id, bad_blob, bad_blob ? bad_len : 0);
-		if (ret == 0)
-			ret = -EBADMSG;
-	}
-	free(bad_blob);
+	if (store_bad_flush(s, &bad, "incidents", "id") && ret == 0)
+		ret = -EBADMSG;
 	return ret;
 }
 

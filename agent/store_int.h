@@ -70,6 +70,25 @@ void store_free_secret(void *p, size_t len);
 int store_quarantine(struct store *s, const char *table, const char *key_column,
                      const char *row_key, int64_t rowid, const void *data, size_t len);
 
+/* Rows that failed authentication while a SELECT walks their table: kept
+ * (at most STORE_BAD_MAX per walk) and quarantined once the statement is
+ * reset, since a row must not be deleted under a running SELECT. */
+#define STORE_BAD_MAX 8
+struct store_bad {
+	size_t n;
+	struct {
+		char key[STORE_ID_MAX + 1]; /* text key; empty when the key is rowid */
+		int64_t rowid;
+		unsigned char *data;
+		size_t len;
+	} row[STORE_BAD_MAX];
+};
+/* Copies row key (column key_col, text or integer) and blob (blob_col). */
+void store_bad_add(struct store_bad *b, sqlite3_stmt *st, int key_col, int blob_col);
+/* Quarantines and frees them; returns how many there were. */
+size_t store_bad_flush(struct store *s, struct store_bad *b, const char *table,
+                       const char *key_column);
+
 int store_pos_open(struct store *s);
 void store_pos_close(struct store *s);
 

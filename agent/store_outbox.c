@@ -101,41 +101,9 @@ static int event_from_row(struct store *s, const char *table, sqlite3_stmt *st,
 	return rc;
 }
 
-struct bad_rows {
-	size_t n;
-	int64_t seq[8];
-	unsigned char *data[8];
-	size_t len[8];
-};
-
-static void remember_bad(struct bad_rows *b, sqlite3_stmt *st, int col)
-{
-	if (b->n >= 8)
-		return;
-	size_t len = (size_t)sqlite3_column_bytes(st, col);
-	unsigned char *copy = malloc(len ? len : 1);
-	if (!copy)
-		return;
-	if (len)
-		memcpy(copy, sqlite3_column_blob(st, col), len);
-	b->seq[b->n] = sqlite3_column_int64(st, 0);
-	b->data[b->n] = copy;
-	b->len[b->n] = len;
-	b->n++;
-}
-
-static void quarantine_bad(struct store *s, const char *table, struct bad_rows *b)
-{
-	for (size_t i = 0; i < b->n; i++) {
-		store_quarantine(s, table, "seq", NULL, b->seq[i], b->data[i], b->len[i]);
-		free(b->data[i]);
-	}
-	b->n = 0;
-}
-
 /* Passes up to max events from the statement to cb; counts in *given. */
 static int walk_events(struct store *s, sqlite3_stmt *st, size_t max, store_event_fn cb, void *arg,
-                       size_t *given, struct bad_rows *bad)
+                       size_t *given, struct store_bad *bad)
 {
 	int rc = SQLITE_DONE;
 	sqlite3_bind_int64(st, 1, (int64_t)max);
@@ -143,7 +111,7 @@ static int walk_events(struct store *s, sqlite3_stmt *st, size_t max, store_even
 		struct store_event ev;
 		int r = event_from_row(s, "outbox", st, &ev);
 		if (r == -EBADMSG) {
-			remember_bad(bad, st, 3);
+			store_bad_add(bad, st, 0, 3);
 			continue;
 		}
 		if (r < 0) {
@@ -173,7 +141,7 @@ int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg)
 	static const char rest_sql[] = "SELECT seq, event_id, type, body FROM outbox "
 	                               "WHERE type != 3 ORDER BY seq LIMIT ?";
 	size_t given = 0;
-	struct bad_rows bad = {0};
+	struct store_bad bad = {0};
 	sqlite3_stmt *st = store_stmt(s, sos_sql);
 	if (!st)
 		return -EIO;
@@ -182,7 +150,7 @@ int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg)
 		st = store_stmt(s, rest_sql);
 		rc = st ? walk_events(s, st, max, cb, arg, &given, &bad) : -EIO;
 	}
-	quarantine_bad(s, "outbox", &bad);
+	store_bad_flush(s, &bad, "outbox", "seq");
 	return rc < 0 ? rc : (int)given;
 }
 
@@ -285,7 +253,7 @@ int store_rejected_each(struct store *s, store_rejected_fn cb, void *arg)
 	if (rc != SQLITE_OK)
 		return store_sqlerr(s, rc, "rejected");
 	int ret = 0;
-	struct bad_rows bad = {0};
+	struct store_bad bad = {0};
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_rejected r = {0};
 		int e = event_from_row(s, "rejected", st, &r.ev);
@@ -300,7 +268,7 @@ int store_rejected_each(struct store *s, store_rejected_fn cb, void *arg)
 		}
 		if (e == -EBADMSG) {
 			store_event_clear(&r.ev);
-			remember_bad(&bad, st, 3);
+			store_bad_add(&bad, st, 0, 3);
 			continue;
 		}
 		if (e < 0) {
@@ -317,8 +285,7 @@ int store_rejected_each(struct store *s, store_rejected_fn cb, void *arg)
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		ret = store_sqlerr(s, rc, "rejected");
 	sqlite3_finalize(st);
-	if (bad.n && ret == 0)
+	if (store_bad_flush(s, &bad, "rejected", "seq") && ret == 0)
 		ret = -EBADMSG;
-	quarantine_bad(s, "rejected", &bad);
 	return ret;
 }

@@ -113,9 +113,7 @@ int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int6
 		return -EIO;
 	}
 	size_t total = 0;
-	int64_t bad_id = -1;
-	unsigned char *bad_blob = NULL;
-	size_t bad_len = 0;
+	struct store_bad bad = {0};
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		int64_t n = sqlite3_column_int64(st, 1);
@@ -133,13 +131,7 @@ int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int6
 			store_free_secret(pt, plen + 1);
 		}
 		if (r == -EBADMSG || got < 0 || got != n) {
-			if (bad_id < 0) {
-				bad_id = id;
-				bad_len = (size_t)sqlite3_column_bytes(st, 2);
-				bad_blob = malloc(bad_len ? bad_len : 1);
-				if (bad_blob && bad_len)
-					memcpy(bad_blob, sqlite3_column_blob(st, 2), bad_len);
-			}
+			store_bad_add(&bad, st, 0, 2);
 			if (r < 0 && r != -EBADMSG)
 				break;
 			continue;
@@ -158,11 +150,7 @@ int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int6
 	                                                  : store_sqlerr(s, rc, "positions");
 	sqlite3_reset(st);
 	sodium_free(fixes);
-	if (bad_id >= 0) {
-		store_quarantine(s, "positions", "id", NULL, bad_id, bad_blob,
-		                 bad_blob ? bad_len : 0);
-		free(bad_blob);
-	}
+	store_bad_flush(s, &bad, "positions", "id");
 	return ret < 0 ? ret : (int)total;
 }
 
