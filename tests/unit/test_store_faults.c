@@ -264,6 +264,27 @@ static int count_ev(void *arg, const struct store_event *ev)
 	return 0;
 }
 
+static int count_fixes(void *arg, const struct store_fix *f, size_t n)
+{
+	(void)arg, (void)f, (void)n;
+	return 0;
+}
+
+static int count_rejected(void *arg, const struct store_rejected *r)
+{
+	(void)r;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int count_audit(void *arg, int64_t at, enum store_audit_action a, const char *subject,
+                       const char *detail)
+{
+	(void)at, (void)a, (void)subject, (void)detail;
+	(*(int *)arg)++;
+	return 0;
+}
+
 static void test_tampered_rows_quarantined(void **state)
 {
 	const char *dir = *state;
@@ -273,8 +294,26 @@ static void test_tampered_rows_quarantined(void **state)
 	put(t.s, "b", 1, "{\"who\":\"b\"}");
 	put(t.s, "c", 1, "{\"who\":\"c\"}");
 	int64_t s1 = note(t.s, "one"), s2 = note(t.s, "two"), s3 = note(t.s, "three");
+	int64_t s4 = note(t.s, "four"), s5 = note(t.s, "five");
 	(void)s1;
 	(void)s3;
+	assert_int_equal(store_outbox_reject(t.s, s4, "why four", 1), 0);
+	assert_int_equal(store_outbox_reject(t.s, s5, "why five", 1), 0);
+	for (int i = 0; i < 3; i++) { /* three position chunks */
+		struct store_fix f = {.t_ms = 1800000000000LL + i * 1000,
+		                      .lat_e7 = i,
+		                      .lon_e7 = i,
+		                      .accuracy_dm = 1,
+		                      .speed_cm_s = 1,
+		                      .heading_cdeg = 1,
+		                      .mode = 3};
+		assert_int_equal(store_pos_append(t.s, &f), 0);
+		int64_t tok;
+		assert_int_equal(store_pos_peek(t.s, 0, count_fixes, NULL, &tok),
+		                 1); /* closes it */
+	}
+	assert_int_equal(store_audit_add(t.s, STORE_AUDIT_VIEWED, "a", "x", 1), 0);
+	assert_int_equal(store_audit_add(t.s, STORE_AUDIT_VIEWED, "b", "y", 2), 0);
 	tu_store_close(&t);
 
 	sqlite3 *db = raw_open(dir);
@@ -284,6 +323,15 @@ static void test_tampered_rows_quarantined(void **state)
 	snprintf(get, sizeof(get), "SELECT body FROM outbox WHERE seq=%lld", (long long)s2);
 	snprintf(set, sizeof(set), "UPDATE outbox SET body=? WHERE seq=%lld", (long long)s2);
 	flip_blob(db, get, set, 30);
+	snprintf(get, sizeof(get), "SELECT reason FROM rejected WHERE seq=%lld", (long long)s4);
+	snprintf(set, sizeof(set), "UPDATE rejected SET reason=? WHERE seq=%lld", (long long)s4);
+	flip_blob(db, get, set, 41);
+	flip_blob(db, "SELECT chunk FROM positions ORDER BY id LIMIT 1 OFFSET 1",
+	          "UPDATE positions SET chunk=? WHERE id=(SELECT id FROM positions ORDER BY id "
+	          "LIMIT 1 OFFSET 1)",
+	          45);
+	flip_blob(db, "SELECT entry FROM audit ORDER BY id LIMIT 1",
+	          "UPDATE audit SET entry=? WHERE id=(SELECT min(id) FROM audit)", 44);
 	sqlite3_close(db);
 
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
@@ -301,6 +349,23 @@ static void test_tampered_rows_quarantined(void **state)
 	assert_int_equal(q, 2);
 	c.n = 0;
 	assert_int_equal(store_outbox_peek(t.s, 10, count_ev, &c), 2); /* stays usable */
+
+	/* the rejected list, the trail and the audit log: same rule */
+	int n = 0;
+	assert_int_equal(store_rejected_each(t.s, count_rejected, &n), -EBADMSG);
+	assert_int_equal(n, 1);
+	n = 0;
+	assert_int_equal(store_rejected_each(t.s, count_rejected, &n), 0);
+	assert_int_equal(n, 1);
+	int64_t tok, fixes;
+	assert_int_equal(store_pos_peek(t.s, 100, count_fixes, NULL, &tok), 2);
+	assert_int_equal(store_pos_count(t.s, &fixes), 0);
+	assert_int_equal(fixes, 2);
+	n = 0;
+	assert_int_equal(store_audit_each(t.s, count_audit, &n), -EBADMSG);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_quarantine_count(t.s, &q), 0);
+	assert_int_equal(q, 5);
 	tu_store_close(&t);
 }
 
@@ -635,9 +700,7 @@ static void test_retention_purge(void **state)
 	store_incident_clear(&inc);
 	assert_int_equal(store_incident_get(t.s, "recent-closed", &inc), 0);
 	store_incident_clear(&inc);
-	int n = 0;
 	struct count_cb c = {0};
-	(void)n;
 	assert_int_equal(store_incident_each(t.s, count_inc, &c), 0);
 	assert_int_equal(c.n, 2);
 	tu_store_close(&t);
@@ -758,6 +821,21 @@ static void test_corrupt_database_moved_aside(void **state)
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
 	assert_true(t.flags & STORE_OPENED_RECOVERED);
 	assert_int_equal(count_aside(dir), 1);
+	/* moved, never deleted or rewritten: the aside file is the damaged one */
+	char aside[700], cmd[900], after[65];
+	snprintf(cmd, sizeof(cmd), "ls %s/ess.db.corrupt-* | grep -v -- '-wal$\\|-shm$' > %s/aside",
+	         dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(aside, sizeof(aside), "%s/aside", dir);
+	size_t alen;
+	unsigned char *name = tu_read_file(aside, &alen);
+	assert_non_null(name);
+	while (alen && name[alen - 1] == '\n')
+		name[--alen] = 0;
+	tu_file_hash((char *)name, after);
+	assert_string_equal(before, after);
+	free(name);
+	unlink(aside);
 	int64_t n;
 	assert_int_equal(store_incident_count(t.s, &n), 0);
 	assert_int_equal(n, 0);
@@ -773,7 +851,6 @@ static void test_corrupt_database_moved_aside(void **state)
 	assert_true(t.flags & STORE_OPENED_RECOVERED);
 	assert_int_equal(count_aside(dir), 2);
 	tu_store_close(&t);
-	(void)before;
 }
 
 /* ---- disk full ---- */
