@@ -198,8 +198,10 @@ int store_begin(struct store *s)
 	if (s->in_tx)
 		return -EBUSY;
 	int rc = step_cached(s, sql_begin, "begin");
-	if (rc == 0)
+	if (rc == 0) {
 		s->in_tx = 1;
+		s->grp_err = 0;
+	}
 	return rc;
 }
 
@@ -207,8 +209,17 @@ int store_commit(struct store *s)
 {
 	if (!s->in_tx)
 		return -EINVAL;
+	/* The events gathered in this transaction go in before COMMIT; if they
+	 * cannot, nothing of the transaction is kept. */
+	int rc = store_outbox_seal_pending(s);
+	if (rc == 0 && s->grp_err)
+		rc = s->grp_err;
+	if (rc < 0) {
+		store_rollback(s);
+		return rc;
+	}
 	s->in_tx = 0;
-	int rc = step_cached(s, sql_commit, "commit");
+	rc = step_cached(s, sql_commit, "commit");
 	if (rc < 0 && !sqlite3_get_autocommit(s->db))
 		step_cached(s, sql_rollback, "rollback");
 	return rc;
@@ -219,6 +230,8 @@ void store_rollback(struct store *s)
 	if (!s->in_tx)
 		return;
 	s->in_tx = 0;
+	s->grp_err = 0;
+	store_outbox_drop_pending(s);
 	step_cached(s, sql_rollback, "rollback");
 }
 
@@ -642,6 +655,7 @@ static void store_free(struct store *s)
 	if (s->db)
 		sqlite3_close_v2(s->db);
 	store_pos_close(s);
+	store_outbox_close(s);
 	seal_close(s->seal);
 	if (s->kek)
 		sodium_free(s->kek);
@@ -1042,11 +1056,6 @@ int store_quarantine_count(struct store *s, int64_t *n)
 int store_incident_count(struct store *s, int64_t *n)
 {
 	return count_query(s, "SELECT count(*) FROM incidents", n);
-}
-
-int store_outbox_count(struct store *s, int64_t *n)
-{
-	return count_query(s, "SELECT count(*) FROM outbox", n);
 }
 
 int store_rejected_count(struct store *s, int64_t *n)

@@ -10,6 +10,14 @@
 
 #define STORE_STMT_CACHE 48
 #define POS_CHUNK_MAX    512 /* fixes per sealed chunk: ~5 KiB encoded */
+/* Events appended inside one store_begin transaction are sealed together,
+ * one AEAD and one row (a group) for up to this many events or plaintext
+ * bytes (docs/store.md, "Groups"). */
+#define OUTBOX_GROUP_MAX   64
+#define OUTBOX_GROUP_BYTES (32 * 1024)
+/* The type column of a group row without an SOS in it; a group with one
+ * says STORE_EVENT_SOS, so that the SOS-first query finds it. */
+#define OUTBOX_GROUP_TYPE 255
 
 enum { SEQ_OUTBOX = 0, SEQ_POSITIONS, SEQ_AUDIT, SEQ_COUNT };
 
@@ -33,7 +41,18 @@ struct store {
 	size_t pos_n;
 	size_t pos_sealed;
 	int64_t pos_chunk_id;
-	const char *vfs; /* borrowed from the params: a registered VFS name lives forever */
+	/* Events appended inside store_begin and not yet sealed: the group
+	 * being gathered, sealed at commit, when full, or before the outbox is
+	 * read. A failure to seal it is kept in grp_err so that the commit
+	 * fails too: an event whose append returned 0 is never dropped
+	 * silently. */
+	unsigned char *grp_buf; /* guarded plaintext, OUTBOX_GROUP_BYTES */
+	size_t grp_len;
+	int grp_n;
+	int grp_sos;
+	int grp_err;
+	int64_t grp_first; /* seq of its first event; the rest follow without gaps */
+	const char *vfs;   /* borrowed from the params: a registered VFS name lives forever */
 	enum store_durability durability;
 	char dir[PATH_MAX];
 	char db_path[PATH_MAX];
@@ -88,6 +107,13 @@ void store_bad_add(struct store_bad *b, sqlite3_stmt *st, int key_col, int blob_
 /* Quarantines and frees them; returns how many there were. */
 size_t store_bad_flush(struct store *s, struct store_bad *b, const char *table,
                        const char *key_column);
+
+/* Seals the events gathered in the open transaction as one row (a group;
+ * a single event keeps the one-event row shape). */
+int store_outbox_seal_pending(struct store *s);
+/* Forgets them (the transaction rolled back), wiping the plaintext. */
+void store_outbox_drop_pending(struct store *s);
+void store_outbox_close(struct store *s);
 
 int store_pos_open(struct store *s);
 void store_pos_close(struct store *s);

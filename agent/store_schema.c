@@ -62,6 +62,16 @@ static const char *const migrations[] = {
     ");"
     "CREATE INDEX outbox_sos ON outbox(seq) WHERE type = 3;"
     "CREATE INDEX incidents_ended ON incidents(ended_at) WHERE ended_at IS NOT NULL;",
+
+    /* 3: groups. The events appended in one transaction are sealed as one
+     * outbox row (one AEAD instead of one per event); seq is then the last
+     * of its events. Rows already there are groups of one, as before. */
+    "ALTER TABLE outbox ADD COLUMN n INTEGER NOT NULL DEFAULT 1;" /* events in the row:
+                                     seqs seq-n+1 .. seq; ranges without sealing */
+    "ALTER TABLE outbox ADD COLUMN done BLOB;" /* groups: bitmap of events already
+                                     delivered or rejected (bit i = seq-n+1+i), so that a
+                                     group is deleted only when all are done; says nothing */
+    "CREATE INDEX outbox_groups ON outbox(seq) WHERE n > 1;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -580,19 +580,51 @@ static void schema_of(sqlite3 *db, char *out, size_t cap)
 	sqlite3_finalize(st);
 }
 
+/* Takes a database of the current schema back to an older one, the way that
+ * schema was: what each migration added is removed again. */
+static void take_back(sqlite3 *db, int version)
+{
+	assert_int_equal(store_schema_version(), 3);
+	if (version < 3)
+		raw_exec(db, "DROP INDEX outbox_groups; ALTER TABLE outbox DROP COLUMN done;"
+		             "ALTER TABLE outbox DROP COLUMN n;");
+	if (version < 2)
+		raw_exec(db, "DROP INDEX outbox_sos; DROP INDEX incidents_ended;"
+		             "DROP TABLE quarantine;");
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d;", version);
+	raw_exec(db, sql);
+}
+
+static void schema_at(int version, char *out, size_t cap)
+{
+	char err[256];
+	sqlite3 *ref;
+	assert_int_equal(sqlite3_open(":memory:", &ref), SQLITE_OK);
+	assert_int_equal(store_schema_migrate(ref, version, err, sizeof(err)), 0);
+	schema_of(ref, out, cap);
+	sqlite3_close(ref);
+}
+
+static int user_version_of(const char *dir)
+{
+	sqlite3 *db = raw_open(dir);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
 static void test_migration_from_v1(void **state)
 {
 	const char *dir = *state;
-	char err[256];
-	assert_int_equal(store_schema_version(), 2);
 
 	/* The schema as version 1 made it. */
-	sqlite3 *ref;
-	assert_int_equal(sqlite3_open(":memory:", &ref), SQLITE_OK);
-	assert_int_equal(store_schema_migrate(ref, 1, err, sizeof(err)), 0);
 	static char v1[8192], got[8192];
-	schema_of(ref, v1, sizeof(v1));
-	sqlite3_close(ref);
+	schema_at(1, v1, sizeof(v1));
 
 	/* A store with data, taken back to exactly that schema. */
 	struct tu_store t;
@@ -609,8 +641,7 @@ static void test_migration_from_v1(void **state)
 	assert_int_equal(store_pos_append(t.s, &f), 0);
 	tu_store_close(&t);
 	sqlite3 *db = raw_open(dir);
-	raw_exec(db, "DROP INDEX outbox_sos; DROP INDEX incidents_ended; DROP TABLE quarantine;"
-	             "PRAGMA user_version = 1;");
+	take_back(db, 1);
 	schema_of(db, got, sizeof(got));
 	sqlite3_close(db);
 	assert_string_equal(v1, got);
@@ -629,14 +660,89 @@ static void test_migration_from_v1(void **state)
 	assert_int_equal(store_quarantine_count(t.s, &n), 0); /* the new table works */
 	assert_true(note(t.s, "after") > seq);
 	tu_store_close(&t);
+	assert_int_equal(user_version_of(dir), store_schema_version());
+}
 
-	db = raw_open(dir);
-	sqlite3_stmt *st;
-	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(st, 0), 2);
-	sqlite3_finalize(st);
+struct collect {
+	int n;
+	int64_t seq[16];
+	char body[16][64];
+	char id[16][STORE_EVENT_ID_LEN + 1];
+};
+
+static int collect_ev(void *arg, const struct store_event *ev)
+{
+	struct collect *c = arg;
+	if (c->n < 16) {
+		c->seq[c->n] = ev->seq;
+		snprintf(c->body[c->n], sizeof(c->body[0]), "%s", (const char *)ev->body);
+		memcpy(c->id[c->n], ev->event_id, sizeof(c->id[0]));
+	}
+	c->n++;
+	return 0;
+}
+
+/* Schema 2 had one row per event and no group columns: its queue comes
+ * through the migration whole (same seq, event id, body, order) and groups
+ * can be written and drained afterwards. */
+static void test_migration_from_v2(void **state)
+{
+	const char *dir = *state;
+	static char v2[8192], got[8192];
+	schema_at(2, v2, sizeof(v2));
+
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, dir, 1), 0);
+	int64_t seq[3];
+	char id[3][STORE_EVENT_ID_LEN + 1];
+	static const char *const bodies[] = {"v2 one", "v2 two", "v2 three"};
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(store_outbox_append(t.s, STORE_EVENT_NOTE, bodies[i],
+		                                     strlen(bodies[i]), &seq[i], id[i]),
+		                 0);
+	assert_int_equal(store_outbox_reject(t.s, seq[1], "v2 reason", 5), 0);
+	tu_store_close(&t);
+	sqlite3 *db = raw_open(dir);
+	take_back(db, 2);
+	schema_of(db, got, sizeof(got));
 	sqlite3_close(db);
+	assert_string_equal(v2, got);
+	assert_int_equal(user_version_of(dir), 2);
+
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	assert_true(t.flags & STORE_OPENED_MIGRATED);
+	struct collect c = {0};
+	assert_int_equal(store_outbox_peek(t.s, 10, collect_ev, &c), 2);
+	assert_int_equal(c.seq[0], seq[0]);
+	assert_int_equal(c.seq[1], seq[2]);
+	assert_string_equal(c.body[0], bodies[0]);
+	assert_string_equal(c.body[1], bodies[2]);
+	assert_string_equal(c.id[0], id[0]);
+	assert_string_equal(c.id[1], id[2]);
+	int n = 0;
+	assert_int_equal(store_rejected_each(t.s, count_rejected, &n), 0);
+	assert_int_equal(n, 1);
+
+	/* a group after the old rows, partly delivered with them */
+	int64_t g[3];
+	assert_int_equal(store_begin(t.s), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(
+		    store_outbox_append(t.s, STORE_EVENT_NOTE, "grouped", 7, &g[i], NULL), 0);
+	assert_int_equal(store_commit(t.s), 0);
+	assert_true(g[0] > seq[2]);
+	int64_t done[] = {seq[0], g[1]};
+	assert_int_equal(store_outbox_delivered(t.s, done, 2), 0);
+	int64_t left;
+	assert_int_equal(store_outbox_count(t.s, &left), 0);
+	assert_int_equal(left, 3);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_outbox_peek(t.s, 10, collect_ev, &c), 3);
+	assert_int_equal(c.seq[0], seq[2]);
+	assert_int_equal(c.seq[1], g[0]);
+	assert_int_equal(c.seq[2], g[2]);
+	tu_store_close(&t);
+	assert_int_equal(user_version_of(dir), 3);
 }
 
 static void test_newer_schema_refused(void **state)
@@ -907,6 +1013,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_permissions_and_missing_files, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_from_v2, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wipe_crypto_shreds, setup, teardown),
