@@ -339,7 +339,6 @@ static int walk_events(struct store *s, sqlite3_stmt *st, int sos_pass, size_t m
                        store_event_fn cb, void *arg, size_t *given, struct store_bad *bad)
 {
 	int rc = SQLITE_DONE;
-	sqlite3_bind_int64(st, 1, (int64_t)max);
 	while (*given < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int r;
 		if (sqlite3_column_int64(st, 4) != 1) {
@@ -387,11 +386,13 @@ int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg)
 {
 	/* SOS rows are single SOS events and groups with one inside; the
 	 * second pass takes every other row and every group, skipping the SOS
-	 * events the first pass gave. */
+	 * events the first pass gave. No LIMIT: a group may have fewer events
+	 * left than rows count (or none for this pass); rows come in seq order
+	 * without a sort, so the walk stops reading where it stops. */
 	static const char sos_sql[] = "SELECT seq, event_id, type, body, n, done FROM outbox "
-	                              "WHERE type = 3 ORDER BY seq LIMIT ?";
+	                              "WHERE type = 3 ORDER BY seq";
 	static const char rest_sql[] = "SELECT seq, event_id, type, body, n, done FROM outbox "
-	                               "WHERE type != 3 OR n != 1 ORDER BY seq LIMIT ?";
+	                               "WHERE type != 3 OR n != 1 ORDER BY seq";
 	size_t given = 0;
 	struct store_bad bad = {0};
 	int rc = store_outbox_seal_pending(s);

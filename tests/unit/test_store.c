@@ -237,6 +237,292 @@ static void test_outbox_delivered_runs(void **state)
 	tu_store_close(&t);
 }
 
+/* ---- groups: the events of one transaction sealed as one row ---- */
+
+enum { M_QUEUED = 0, M_DELIVERED, M_REJECTED, M_ROLLED_BACK };
+
+struct model_ev {
+	int64_t seq;
+	int type;
+	int state;
+	size_t len;
+	char id[STORE_EVENT_ID_LEN + 1];
+};
+
+struct model {
+	struct model_ev *ev;
+	size_t n, cap;
+	/* what the last peek gave, in order */
+	int64_t *got;
+	size_t ngot;
+	int bad;
+};
+
+/* Bodies say which event they are; some are long, a few too long to share
+ * a group (over OUTBOX_GROUP_BYTES). */
+static size_t model_body(char *buf, size_t cap, size_t k)
+{
+	size_t pad = k > 100 && k % 97 == 5 ? OUTBOX_GROUP_BYTES : (k * 37) % 700;
+	int n = snprintf(buf, cap, "{\"k\":%zu,\"pad\":\"", k);
+	for (size_t i = 0; i < pad && (size_t)n + 3 < cap; i++)
+		buf[n++] = (char)('a' + (k + i) % 26);
+	buf[n++] = '"';
+	buf[n++] = '}';
+	buf[n] = 0;
+	return (size_t)n;
+}
+
+static int model_peek_cb(void *arg, const struct store_event *ev)
+{
+	struct model *m = arg;
+	size_t k;
+	static char want[OUTBOX_GROUP_BYTES + 256];
+	m->got[m->ngot++] = ev->seq;
+	if (sscanf((const char *)ev->body, "{\"k\":%zu,", &k) != 1 || k >= m->n) {
+		m->bad++;
+		return 0;
+	}
+	const struct model_ev *e = &m->ev[k];
+	size_t len = model_body(want, sizeof(want), k);
+	if (e->seq != ev->seq || e->type != (int)ev->type || ev->body_len != len ||
+	    memcmp(want, ev->body, len) != 0 || ev->body[len] != 0 ||
+	    strcmp(e->id, ev->event_id) != 0 || e->state != M_QUEUED) {
+		fprintf(stderr, "# k %zu seq %lld/%lld type %d/%d len %zu/%zu id %s/%s state %d\n",
+		        k, (long long)e->seq, (long long)ev->seq, e->type, (int)ev->type, len,
+		        ev->body_len, e->id, ev->event_id, e->state);
+		m->bad++;
+	}
+	return 0;
+}
+
+/* The store's queue against the model: SOS events first, then the rest,
+ * each in seq order; every queued event once, nothing else. */
+static void model_check(struct store *s, struct model *m)
+{
+	static int64_t want[4096];
+	size_t nw = 0;
+	for (int pass = 1; pass >= 0; pass--)
+		for (size_t k = 0; k < m->n; k++)
+			if (m->ev[k].state == M_QUEUED &&
+			    (m->ev[k].type == STORE_EVENT_SOS) == pass)
+				want[nw++] = m->ev[k].seq;
+	m->ngot = 0;
+	m->bad = 0;
+	assert_int_equal(store_outbox_peek(s, m->n + 10, model_peek_cb, m), (int)nw);
+	assert_int_equal(m->bad, 0);
+	assert_int_equal(m->ngot, nw);
+	for (size_t i = 0; i < nw; i++)
+		assert_int_equal(m->got[i], want[i]);
+	int64_t count;
+	assert_int_equal(store_outbox_count(s, &count), 0);
+	assert_int_equal(count, (int64_t)nw);
+	/* a short peek gives a prefix of the same order */
+	if (nw > 3) {
+		m->ngot = 0;
+		assert_int_equal(store_outbox_peek(s, 3, model_peek_cb, m), 3);
+		for (size_t i = 0; i < 3; i++)
+			assert_int_equal(m->got[i], want[i]);
+	}
+}
+
+static int rows_in(const char *dir, const char *sql)
+{
+	char p[512];
+	path_in(p, sizeof(p), dir, "ess.db");
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static uint64_t xorshift(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* Random transactions of 1..150 events (groups fill at OUTBOX_GROUP_MAX),
+ * single appends, rollbacks, and deliveries and rejections of random
+ * subsets that cut groups apart, checked against a model after every step
+ * and across reopening. */
+static void test_outbox_groups(void **state)
+{
+	const char *dir = *state;
+	struct tu_store t;
+	struct model m = {0};
+	m.cap = 4096;
+	m.ev = calloc(m.cap, sizeof(*m.ev));
+	m.got = calloc(m.cap + 16, sizeof(*m.got));
+	assert_non_null(m.ev);
+	assert_non_null(m.got);
+	static char body[OUTBOX_GROUP_BYTES + 256];
+	uint64_t rng = 0x9e3779b97f4a7c15ULL;
+#define RND() xorshift(&rng)
+	assert_int_equal(tu_store_open(&t, dir, 1), 0);
+
+	/* one transaction of 100 small events: two rows (64 + 36) */
+	assert_int_equal(store_begin(t.s), 0);
+	for (int i = 0; i < 100; i++) {
+		struct model_ev *e = &m.ev[m.n];
+		size_t len = model_body(body, sizeof(body), m.n);
+		e->type = STORE_EVENT_STATUS;
+		assert_int_equal(
+		    store_outbox_append(t.s, STORE_EVENT_STATUS, body, len, &e->seq, e->id), 0);
+		e->len = len;
+		m.n++;
+	}
+	assert_int_equal(store_commit(t.s), 0);
+	tu_store_close(&t);
+	assert_int_equal(rows_in(dir, "SELECT count(*) FROM outbox"), 2);
+	assert_int_equal(rows_in(dir, "SELECT max(n) FROM outbox"), OUTBOX_GROUP_MAX);
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	model_check(t.s, &m);
+
+	for (int step = 0; step < 120; step++) {
+		unsigned op = (unsigned)(RND() % 10);
+		if (op < 4 && m.n < m.cap - 200) {
+			/* a transaction; one in five rolled back */
+			int k = 1 + (int)(RND() % (RND() % 3 == 0 ? 150 : 8));
+			int roll = RND() % 5 == 0;
+			size_t base = m.n;
+			assert_int_equal(store_begin(t.s), 0);
+			for (int i = 0; i < k; i++) {
+				struct model_ev *e = &m.ev[m.n];
+				size_t len = model_body(body, sizeof(body), m.n);
+				e->type = (int)(RND() % 5);
+				assert_int_equal(store_outbox_append(t.s,
+				                                     (enum store_event_type)e->type,
+				                                     body, len, &e->seq, e->id),
+				                 0);
+				assert_true(m.n == 0 || e->seq > m.ev[m.n - 1].seq);
+				e->len = len;
+				m.n++;
+			}
+			if (roll) {
+				store_rollback(t.s);
+				for (size_t i = base; i < m.n; i++)
+					m.ev[i].state = M_ROLLED_BACK;
+			} else {
+				assert_int_equal(store_commit(t.s), 0);
+			}
+		} else if (op < 5 && m.n < m.cap - 200) {
+			struct model_ev *e = &m.ev[m.n];
+			size_t len = model_body(body, sizeof(body), m.n);
+			e->type = (int)(RND() % 5);
+			assert_int_equal(store_outbox_append(t.s, (enum store_event_type)e->type,
+			                                     body, len, &e->seq, e->id),
+			                 0);
+			m.n++;
+		} else if (op < 8) {
+			/* deliver a random subset (with seqs never stored, and duplicates),
+			 * sometimes inside a transaction with a rejection */
+			static int64_t seqs[4096];
+			size_t n = 0;
+			for (size_t k = 0; k < m.n; k++)
+				if (m.ev[k].state != M_DELIVERED && RND() % 3 == 0) {
+					seqs[n++] = m.ev[k].seq;
+					if (m.ev[k].state == M_QUEUED)
+						m.ev[k].state = M_DELIVERED;
+				}
+			if (n)
+				seqs[n++] = seqs[0];
+			int tx = RND() % 2;
+			if (tx)
+				assert_int_equal(store_begin(t.s), 0);
+			assert_int_equal(store_outbox_delivered(t.s, seqs, n), 0);
+			if (tx) {
+				for (size_t k = 0; k < m.n; k++)
+					if (m.ev[k].state == M_QUEUED && RND() % 8 == 0) {
+						assert_int_equal(
+						    store_outbox_reject(t.s, m.ev[k].seq, "no", 1),
+						    0);
+						m.ev[k].state = M_REJECTED;
+						break;
+					}
+				assert_int_equal(store_commit(t.s), 0);
+			}
+		} else if (op < 9) {
+			/* reject one queued event, anywhere */
+			size_t k = m.n ? (size_t)(RND() % m.n) : 0;
+			if (m.n) {
+				int rc = store_outbox_reject(t.s, m.ev[k].seq, "no", 1);
+				assert_int_equal(rc, m.ev[k].state == M_QUEUED ? 0 : -ENOENT);
+				if (rc == 0)
+					m.ev[k].state = M_REJECTED;
+			}
+		} else {
+			tu_store_close(&t);
+			assert_int_equal(tu_store_open(&t, dir, 0), 0);
+		}
+		model_check(t.s, &m);
+	}
+	/* the rejected list holds exactly the rejected events */
+	int64_t nrej, want = 0;
+	for (size_t k = 0; k < m.n; k++)
+		want += m.ev[k].state == M_REJECTED;
+	assert_int_equal(store_rejected_count(t.s, &nrej), 0);
+	assert_int_equal(nrej, want);
+	/* deliver everything: no row is left behind */
+	static int64_t all[4096];
+	for (size_t k = 0; k < m.n; k++)
+		all[k] = m.ev[k].seq;
+	assert_int_equal(store_outbox_delivered(t.s, all, m.n), 0);
+	for (size_t k = 0; k < m.n; k++)
+		if (m.ev[k].state == M_QUEUED)
+			m.ev[k].state = M_DELIVERED;
+	model_check(t.s, &m);
+	tu_store_close(&t);
+	assert_int_equal(rows_in(dir, "SELECT count(*) FROM outbox"), 0);
+#undef RND
+	free(m.ev);
+	free(m.got);
+}
+
+/* Events gathered in a transaction are in the outbox for anything that
+ * reads it inside the same transaction, and gone with a rollback. */
+static void test_outbox_group_visibility(void **state)
+{
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	assert_int_equal(store_begin(t.s), 0);
+	int64_t a = append_note(t.s, "a"), b = append_note(t.s, "b");
+	int64_t n;
+	assert_int_equal(store_outbox_count(t.s, &n), 0);
+	assert_int_equal(n, 2);
+	int64_t c = append_note(t.s, "c");
+	assert_int_equal(store_outbox_delivered(t.s, &b, 1), 0);
+	assert_int_equal(store_commit(t.s), 0);
+	struct collect got = {0};
+	assert_int_equal(store_outbox_peek(t.s, 10, collect_event, &got), 2);
+	assert_int_equal(got.seq[0], a);
+	assert_int_equal(got.seq[1], c);
+
+	assert_int_equal(store_begin(t.s), 0);
+	append_note(t.s, "gone");
+	append_note(t.s, "gone too");
+	store_rollback(t.s);
+	assert_int_equal(store_outbox_count(t.s, &n), 0);
+	assert_int_equal(n, 2);
+	/* seqs given out in the rolled back transaction are not reused */
+	assert_true(append_note(t.s, "d") > c + 2);
+	/* a transaction left open at close keeps nothing */
+	assert_int_equal(store_begin(t.s), 0);
+	append_note(t.s, "open at close");
+	append_note(t.s, "open at close");
+	tu_store_close(&t);
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	assert_int_equal(store_outbox_count(t.s, &n), 0);
+	assert_int_equal(n, 3);
+	tu_store_close(&t);
+}
+
 static int rejected_cb(void *arg, const struct store_rejected *r)
 {
 	int *n = arg;
@@ -392,6 +678,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_incident_versions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_order_and_results, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_delivered_runs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outbox_groups, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outbox_group_visibility, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rejected_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_device_key, setup, teardown),
