@@ -188,6 +188,31 @@ static void fill_canaries(struct store *s)
 		         id);
 		note(s, ev);
 	}
+	/* the same sealed as groups (one transaction, one row), one of them
+	 * partly delivered and one of its events rejected */
+	for (int g = 0; g < 2; g++) {
+		int64_t first = 0, seq;
+		assert_int_equal(store_begin(s), 0);
+		for (int i = 0; i < 12; i++) {
+			char ev[512];
+			snprintf(ev, sizeof(ev),
+			         "{\"type\":\"note\",\"incident_id\":\"inc-%d\",\"text\":\"grouped "
+			         "Somchai Jaidee 081-234-5678 สมชาย ใจดี\",\"location\":{\"lat\":"
+			         "13.7563309,\"lon\":100.5017651}}",
+			         i);
+			assert_int_equal(
+			    store_outbox_append(s, STORE_EVENT_NOTE, ev, strlen(ev), &seq, NULL),
+			    0);
+			first = i ? first : seq;
+		}
+		assert_int_equal(store_commit(s), 0);
+		if (g == 1) {
+			int64_t some[] = {first, first + 1, first + 5};
+			assert_int_equal(store_outbox_delivered(s, some, 3), 0);
+			assert_int_equal(
+			    store_outbox_reject(s, first + 7, "rejected-canary grouped", 1), 0);
+		}
+	}
 	int64_t rej = note(s, "{\"text\":\"locked in the shed\"}");
 	assert_int_equal(store_outbox_reject(s, rej, "rejected-canary for Somchai Jaidee", 1), 0);
 	for (int i = 0; i < 600; i++) {
@@ -439,6 +464,122 @@ static void test_swapped_and_replayed_rows(void **state)
 	tu_store_close(&t);
 }
 
+struct collect {
+	int n;
+	int64_t seq[16];
+	char body[16][64];
+	char id[16][STORE_EVENT_ID_LEN + 1];
+};
+
+static int collect_ev(void *arg, const struct store_event *ev)
+{
+	struct collect *c = arg;
+	if (c->n < 16) {
+		c->seq[c->n] = ev->seq;
+		snprintf(c->body[c->n], sizeof(c->body[0]), "%s", (const char *)ev->body);
+		memcpy(c->id[c->n], ev->event_id, sizeof(c->id[0]));
+	}
+	c->n++;
+	return 0;
+}
+
+/* Appends n notes in one transaction: one group row. Returns the first seq. */
+static int64_t group_of(struct store *s, int n, int with_sos, const char *tag)
+{
+	int64_t first = 0, seq;
+	assert_int_equal(store_begin(s), 0);
+	for (int i = 0; i < n; i++) {
+		char body[64];
+		snprintf(body, sizeof(body), "{\"g\":\"%s\",\"i\":%d}", tag, i);
+		enum store_event_type type =
+		    with_sos && i == n / 2 ? STORE_EVENT_SOS : STORE_EVENT_NOTE;
+		assert_int_equal(store_outbox_append(s, type, body, strlen(body), &seq, NULL), 0);
+		if (i == 0)
+			first = seq;
+	}
+	assert_int_equal(store_commit(s), 0);
+	return first;
+}
+
+/* Group rows under the same rules as single rows: a flipped bit, a swap, a
+ * moved, cut, extended or relabelled range all fail to open and are
+ * quarantined whole; the rest of the queue stays usable. The done bitmap is
+ * not sealed: damage to it may send an event again, never lose one. */
+static void test_group_tamper_and_swaps(void **state)
+{
+	const char *dir = *state;
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, dir, 1), 0);
+	int64_t g1 = group_of(t.s, 5, 0, "flip");
+	int64_t g2 = group_of(t.s, 5, 0, "swap-a");
+	int64_t g3 = group_of(t.s, 5, 0, "swap-b");
+	int64_t g4 = group_of(t.s, 4, 1, "relabel");
+	int64_t g5 = group_of(t.s, 6, 0, "cut");
+	int64_t g6 = group_of(t.s, 3, 0, "moved");
+	int64_t lone = note(t.s, "lone");
+	int64_t g7 = group_of(t.s, 4, 0, "into-single");
+	int64_t g8 = group_of(t.s, 8, 0, "bitmap");
+	int64_t g9 = group_of(t.s, 3, 0, "intact");
+	int64_t part = g8 + 2;
+	assert_int_equal(store_outbox_delivered(t.s, &part, 1), 0); /* g8 has a bitmap now */
+	tu_store_close(&t);
+
+	sqlite3 *db = raw_open(dir);
+	char get[160], set[160], sql[256];
+	snprintf(get, sizeof(get), "SELECT body FROM outbox WHERE seq=%lld", (long long)(g1 + 4));
+	snprintf(set, sizeof(set), "UPDATE outbox SET body=? WHERE seq=%lld", (long long)(g1 + 4));
+	flip_blob(db, get, set, 77);
+	char k1[32], k2[32];
+	snprintf(k1, sizeof(k1), "%lld", (long long)(g2 + 4));
+	snprintf(k2, sizeof(k2), "%lld", (long long)(g3 + 4));
+	swap_col(db, "outbox", "body", "seq", k1, k2);
+	/* the SOS inside relabelled away: it would lose its priority */
+	snprintf(sql, sizeof(sql), "UPDATE outbox SET type=255 WHERE seq=%lld",
+	         (long long)(g4 + 3));
+	raw_exec(db, sql);
+	/* the range cut short by one event */
+	snprintf(sql, sizeof(sql), "UPDATE outbox SET n=5 WHERE seq=%lld", (long long)(g5 + 5));
+	raw_exec(db, sql);
+	/* the whole row moved to other seqs */
+	snprintf(sql, sizeof(sql), "UPDATE outbox SET seq=%lld WHERE seq=%lld",
+	         (long long)(g9 + 100), (long long)(g6 + 2));
+	raw_exec(db, sql);
+	/* a group's sealed body put into a single event's row */
+	snprintf(sql, sizeof(sql),
+	         "UPDATE outbox SET body=(SELECT body FROM outbox WHERE seq=%lld) WHERE seq=%lld",
+	         (long long)(g7 + 3), (long long)lone);
+	raw_exec(db, sql);
+	/* a bitmap of the wrong size */
+	snprintf(sql, sizeof(sql), "UPDATE outbox SET done=X'ffff' WHERE seq=%lld",
+	         (long long)(g8 + 7));
+	raw_exec(db, sql);
+	sqlite3_close(db);
+
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	struct collect c = {0};
+	/* left: g7 (4), g8 (all 8 again: the bitmap is unreadable), g9 (3) */
+	assert_int_equal(store_outbox_peek(t.s, 100, collect_ev, &c), 15);
+	assert_int_equal(c.seq[0], g7);
+	assert_int_equal(c.seq[4], g8);
+	assert_int_equal(c.seq[6], g8 + 2); /* sent again: a duplicate at the server */
+	assert_int_equal(c.seq[12], g9);
+	assert_string_equal(c.body[14], "{\"g\":\"intact\",\"i\":2}");
+	int64_t q, n;
+	assert_int_equal(store_quarantine_count(t.s, &q), 0);
+	assert_int_equal(q, 7); /* g1, g2, g3, g4, g5, g6 moved, lone */
+	assert_int_equal(store_outbox_count(t.s, &n), 0);
+	assert_int_equal(n, 15);
+	/* still usable: deliver across the groups, append another */
+	int64_t all[15];
+	for (int i = 0; i < 15; i++)
+		all[i] = c.seq[i];
+	assert_int_equal(store_outbox_delivered(t.s, all, 15), 0);
+	assert_int_equal(store_outbox_count(t.s, &n), 0);
+	assert_int_equal(n, 0);
+	assert_true(group_of(t.s, 2, 0, "after") > g9 + 2);
+	tu_store_close(&t);
+}
+
 /* ---- keys ---- */
 
 static void test_wrong_key_refused_untouched(void **state)
@@ -661,25 +802,6 @@ static void test_migration_from_v1(void **state)
 	assert_true(note(t.s, "after") > seq);
 	tu_store_close(&t);
 	assert_int_equal(user_version_of(dir), store_schema_version());
-}
-
-struct collect {
-	int n;
-	int64_t seq[16];
-	char body[16][64];
-	char id[16][STORE_EVENT_ID_LEN + 1];
-};
-
-static int collect_ev(void *arg, const struct store_event *ev)
-{
-	struct collect *c = arg;
-	if (c->n < 16) {
-		c->seq[c->n] = ev->seq;
-		snprintf(c->body[c->n], sizeof(c->body[0]), "%s", (const char *)ev->body);
-		memcpy(c->id[c->n], ev->event_id, sizeof(c->id[0]));
-	}
-	c->n++;
-	return 0;
 }
 
 /* Schema 2 had one row per event and no group columns: its queue comes
@@ -1008,6 +1130,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_canary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tampered_rows_quarantined, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_swapped_and_replayed_rows, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_group_tamper_and_swaps, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_key_refused_untouched, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_keys_of_another_store, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_permissions_and_missing_files, setup,
