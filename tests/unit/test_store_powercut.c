@@ -269,10 +269,11 @@ static int do_append(struct run *r, int in_tx, size_t *idx)
 	return rc;
 }
 
+/* A transaction of events: one group row (or two past OUTBOX_GROUP_MAX). */
 static void do_tx(struct run *r)
 {
-	size_t idx[4];
-	int n = 2 + (int)(rnd(r) % 3);
+	size_t idx[72];
+	int n = 2 + (int)(rnd(r) % (rnd(r) % 3 == 0 ? 70 : 3));
 	int rc = store_begin(r->s);
 	if (rc < 0) {
 		op_failed(r, "begin", rc);
@@ -299,11 +300,15 @@ static void do_deliver(struct run *r)
 	int64_t seqs[3];
 	size_t which[3];
 	size_t n = 0;
-	for (size_t i = 0; i < r->nev && n < 3; i++)
+	/* From a random place on, so that groups are delivered in parts. */
+	size_t start = r->nev ? (size_t)(rnd(r) % r->nev) : 0;
+	for (size_t k = 0; k < r->nev && n < 3; k++) {
+		size_t i = (start + k) % r->nev;
 		if (r->ev[i].state == EV_ACKED) {
 			which[n] = i;
 			seqs[n++] = r->ev[i].seq;
 		}
+	}
 	if (!n)
 		return;
 	int rc = store_outbox_delivered(r->s, seqs, n);
