@@ -219,6 +219,7 @@ int store_commit(struct store *s)
 		return rc;
 	}
 	s->in_tx = 0;
+	store_outbox_cache_drop(s);
 	rc = step_cached(s, sql_commit, "commit");
 	if (rc < 0 && !sqlite3_get_autocommit(s->db))
 		step_cached(s, sql_rollback, "rollback");
@@ -232,6 +233,7 @@ void store_rollback(struct store *s)
 	s->in_tx = 0;
 	s->grp_err = 0;
 	store_outbox_drop_pending(s);
+	store_outbox_cache_drop(s);
 	step_cached(s, sql_rollback, "rollback");
 }
 

@@ -52,7 +52,12 @@ struct store {
 	int grp_sos;
 	int grp_err;
 	int64_t grp_first; /* seq of its first event; the rest follow without gaps */
-	const char *vfs;   /* borrowed from the params: a registered VFS name lives forever */
+	/* The group a rejection inside store_begin last opened, kept opened
+	 * until the transaction ends: the sync engine rejects a batch event by
+	 * event, and reopening a 64-event group for each would cost 64
+	 * decryptions of it. Its plaintext never outlives the transaction. */
+	struct outbox_group *grp_cache;
+	const char *vfs; /* borrowed from the params: a registered VFS name lives forever */
 	enum store_durability durability;
 	char dir[PATH_MAX];
 	char db_path[PATH_MAX];
@@ -114,6 +119,8 @@ int store_outbox_seal_pending(struct store *s);
 /* Forgets them (the transaction rolled back), wiping the plaintext. */
 void store_outbox_drop_pending(struct store *s);
 void store_outbox_close(struct store *s);
+/* Wipes and forgets the opened group a rejection kept (end of transaction). */
+void store_outbox_cache_drop(struct store *s);
 
 int store_pos_open(struct store *s);
 void store_pos_close(struct store *s);

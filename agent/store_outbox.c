@@ -104,6 +104,7 @@ void store_outbox_drop_pending(struct store *s)
 
 void store_outbox_close(struct store *s)
 {
+	store_outbox_cache_drop(s);
 	if (s->grp_buf)
 		sodium_free(s->grp_buf); /* wipes */
 	s->grp_buf = NULL;
@@ -224,22 +225,34 @@ static int event_from_row(struct store *s, const char *table, sqlite3_stmt *st,
 
 /* An opened group row. Columns of the statement: seq, event_id, type, body,
  * n, done. */
-struct group {
+struct outbox_group {
 	int64_t first;
 	int n;
+	int type;             /* the row's type column */
+	size_t slen;          /* the sealed value's length */
 	unsigned char *plain; /* owned, wiped by group_clear */
 	size_t plen;
 	size_t off[OUTBOX_GROUP_MAX]; /* where each event starts in plain */
 	unsigned char done[GRP_DONE_BYTES(OUTBOX_GROUP_MAX)];
 };
 
-static void group_clear(struct group *g)
+static void group_clear(struct outbox_group *g)
 {
 	store_free_secret(g->plain, g->plen + 1);
 	g->plain = NULL;
 }
 
-static int group_done(const struct group *g, int i)
+void store_outbox_cache_drop(struct store *s)
+{
+	if (!s->grp_cache)
+		return;
+	group_clear(s->grp_cache);
+	sodium_memzero(s->grp_cache, sizeof(*s->grp_cache));
+	free(s->grp_cache);
+	s->grp_cache = NULL;
+}
+
+static int group_done(const struct outbox_group *g, int i)
 {
 	return g->done[i >> 3] >> (i & 7) & 1;
 }
@@ -258,7 +271,7 @@ static void done_from_row(sqlite3_stmt *st, int col, int n, unsigned char *done)
 
 /* Opens the group in the current row and checks its layout. -EBADMSG when it
  * does not authenticate or does not hold what its columns say. */
-static int group_open(struct store *s, sqlite3_stmt *st, struct group *g)
+static int group_open(struct store *s, sqlite3_stmt *st, struct outbox_group *g)
 {
 	memset(g, 0, sizeof(*g));
 	int64_t last = sqlite3_column_int64(st, 0);
@@ -268,6 +281,8 @@ static int group_open(struct store *s, sqlite3_stmt *st, struct group *g)
 		return -EBADMSG;
 	g->n = n;
 	g->first = last - n + 1;
+	g->type = type;
+	g->slen = (size_t)sqlite3_column_bytes(st, 3);
 	char row[96];
 	group_row(row, g->first, last, type);
 	int rc = store_open_sealed(s, "outbox", row, "body", sqlite3_column_blob(st, 3),
@@ -300,7 +315,7 @@ bad:
 }
 
 /* Event i of an opened group; its body stays inside g (not owned). */
-static void group_event(const struct group *g, int i, struct store_event *ev)
+static void group_event(const struct outbox_group *g, int i, struct store_event *ev)
 {
 	const unsigned char *p = g->plain + g->off[i];
 	uint32_t len;
@@ -315,8 +330,8 @@ static void group_event(const struct group *g, int i, struct store_event *ev)
 
 /* Passes the events of a group that are not done and belong to this pass
  * (SOS or the rest) to cb. Returns cb's non-zero answer, else 0. */
-static int walk_group(const struct group *g, int sos_pass, size_t max, store_event_fn cb, void *arg,
-                      size_t *given)
+static int walk_group(const struct outbox_group *g, int sos_pass, size_t max, store_event_fn cb,
+                      void *arg, size_t *given)
 {
 	for (int i = 0; i < g->n && *given < max; i++) {
 		if (group_done(g, i))
@@ -342,7 +357,7 @@ static int walk_events(struct store *s, sqlite3_stmt *st, int sos_pass, size_t m
 	while (*given < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int r;
 		if (sqlite3_column_int64(st, 4) != 1) {
-			struct group g;
+			struct outbox_group g;
 			r = group_open(s, st, &g);
 			if (r == 0) {
 				r = walk_group(&g, sos_pass, max, cb, arg, given);
@@ -576,7 +591,6 @@ int store_outbox_reject(struct store *s, int64_t seq, const char *reason, int64_
 			rc = store_exec(s, del_sql, "reject", "i", seq);
 		store_event_clear(&ev);
 	} else {
-		struct group g;
 		int64_t n = sqlite3_column_int64(st, 4);
 		if (n < 2 || n > OUTBOX_GROUP_MAX || key - n + 1 > seq) {
 			/* Not in any group (or a damaged row, left to peek). */
@@ -584,25 +598,45 @@ int store_outbox_reject(struct store *s, int64_t seq, const char *reason, int64_
 			sqlite3_reset(st);
 			goto out;
 		}
-		rc = group_open(s, st, &g);
+		struct outbox_group *g = s->grp_cache;
+		if (g && g->first + g->n - 1 == key && g->n == n &&
+		    g->type == sqlite3_column_int(st, 2) &&
+		    g->slen == (size_t)sqlite3_column_bytes(st, 3)) {
+			/* Opened by an earlier rejection in this transaction: a row's
+			 * sealed value never changes (seqs are never reused), only its
+			 * done bitmap, read afresh. */
+			done_from_row(st, 5, g->n, g->done);
+		} else {
+			store_outbox_cache_drop(s);
+			if (!(g = malloc(sizeof(*g)))) {
+				rc = -ENOMEM;
+				sqlite3_reset(st);
+				goto out;
+			}
+			if ((rc = group_open(s, st, g)) < 0) {
+				free(g);
+				sqlite3_reset(st);
+				goto out;
+			}
+			s->grp_cache = g;
+		}
 		sqlite3_reset(st);
-		if (rc < 0)
-			goto out;
-		int i = (int)(seq - g.first);
-		if (group_done(&g, i)) {
+		int i = (int)(seq - g->first);
+		if (group_done(g, i)) {
 			rc = -ENOENT;
 		} else {
 			struct store_event ev;
-			group_event(&g, i, &ev);
-			rc = reject_one(s, seq, g.plain + g.off[i] + 1, (int)ev.type, ev.body,
+			group_event(g, i, &ev);
+			rc = reject_one(s, seq, g->plain + g->off[i] + 1, (int)ev.type, ev.body,
 			                ev.body_len, reason, now_ms);
-			g.done[i >> 3] |= (unsigned char)(1u << (i & 7));
+			g->done[i >> 3] |= (unsigned char)(1u << (i & 7));
 			if (rc == 0)
-				rc = group_store_done(s, key, g.n, g.done);
+				rc = group_store_done(s, key, g->n, g->done);
 		}
-		group_clear(&g);
 	}
 out:
+	if (!s->in_tx)
+		store_outbox_cache_drop(s); /* only a transaction of the caller keeps it */
 	return store_tx_end(s, owned, rc);
 }
 
