@@ -48,6 +48,11 @@ static void uuid_text(const unsigned char id[16], char out[STORE_EVENT_ID_LEN + 
 #define GRP_HEAD          21
 #define GRP_EVENT(len)    (GRP_HEAD + (len) + 1)
 #define GRP_DONE_BYTES(n) (((size_t)(n) + 7) / 8)
+/* The sealed value of a row: its own body, or its group's in outbox_group
+ * (NULL if missing: fails to open, quarantined). */
+#define BODY_COLUMN                                                                                \
+	"CASE WHEN n = 1 THEN body "                                                               \
+	"ELSE (SELECT g.body FROM outbox_group g WHERE g.seq = outbox.seq) END"
 
 /* The row key of a group binds the whole seq range and the type column
  * (whether an SOS is inside): a group moved, cut, extended or relabelled
@@ -114,8 +119,15 @@ void store_outbox_close(struct store *s)
 
 int store_outbox_seal_pending(struct store *s)
 {
+	/* The queue row stays small (ids, type, n, done) and the sealed body
+	 * goes to outbox_group under the same seq: marking events done then
+	 * rewrites a few bytes, not the whole group, and reading n or done
+	 * never walks a chain of overflow pages. done starts zeroed, not
+	 * NULL, so that updating it keeps the record's size. */
 	static const char sql[] =
-	    "INSERT INTO outbox(seq, event_id, type, body, n) VALUES(?,X'',?,?,?)";
+	    "INSERT INTO outbox(seq, event_id, type, body, n, done) VALUES(?,X'',?,X'',?,?)";
+	static const char body_sql[] = "INSERT INTO outbox_group(seq, body) VALUES(?,?)";
+	static const unsigned char none[GRP_DONE_BYTES(OUTBOX_GROUP_MAX)];
 	if (s->grp_n == 0)
 		return 0;
 	int rc;
@@ -135,9 +147,10 @@ int store_outbox_seal_pending(struct store *s)
 		if (!sealed)
 			rc = -ENOMEM;
 		else if ((rc = store_seal_into(s, "outbox", row, "body", b, s->grp_len, sealed)) ==
-		         0)
-			rc = store_exec(s, sql, "outbox append", "iibi", last, (int64_t)type,
-			                sealed, slen, (int64_t)s->grp_n);
+		             0 &&
+		         (rc = store_exec(s, sql, "outbox append", "iiib", last, (int64_t)type,
+		                          (int64_t)s->grp_n, none, GRP_DONE_BYTES(s->grp_n))) == 0)
+			rc = store_exec(s, body_sql, "outbox append", "ib", last, sealed, slen);
 		free(sealed);
 	}
 	store_outbox_drop_pending(s);
@@ -282,7 +295,6 @@ static int group_open(struct store *s, sqlite3_stmt *st, struct outbox_group *g)
 	g->n = n;
 	g->first = last - n + 1;
 	g->type = type;
-	g->slen = (size_t)sqlite3_column_bytes(st, 3);
 	char row[96];
 	group_row(row, g->first, last, type);
 	int rc = store_open_sealed(s, "outbox", row, "body", sqlite3_column_blob(st, 3),
@@ -312,6 +324,40 @@ static int group_open(struct store *s, sqlite3_stmt *st, struct outbox_group *g)
 bad:
 	group_clear(g);
 	return -EBADMSG;
+}
+
+/* A quarantined group leaves its sealed body (copied to quarantine) in
+ * outbox_group: removed here. */
+static void drop_orphan_bodies(struct store *s)
+{
+	static const char sql[] =
+	    "DELETE FROM outbox_group WHERE seq NOT IN (SELECT seq FROM outbox)";
+	store_exec(s, sql, "outbox quarantine", "");
+}
+
+/* Opens the group row keyed last. -ENOENT if there is none; a row that
+ * does not authenticate is quarantined here. */
+static int group_load(struct store *s, int64_t last, struct outbox_group *g)
+{
+	static const char sql[] = "SELECT seq, event_id, type, " BODY_COLUMN ", n, done "
+	                          "FROM outbox WHERE seq = ?";
+	struct store_bad bad = {0};
+	sqlite3_stmt *st = store_stmt(s, sql);
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, last);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return rc == SQLITE_DONE ? -ENOENT : store_sqlerr(s, rc, "reject");
+	}
+	rc = group_open(s, st, g);
+	if (rc == -EBADMSG)
+		store_bad_add(&bad, st, 0, 3);
+	sqlite3_reset(st);
+	if (store_bad_flush(s, &bad, "outbox", "seq"))
+		drop_orphan_bodies(s);
+	return rc;
 }
 
 /* Event i of an opened group; its body stays inside g (not owned). */
@@ -404,10 +450,10 @@ int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg)
 	 * events the first pass gave. No LIMIT: a group may have fewer events
 	 * left than rows count (or none for this pass); rows come in seq order
 	 * without a sort, so the walk stops reading where it stops. */
-	static const char sos_sql[] = "SELECT seq, event_id, type, body, n, done FROM outbox "
-	                              "WHERE type = 3 ORDER BY seq";
-	static const char rest_sql[] = "SELECT seq, event_id, type, body, n, done FROM outbox "
-	                               "WHERE type != 3 OR n != 1 ORDER BY seq";
+	static const char sos_sql[] = "SELECT seq, event_id, type, " BODY_COLUMN ", n, done "
+	                              "FROM outbox WHERE type = 3 ORDER BY seq";
+	static const char rest_sql[] = "SELECT seq, event_id, type, " BODY_COLUMN ", n, done "
+	                               "FROM outbox WHERE type != 3 OR n != 1 ORDER BY seq";
 	size_t given = 0;
 	struct store_bad bad = {0};
 	int rc = store_outbox_seal_pending(s);
@@ -421,7 +467,8 @@ int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg)
 		st = store_stmt(s, rest_sql);
 		rc = st ? walk_events(s, st, 0, max, cb, arg, &given, &bad) : -EIO;
 	}
-	store_bad_flush(s, &bad, "outbox", "seq");
+	if (store_bad_flush(s, &bad, "outbox", "seq"))
+		drop_orphan_bodies(s);
 	return rc < 0 ? rc : (int)given;
 }
 
@@ -437,11 +484,14 @@ static int group_store_done(struct store *s, int64_t last, int n, const unsigned
 {
 	static const char upd_sql[] = "UPDATE outbox SET done = ? WHERE seq = ?";
 	static const char del_sql[] = "DELETE FROM outbox WHERE seq = ?";
-	int all = 1;
+	static const char del_body_sql[] = "DELETE FROM outbox_group WHERE seq = ?";
+	int all = 1, rc;
 	for (int i = 0; i < n && all; i++)
 		all = done[i >> 3] >> (i & 7) & 1;
-	if (all)
-		return store_exec(s, del_sql, "outbox delete", "i", last);
+	if (all) {
+		rc = store_exec(s, del_sql, "outbox delete", "i", last);
+		return rc ? rc : store_exec(s, del_body_sql, "outbox delete", "i", last);
+	}
 	return store_exec(s, upd_sql, "outbox delete", "bi", done, GRP_DONE_BYTES(n), last);
 }
 
@@ -600,27 +650,25 @@ int store_outbox_reject(struct store *s, int64_t seq, const char *reason, int64_
 		}
 		struct outbox_group *g = s->grp_cache;
 		if (g && g->first + g->n - 1 == key && g->n == n &&
-		    g->type == sqlite3_column_int(st, 2) &&
-		    g->slen == (size_t)sqlite3_column_bytes(st, 3)) {
-			/* Opened by an earlier rejection in this transaction: a row's
-			 * sealed value never changes (seqs are never reused), only its
-			 * done bitmap, read afresh. */
+		    g->type == sqlite3_column_int(st, 2)) {
+			/* Opened by an earlier rejection in this transaction: a
+			 * group's sealed value never changes (seqs are never
+			 * reused), only its done bitmap, read afresh. */
 			done_from_row(st, 5, g->n, g->done);
+			sqlite3_reset(st);
 		} else {
+			sqlite3_reset(st);
 			store_outbox_cache_drop(s);
 			if (!(g = malloc(sizeof(*g)))) {
 				rc = -ENOMEM;
-				sqlite3_reset(st);
 				goto out;
 			}
-			if ((rc = group_open(s, st, g)) < 0) {
+			if ((rc = group_load(s, key, g)) < 0) {
 				free(g);
-				sqlite3_reset(st);
 				goto out;
 			}
 			s->grp_cache = g;
 		}
-		sqlite3_reset(st);
 		int i = (int)(seq - g->first);
 		if (group_done(g, i)) {
 			rc = -ENOENT;

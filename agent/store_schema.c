@@ -64,13 +64,19 @@ static const char *const migrations[] = {
     "CREATE INDEX incidents_ended ON incidents(ended_at) WHERE ended_at IS NOT NULL;",
 
     /* 3: groups. The events appended in one transaction are sealed as one
-     * outbox row (one AEAD instead of one per event); seq is then the last
-     * of its events. Rows already there are groups of one, as before. */
+     * value (one AEAD instead of one per event), kept in outbox_group under
+     * the outbox row of the group, whose seq is the last of its events
+     * (body and event_id empty there: ids are sealed inside). Rows already
+     * there are one-event rows, as before. */
     "ALTER TABLE outbox ADD COLUMN n INTEGER NOT NULL DEFAULT 1;" /* events in the row:
-                                     seqs seq-n+1 .. seq; ranges without sealing */
+                                     seqs seq-n+1 .. seq; ranges without unsealing */
     "ALTER TABLE outbox ADD COLUMN done BLOB;" /* groups: bitmap of events already
                                      delivered or rejected (bit i = seq-n+1+i), so that a
                                      group is deleted only when all are done; says nothing */
+    "CREATE TABLE outbox_group("
+    "  seq INTEGER PRIMARY KEY," /* the group's outbox row */
+    "  body BLOB NOT NULL"       /* sealed: the group's events */
+    ");"
     "CREATE INDEX outbox_groups ON outbox(seq) WHERE n > 1;",
 };
 

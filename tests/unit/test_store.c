@@ -503,6 +503,7 @@ static void test_outbox_groups(void **state)
 	model_check(t.s, &m);
 	tu_store_close(&t);
 	assert_int_equal(rows_in(dir, "SELECT count(*) FROM outbox"), 0);
+	assert_int_equal(rows_in(dir, "SELECT count(*) FROM outbox_group"), 0);
 #undef RND
 	free(m.ev);
 	free(m.got);

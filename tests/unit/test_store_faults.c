@@ -526,13 +526,15 @@ static void test_group_tamper_and_swaps(void **state)
 
 	sqlite3 *db = raw_open(dir);
 	char get[160], set[160], sql[256];
-	snprintf(get, sizeof(get), "SELECT body FROM outbox WHERE seq=%lld", (long long)(g1 + 4));
-	snprintf(set, sizeof(set), "UPDATE outbox SET body=? WHERE seq=%lld", (long long)(g1 + 4));
+	snprintf(get, sizeof(get), "SELECT body FROM outbox_group WHERE seq=%lld",
+	         (long long)(g1 + 4));
+	snprintf(set, sizeof(set), "UPDATE outbox_group SET body=? WHERE seq=%lld",
+	         (long long)(g1 + 4));
 	flip_blob(db, get, set, 77);
 	char k1[32], k2[32];
 	snprintf(k1, sizeof(k1), "%lld", (long long)(g2 + 4));
 	snprintf(k2, sizeof(k2), "%lld", (long long)(g3 + 4));
-	swap_col(db, "outbox", "body", "seq", k1, k2);
+	swap_col(db, "outbox_group", "body", "seq", k1, k2);
 	/* the SOS inside relabelled away: it would lose its priority */
 	snprintf(sql, sizeof(sql), "UPDATE outbox SET type=255 WHERE seq=%lld",
 	         (long long)(g4 + 3));
@@ -540,13 +542,17 @@ static void test_group_tamper_and_swaps(void **state)
 	/* the range cut short by one event */
 	snprintf(sql, sizeof(sql), "UPDATE outbox SET n=5 WHERE seq=%lld", (long long)(g5 + 5));
 	raw_exec(db, sql);
-	/* the whole row moved to other seqs */
-	snprintf(sql, sizeof(sql), "UPDATE outbox SET seq=%lld WHERE seq=%lld",
-	         (long long)(g9 + 100), (long long)(g6 + 2));
+	/* the whole group moved to other seqs */
+	snprintf(sql, sizeof(sql),
+	         "UPDATE outbox SET seq=%lld WHERE seq=%lld;"
+	         "UPDATE outbox_group SET seq=%lld WHERE seq=%lld",
+	         (long long)(g9 + 100), (long long)(g6 + 2), (long long)(g9 + 100),
+	         (long long)(g6 + 2));
 	raw_exec(db, sql);
 	/* a group's sealed body put into a single event's row */
 	snprintf(sql, sizeof(sql),
-	         "UPDATE outbox SET body=(SELECT body FROM outbox WHERE seq=%lld) WHERE seq=%lld",
+	         "UPDATE outbox SET body=(SELECT body FROM outbox_group WHERE seq=%lld) "
+	         "WHERE seq=%lld",
 	         (long long)(g7 + 3), (long long)lone);
 	raw_exec(db, sql);
 	/* a bitmap of the wrong size */
@@ -578,6 +584,22 @@ static void test_group_tamper_and_swaps(void **state)
 	assert_int_equal(n, 0);
 	assert_true(group_of(t.s, 2, 0, "after") > g9 + 2);
 	tu_store_close(&t);
+	/* quarantined groups took their sealed values along; delivered ones
+	 * are gone from both tables */
+	db = raw_open(dir);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "SELECT (SELECT count(*) FROM outbox_group), "
+	                                    "(SELECT count(*) FROM outbox), "
+	                                    "(SELECT count(*) FROM quarantine WHERE data IS NULL)",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 1);
+	assert_int_equal(sqlite3_column_int(st, 1), 1);
+	assert_int_equal(sqlite3_column_int(st, 2), 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
 }
 
 /* ---- keys ---- */
@@ -727,8 +749,9 @@ static void take_back(sqlite3 *db, int version)
 {
 	assert_int_equal(store_schema_version(), 3);
 	if (version < 3)
-		raw_exec(db, "DROP INDEX outbox_groups; ALTER TABLE outbox DROP COLUMN done;"
-		             "ALTER TABLE outbox DROP COLUMN n;");
+		raw_exec(db,
+		         "DROP INDEX outbox_groups; DROP TABLE outbox_group;"
+		         "ALTER TABLE outbox DROP COLUMN done; ALTER TABLE outbox DROP COLUMN n;");
 	if (version < 2)
 		raw_exec(db, "DROP INDEX outbox_sos; DROP INDEX incidents_ended;"
 		             "DROP TABLE quarantine;");
