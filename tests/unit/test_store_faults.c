@@ -1136,14 +1136,37 @@ static void test_disk_full(void **state)
 	assert_int_equal(n, ok);
 	struct count_cb c = {0};
 	assert_int_equal(store_outbox_peek(t.s, 2000, count_ev, &c), ok);
+	/* A transaction of events gathered into groups: its commit (or the
+	 * append that seals a full group) fails, nothing of it stays. */
+	for (int k = 10; k <= 70; k += 60) {
+		assert_int_equal(store_begin(t.s), 0);
+		for (int i = 0; i < k && rc == 0; i++)
+			rc = store_outbox_append(t.s, STORE_EVENT_NOTE, body, strlen(body), NULL,
+			                         NULL);
+		if (rc == 0)
+			rc = store_commit(t.s);
+		else
+			store_rollback(t.s);
+		assert_int_equal(rc, -ENOSPC);
+		assert_int_equal(store_outbox_count(t.s, &n), 0);
+		assert_int_equal(n, ok);
+		rc = 0;
+	}
 	/* space comes back */
 	raw_exec(t.s->db, "PRAGMA max_page_count = 1073741823");
 	assert_int_equal(store_outbox_append(t.s, STORE_EVENT_NOTE, body, strlen(body), NULL, NULL),
 	                 0);
+	assert_int_equal(store_begin(t.s), 0);
+	for (int i = 0; i < 70; i++)
+		assert_int_equal(
+		    store_outbox_append(t.s, STORE_EVENT_NOTE, body, strlen(body), NULL, NULL), 0);
+	assert_int_equal(store_commit(t.s), 0);
 	tu_store_close(&t);
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
 	assert_int_equal(store_outbox_count(t.s, &n), 0);
-	assert_int_equal(n, ok + 1);
+	assert_int_equal(n, ok + 71);
+	c.n = 0;
+	assert_int_equal(store_outbox_peek(t.s, 2000, count_ev, &c), ok + 71);
 	tu_store_close(&t);
 }
 
