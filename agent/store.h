@@ -143,7 +143,10 @@ enum store_event_type {
 /* Appends one event: body is the event's JSON object without event_id and
  * seq, which the store assigns (seq device-wide, never reused; event_id a
  * random UUID v4). When this returns 0 (outside store_begin) the event is
- * durable: it survives kill -9 and power loss. */
+ * durable: it survives kill -9 and power loss. Inside store_begin it is
+ * durable when store_commit returns 0; the events of one transaction are
+ * sealed together then (docs/store.md, "Groups"), and store_commit fails
+ * if they cannot be stored. */
 int store_outbox_append(struct store *s, enum store_event_type type, const void *body, size_t len,
                         int64_t *seq, char event_id[STORE_EVENT_ID_LEN + 1]);
 
@@ -157,8 +160,9 @@ struct store_event {
 void store_event_clear(struct store_event *ev);
 
 /* Calls cb for up to max queued events: SOS events first, then the rest in
- * seq order. A row that fails authentication is quarantined and skipped.
- * Returns the number of events passed to cb, or < 0. */
+ * seq order. A row that fails authentication is quarantined and skipped
+ * (a group row with every event in it). ev and its body are valid until cb
+ * returns. Returns the number of events passed to cb, or < 0. */
 typedef int (*store_event_fn)(void *arg, const struct store_event *ev);
 int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg);
 /* Removes delivered events (accepted or duplicate). */
