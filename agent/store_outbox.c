@@ -499,8 +499,11 @@ static int group_store_done(struct store *s, int64_t last, int n, const unsigned
  * most OUTBOX_GROUP_MAX events, so only rows keyed below b + that can. */
 static int groups_done(struct store *s, int64_t a, int64_t b)
 {
-	static const char sql[] = "SELECT seq, n, done FROM outbox "
-	                          "WHERE n > 1 AND seq >= ? AND seq < ? ORDER BY seq LIMIT 1";
+	/* outbox_group's keys are the index of groups (only group rows have
+	 * one); CROSS JOIN keeps it the outer loop. */
+	static const char sql[] = "SELECT o.seq, o.n, o.done FROM outbox_group g CROSS JOIN "
+	                          "outbox o ON o.seq = g.seq WHERE g.seq >= ? AND g.seq < ? "
+	                          "ORDER BY g.seq LIMIT 1";
 	unsigned char done[GRP_DONE_BYTES(OUTBOX_GROUP_MAX)];
 	for (int64_t cur = a;;) {
 		sqlite3_stmt *st = store_stmt(s, sql);
@@ -515,11 +518,12 @@ static int groups_done(struct store *s, int64_t a, int64_t b)
 		}
 		int64_t last = sqlite3_column_int64(st, 0);
 		int n = sqlite3_column_int(st, 1);
-		if (n > OUTBOX_GROUP_MAX || last - n + 1 > b) {
+		int damaged = n < 2 || n > OUTBOX_GROUP_MAX;
+		if (damaged || last - n + 1 > b) {
 			/* Starts after b (so every later one does), or damaged:
 			 * peek quarantines it. */
 			sqlite3_reset(st);
-			if (last - n + 1 > b && n <= OUTBOX_GROUP_MAX)
+			if (!damaged)
 				return 0;
 			cur = last + 1;
 			continue;
@@ -692,7 +696,8 @@ out:
 int store_outbox_count(struct store *s, int64_t *n)
 {
 	static const char rows_sql[] = "SELECT count(*) FROM outbox";
-	static const char groups_sql[] = "SELECT n, done FROM outbox WHERE n > 1";
+	static const char groups_sql[] = "SELECT o.n, o.done FROM outbox_group g CROSS JOIN "
+	                                 "outbox o ON o.seq = g.seq";
 	int rc = store_outbox_seal_pending(s);
 	if (rc < 0)
 		return rc;
@@ -710,7 +715,7 @@ int store_outbox_count(struct store *s, int64_t *n)
 	unsigned char done[GRP_DONE_BYTES(OUTBOX_GROUP_MAX)];
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int k = sqlite3_column_int(st, 0);
-		if (k > OUTBOX_GROUP_MAX)
+		if (k < 2 || k > OUTBOX_GROUP_MAX)
 			continue; /* damaged: counted as one row until peek quarantines it */
 		done_from_row(st, 1, k, done);
 		int left = k;

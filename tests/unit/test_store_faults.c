@@ -750,7 +750,7 @@ static void take_back(sqlite3 *db, int version)
 	assert_int_equal(store_schema_version(), 3);
 	if (version < 3)
 		raw_exec(db,
-		         "DROP INDEX outbox_groups; DROP TABLE outbox_group;"
+		         "DROP TABLE outbox_group;"
 		         "ALTER TABLE outbox DROP COLUMN done; ALTER TABLE outbox DROP COLUMN n;");
 	if (version < 2)
 		raw_exec(db, "DROP INDEX outbox_sos; DROP INDEX incidents_ended;"
