@@ -136,10 +136,16 @@ static int walk_events(struct store *s, sqlite3_stmt *st, size_t max, store_even
 
 int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg)
 {
+	return store_outbox_peek_after(s, 0, max, cb, arg);
+}
+
+int store_outbox_peek_after(struct store *s, int64_t after_seq, size_t max, store_event_fn cb,
+                            void *arg)
+{
 	static const char sos_sql[] = "SELECT seq, event_id, type, body FROM outbox "
-	                              "WHERE type = 3 ORDER BY seq LIMIT ?";
+	                              "WHERE type = 3 ORDER BY seq LIMIT ?1";
 	static const char rest_sql[] = "SELECT seq, event_id, type, body FROM outbox "
-	                               "WHERE type != 3 ORDER BY seq LIMIT ?";
+	                               "WHERE type != 3 AND seq > ?2 ORDER BY seq LIMIT ?1";
 	size_t given = 0;
 	struct store_bad bad = {0};
 	sqlite3_stmt *st = store_stmt(s, sos_sql);
@@ -148,6 +154,8 @@ int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg)
 	int rc = walk_events(s, st, max, cb, arg, &given, &bad);
 	if (rc == 0 && given < max) {
 		st = store_stmt(s, rest_sql);
+		if (st)
+			sqlite3_bind_int64(st, 2, after_seq);
 		rc = st ? walk_events(s, st, max, cb, arg, &given, &bad) : -EIO;
 	}
 	store_bad_flush(s, &bad, "outbox", "seq");

@@ -298,6 +298,14 @@ static void check_done(struct http *h)
 		resp.bytes_up =
 		    (curl_off_t)req >= up ? (uint64_t)req : (uint64_t)req + (uint64_t)up;
 		resp.bytes_down = (uint64_t)hdr + (uint64_t)down;
+		long conns = 0, ver = 0;
+		curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &conns);
+		curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &ver);
+		resp.new_conns = (int)conns;
+		resp.http_version = ver == CURL_HTTP_VERSION_2_0   ? 20
+		                    : ver == CURL_HTTP_VERSION_1_1 ? 11
+		                    : ver == CURL_HTTP_VERSION_1_0 ? 10
+		                                                   : 0;
 		resp.body = r->resp ? r->resp : (const unsigned char *)"";
 		resp.body_len = r->resp_len;
 		/* The request leaves the multi handle before its callback, which
@@ -351,6 +359,11 @@ int http_open(struct loop *l, const struct http_params *p, struct http **out, ch
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	/* HTTP/2 over TLS: the long poll, events, positions and heartbeat share
+	 * one connection (one handshake, one congestion window on a slow
+	 * link). Plain http (loopback only) stays HTTP/1.1, a connection per
+	 * concurrent request. */
+	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HTTP_MAX_HOST_CONNS);
 	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)HTTP_MAX_HOST_CONNS);
 	*out = h;
@@ -502,6 +515,11 @@ int http_request(struct http *h, const char *method, const char *path_query, con
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(h->stall_s + hold_s));
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	/* Requests started together (at start-up, after an outage) wait for
+	 * the first connection to say whether it multiplexes instead of each
+	 * opening its own (and doing its own TLS handshake). */
+	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip");
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
