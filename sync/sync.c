@@ -1,6 +1,9 @@
 /* The sync engine: four request streams (assignments, events, positions,
- * heartbeat), each at most one request in flight, sharing one connection
- * pool, one backoff and one "not before" gate for the server. */
+ * heartbeat), sharing one connection pool (one HTTP/2 connection over
+ * TLS), one backoff and one "not before" gate for the server. Each has at
+ * most one request in flight, except events: up to s->window batches, the
+ * later ones over incidents the earlier ones do not touch (the lead's
+ * decision, docs/device-api.md §9 "Two events batches in flight"). */
 #include "sync/sync.h"
 #include "agent/config.h"
 #include "agent/log.h"
@@ -216,6 +219,8 @@ static enum verdict judge(struct sync *s, struct chan *c, const struct http_resp
 {
 	s->stats.requests++;
 	s->stats.connects += r->new_conns;
+	if (r->http_version == 20)
+		s->stats.http2++;
 	s->stats.bytes_up += r->bytes_up;
 	s->stats.bytes_down += r->bytes_down;
 	if (r->status == 0) {

@@ -3,7 +3,8 @@
  *
  * While started it keeps one assignments long poll open, drains the outbox
  * (SOS first, then seq order; an event leaves the queue only after its
- * result), uploads the position trail in batches and sends heartbeats.
+ * result; a second batch in flight only over other incidents than the
+ * first's), uploads the position trail in batches and sends heartbeats.
  * Failures back off exponentially with full jitter (1 s … 5 min), a
  * 429/503 Retry-After holds every request to the server until it passes.
  *
@@ -150,6 +151,7 @@ struct sync_stats {
 	uint64_t incidents_stored, envelopes_dropped;
 	uint64_t clock_skew_retries;
 	uint64_t connects;       /* new connections libcurl made for these requests */
+	uint64_t http2;          /* requests answered over HTTP/2 */
 	uint64_t events_batches; /* events requests started */
 	uint64_t events_overlap; /* …of them while another batch was in flight */
 	uint64_t events_max_flight;

@@ -11,6 +11,7 @@
 #include "agent/config.h"
 #include "agent/loop.h"
 #include "agent/store.h"
+#include "sync/proto.h"
 #include "sync/sync.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
@@ -81,7 +82,7 @@ static int setup(void **state)
 	         "daemon off; master_process off; pid %s/nginx.pid; error_log %s/nginx.err;\n"
 	         "events {}\n"
 	         "http { access_log off; client_body_temp_path %s; proxy_temp_path %s;\n"
-	         " server { listen 127.0.0.1:%d ssl; ssl_certificate %s/srv.pem;\n"
+	         " server { listen 127.0.0.1:%d ssl http2; ssl_certificate %s/srv.pem;\n"
 	         "  ssl_certificate_key %s/srv.key;\n"
 	         "  location / { proxy_pass http://127.0.0.1:%d; proxy_http_version 1.1;\n"
 	         "   proxy_buffering off; proxy_read_timeout 60s; } } }\n"
@@ -206,6 +207,72 @@ static void test_public_key_pinning(void **state)
 	                   "tok-badpin", err, sizeof(err)) < 0);
 }
 
+static void on_drained(void *arg, const struct sync_note *n)
+{
+	if (n->kind == SYNC_NOTE_DRAINED)
+		(*(int *)arg)++;
+}
+
+/* HTTP/2 through nginx: the long poll, the heartbeat and two events batches
+ * in flight at once all ride one TLS connection (one handshake). */
+static void test_one_connection_http2(void **state)
+{
+	struct env *e = *state;
+	need(e);
+	char *dir = tu_tmpdir("tlsh2");
+	struct tu_store t;
+	struct loop *l;
+	struct config cfg;
+	struct sync *s;
+	char err[256] = "";
+	int drained = 0;
+	assert_int_equal(tu_store_open(&t, dir, 1), 0);
+	assert_int_equal(loop_open(&l), 0);
+	config_defaults(&cfg);
+	snprintf(cfg.server.url, sizeof(cfg.server.url), "https://localhost:%d/api", e->port);
+	snprintf(cfg.server.ca_file, sizeof(cfg.server.ca_file), "%s/ca.pem", e->dir);
+	assert_int_equal(refsrv_token(&e->srv, "TLS-UNIT", "tok-h2"), 0);
+	struct sync_enroll_info info = {.token = "tok-h2", .serial = "tok-h2", .board = "host"};
+	int rc = sync_enroll(l, t.s, &cfg, &info, err, sizeof(err));
+	if (rc)
+		fail_msg("enroll: %d %s", rc, err);
+	/* 1,200 SOS events: three batches, the first two in flight together */
+	assert_int_equal(store_begin(t.s), 0);
+	for (int i = 0; i < 1200; i++) {
+		struct proto_event ev = {
+		    .type = PROTO_EV_SOS, .at_ms = 1764400000000 + i, .clock = PROTO_CLOCK_GPS};
+		assert_int_equal(sync_event_queue(t.s, &ev, NULL, NULL), 0);
+	}
+	assert_int_equal(store_commit(t.s), 0);
+	struct sync_params p = {.loop = l,
+	                        .store = t.s,
+	                        .cfg = &cfg,
+	                        .note = on_drained,
+	                        .arg = &drained,
+	                        .position_upload_s = 3600};
+	assert_int_equal(sync_open(&p, &s, err, sizeof(err)), 0);
+	assert_int_equal(sync_start(s), 0);
+	int64_t until = loop_now_ms() + 20000, left = 1;
+	while (!(drained && (store_outbox_count(t.s, &left), left == 0)) && loop_now_ms() < until)
+		assert_true(loop_run_once(l, 50) >= 0);
+	assert_int_equal(left, 0);
+	struct sync_stats st;
+	sync_get_stats(s, &st);
+	print_message("# %llu requests (%llu over HTTP/2), %llu new connection(s), %llu batches "
+	              "(%llu while another was in flight)\n",
+	              (unsigned long long)st.requests, (unsigned long long)st.http2,
+	              (unsigned long long)st.connects, (unsigned long long)st.events_batches,
+	              (unsigned long long)st.events_overlap);
+	assert_true(st.requests >= 4);
+	assert_int_equal(st.http2, st.requests);
+	assert_true(st.events_overlap >= 1);
+	assert_int_equal(st.connects, 1);
+	sync_close(s);
+	loop_close(l);
+	tu_store_close(&t);
+	tu_rmrf(dir);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -213,6 +280,7 @@ int main(void)
 	    cmocka_unit_test(test_trusted_ca_enrolls),
 	    cmocka_unit_test(test_untrusted_certificate_refused),
 	    cmocka_unit_test(test_public_key_pinning),
+	    cmocka_unit_test(test_one_connection_http2),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
