@@ -54,6 +54,7 @@ struct http {
 	http_sign_fn sign;
 	void *sign_arg;
 	int64_t clock_offset_s;
+	long max_conns; /* CURLMOPT_MAX_HOST_CONNECTIONS now */
 };
 
 /* ---- URL policy ---- */
@@ -302,6 +303,21 @@ static void check_done(struct http *h)
 		curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &conns);
 		curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &ver);
 		resp.new_conns = (int)conns;
+		/* Once the server has answered over HTTP/2, one connection is
+		 * enough and more are waste: when a connection dies with several
+		 * streams on it, libcurl retries each on a fresh connection of
+		 * its own (three TLS handshakes after every outage, measured);
+		 * with the bound at 1 the retries queue and join the first one as
+		 * soon as it is known to multiplex. An HTTP/1.x answer lifts the
+		 * bound again (the long poll must not hold the only connection). */
+		long want = ver == CURL_HTTP_VERSION_2_0 ? 1
+		            : ver == CURL_HTTP_VERSION_1_1 || ver == CURL_HTTP_VERSION_1_0
+		                ? (long)HTTP_MAX_HOST_CONNS
+		                : h->max_conns;
+		if (want != h->max_conns) {
+			h->max_conns = want;
+			curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, want);
+		}
 		resp.http_version = ver == CURL_HTTP_VERSION_2_0   ? 20
 		                    : ver == CURL_HTTP_VERSION_1_1 ? 11
 		                    : ver == CURL_HTTP_VERSION_1_0 ? 10
@@ -365,6 +381,7 @@ int http_open(struct loop *l, const struct http_params *p, struct http **out, ch
 	 * concurrent request. */
 	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HTTP_MAX_HOST_CONNS);
+	h->max_conns = HTTP_MAX_HOST_CONNS;
 	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)HTTP_MAX_HOST_CONNS);
 	*out = h;
 	return 0;

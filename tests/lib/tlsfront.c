@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,6 +63,8 @@ int tlsfront_start(struct tlsfront *t, const char *dir, int upstream_port)
 	if (t->pid == 0) {
 		char conf[600];
 		snprintf(conf, sizeof(conf), "%s/nginx.conf", dir);
+		/* it dies with the test or bench that started it */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		setpgid(0, 0);
 		execlp("nginx", "nginx", "-c", conf, "-e", "/dev/null", (char *)NULL);
 		_exit(127);
