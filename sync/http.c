@@ -55,6 +55,7 @@ struct http {
 	void *sign_arg;
 	int64_t clock_offset_s;
 	long max_conns; /* CURLMOPT_MAX_HOST_CONNECTIONS now */
+	int tls;        /* https: HTTP/2 wanted */
 };
 
 /* ---- URL policy ---- */
@@ -361,6 +362,7 @@ int http_open(struct loop *l, const struct http_params *p, struct http **out, ch
 	h->request_timeout_s = p->request_timeout_s > 0 ? p->request_timeout_s : 60;
 	h->stall_s = p->stall_s > 0 ? p->stall_s : 20;
 	h->base_url = strdup(p->base_url);
+	h->tls = strncasecmp(p->base_url, "https:", 6) == 0;
 	h->ca_file = p->ca_file && p->ca_file[0] ? strdup(p->ca_file) : NULL;
 	h->pinned = p->pinned_pubkey && p->pinned_pubkey[0] ? strdup(p->pinned_pubkey) : NULL;
 	h->multi = curl_multi_init();
@@ -532,11 +534,18 @@ int http_request(struct http *h, const char *method, const char *path_query, con
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(h->stall_s + hold_s));
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	/* Requests started together (at start-up, after an outage) wait for
-	 * the first connection to say whether it multiplexes instead of each
-	 * opening its own (and doing its own TLS handshake). */
-	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	if (h->tls) {
+		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+		/* Requests started together (at start-up, after an outage) wait
+		 * for the first connection's ALPN to say whether it multiplexes,
+		 * instead of each opening its own (and its own TLS handshake). */
+		curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	} else {
+		/* Plain http is HTTP/1.1: with PIPEWAIT libcurl would hold every
+		 * other request until the first one's answer headers arrived —
+		 * up to a whole long poll. */
+		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	}
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip");
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
