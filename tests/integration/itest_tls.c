@@ -15,6 +15,7 @@
 #include "sync/sync.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
+#include "tests/lib/tlsfront.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -31,10 +32,10 @@
 struct env {
 	char *dir;
 	struct refsrv srv;
-	pid_t lp; /* linkproxy of test_one_new_connection_after_reset */
-	pid_t nginx;
-	int port;
-	char pin[128]; /* sha256//… of the server's public key */
+	pid_t lp;            /* linkproxy of test_one_new_connection_after_reset */
+	struct tlsfront tls; /* nginx */
+	int port;            /* its port */
+	char pin[128];       /* sha256//… of the server's public key */
 };
 
 static int sh(const char *cmd)
@@ -52,68 +53,34 @@ static int setup(void **state)
 	e->dir = tu_tmpdir("tls");
 	if (refsrv_start(&e->srv, e->dir, NULL) < 0)
 		return 0;
-	char cmd[4096];
-	/* a CA, a server certificate for localhost signed by it, and a
-	 * stranger's CA that signed nothing here */
-	snprintf(
-	    cmd, sizeof(cmd),
-	    "cd %s && "
-	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-	    "-subj /CN=ess-test-ca -keyout ca.key -out ca.pem >/dev/null 2>&1 && "
-	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-	    "-subj /CN=stranger -keyout other.key -out other.pem >/dev/null 2>&1 && "
-	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost "
-	    "-keyout srv.key -out srv.csr >/dev/null 2>&1 && "
-	    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext && "
-	    "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-	    "-extfile ext -out srv.pem >/dev/null 2>&1 && "
-	    "openssl pkey -in srv.key -pubout -outform DER 2>/dev/null | openssl dgst -sha256 "
-	    "-binary | openssl base64 > pin",
-	    e->dir);
-	if (sh(cmd) != 0)
+	/* nginx with a CA and a certificate for localhost it signed
+	 * (tests/lib/tlsfront), then a stranger's CA that signed nothing here
+	 * and the pin of the server's key */
+	if (tlsfront_start(&e->tls, e->dir, e->srv.port) < 0)
 		return 0;
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd),
+	         "cd %s && "
+	         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+	         "-subj /CN=stranger -keyout other.key -out other.pem >/dev/null 2>&1 && "
+	         "openssl pkey -in srv.key -pubout -outform DER 2>/dev/null | openssl dgst -sha256 "
+	         "-binary | openssl base64 > pin",
+	         e->dir);
+	if (sh(cmd) != 0) {
+		tlsfront_stop(&e->tls);
+		return 0;
+	}
 	size_t len;
 	unsigned char *pin = tu_read_file(strcat(strcpy(cmd, e->dir), "/pin"), &len);
-	if (!pin)
+	if (!pin) {
+		tlsfront_stop(&e->tls);
 		return 0;
+	}
 	while (len && (pin[len - 1] == '\n' || pin[len - 1] == '\r'))
 		len--;
 	snprintf(e->pin, sizeof(e->pin), "sha256//%.*s", (int)len, (char *)pin);
 	free(pin);
-
-	e->port = tu_free_port();
-	snprintf(cmd, sizeof(cmd),
-	         "cat > %s/nginx.conf <<EOF\n"
-	         "daemon off; master_process off; pid %s/nginx.pid; error_log %s/nginx.err;\n"
-	         "events {}\n"
-	         "http { access_log off; client_body_temp_path %s; proxy_temp_path %s;\n"
-	         " server { listen 127.0.0.1:%d ssl http2; ssl_certificate %s/srv.pem;\n"
-	         "  ssl_certificate_key %s/srv.key;\n"
-	         "  location / { proxy_pass http://127.0.0.1:%d; proxy_http_version 1.1;\n"
-	         "   proxy_buffering off; proxy_read_timeout 60s; } } }\n"
-	         "EOF",
-	         e->dir, e->dir, e->dir, e->dir, e->dir, e->port, e->dir, e->dir, e->srv.port);
-	if (sh(cmd) != 0)
-		return 0;
-	e->nginx = fork();
-	if (e->nginx == 0) {
-		char conf[600];
-		snprintf(conf, sizeof(conf), "%s/nginx.conf", e->dir);
-		setpgid(0, 0);
-		execlp("nginx", "nginx", "-c", conf, "-e", "/dev/null", (char *)NULL);
-		_exit(127);
-	}
-	/* listening? */
-	snprintf(
-	    cmd, sizeof(cmd),
-	    "for i in $(seq 50); do curl -s --cacert %s/ca.pem https://localhost:%d/admin/health "
-	    "-o /dev/null && exit 0; sleep 0.1; done; exit 1",
-	    e->dir, e->port);
-	if (sh(cmd) != 0) {
-		kill(e->nginx, SIGKILL);
-		waitpid(e->nginx, NULL, 0);
-		e->nginx = 0;
-	}
+	e->port = e->tls.port;
 	return 0;
 }
 
@@ -122,13 +89,7 @@ static int teardown(void **state)
 	struct env *e = *state;
 	if (!e)
 		return 0;
-	if (e->nginx > 0) {
-		kill(-e->nginx, SIGTERM);
-		kill(e->nginx, SIGTERM);
-		usleep(200000);
-		kill(-e->nginx, SIGKILL);
-		waitpid(e->nginx, NULL, 0);
-	}
+	tlsfront_stop(&e->tls);
 	if (e->lp > 0) {
 		kill(e->lp, SIGTERM);
 		waitpid(e->lp, NULL, 0);
@@ -168,7 +129,7 @@ static int enroll(struct env *e, const char *ca, const char *pin, const char *to
 
 static void need(struct env *e)
 {
-	if (!e || e->nginx <= 0 || e->srv.pid <= 0) {
+	if (!e || e->tls.pid <= 0 || e->srv.pid <= 0) {
 		print_message("# nginx, openssl or the reference server missing: skipped\n");
 		skip();
 	}
