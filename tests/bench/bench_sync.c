@@ -317,15 +317,16 @@ static const char *const notes_th[] = {
 };
 
 /* The 10,000 events of the drain, on incidents that exist on the server
- * (so the answers are "accepted", as in the field): NINC incidents for the
- * unit, stored on the device before the outage (their receipts delivered
- * then, not counted); during the outage each gets, in the order a
- * responder makes them, acknowledged, en_route, on_scene, six notes (Thai
- * text) and a final status (resolved 80 %, referred 15 %, unable_to_locate
- * 5 %). Incidents are worked one after the other, but the last two events
- * of one (a note, the final status) often come after the next one was
- * acknowledged (0-3 events later): batches end where an incident is still
- * open about half the time. */
+ * (so the answers are "accepted", as in the field): NINC incidents made for
+ * the unit through the dispatcher API. The device is past them in the feed
+ * (its cursor at the feed's end, as after fetching them: past_feed) and its
+ * outbox holds, for each, in the order a responder makes them: the receipt
+ * of version 1, acknowledged, en_route, on_scene, five notes (Thai text)
+ * and a final status (resolved 80 %, referred 15 %, unable_to_locate 5 %)
+ * — 10 per incident. Incidents are worked one after the other, but the
+ * last two events of one (a note, the final status) often come after the
+ * next one was received (0-3 events later): batches end where an incident
+ * is still open about half the time. */
 #define NINC    1000
 #define PER_INC 10
 
@@ -347,19 +348,23 @@ static void make_incidents(struct env *e)
 	}
 }
 
-/* The device online until it holds every incident and its outbox is
- * empty (receipts delivered), then offline (the engine stopped). */
-static void presync(struct env *e)
+/* The device's feed cursor at the end of the feed, as after fetching the
+ * NINC incidents (and nothing else is in this server's feed): the
+ * reference server's cursors are c<feed position> (docs/device-api.md §9).
+ * Checked after each run: no incident may have come down (past_feed_held). */
+static void past_feed(struct env *e)
 {
-	int64_t left = 1;
-	if (sync_start(e->s) < 0)
-		die("sync_start", -1);
-	RUN_UNTIL(e, e->incidents >= NINC && (store_outbox_count(e->t.s, &left), left == 0), 60000);
-	if (e->incidents < NINC || left)
-		die("storing the incidents before the outage", e->incidents);
-	sync_stop(e->s);
-	RUN_UNTIL(e, 0, 50);
-	e->drained = 0;
+	char c[32];
+	int n = snprintf(c, sizeof(c), "c%d", NINC);
+	if (store_state_set(e->t.s, SYNC_KEY_CURSOR, c, (size_t)n) < 0)
+		die("setting the cursor", -1);
+}
+
+static void past_feed_held(const struct env *e)
+{
+	if (e->incidents)
+		die("the device fetched incidents it was past (the cursor form changed?)",
+		    e->incidents);
 }
 
 struct slot {
@@ -400,15 +405,17 @@ static void queue_10k(struct env *e)
 		                         .accuracy_m = 5 + bench_rng_below(&r, 20)};
 		snprintf(ev.incident_id, sizeof(ev.incident_id), "INC-2568-%06d", sl[j].inc);
 		int k = sl[j].k;
-		if (k >= 3 && k < PER_INC - 1) {
+		if (k == 0) {
+			ev.type = PROTO_EV_RECEIPT;
+		} else if (k >= 4 && k < PER_INC - 1) {
 			ev.type = PROTO_EV_NOTE;
 			ev.text = notes_th[bench_rng_below(&r, 3)];
 		} else {
 			unsigned f = bench_rng_below(&r, 20);
 			ev.type = PROTO_EV_STATUS;
-			ev.status = k == 0   ? PROTO_STATUS_ACKNOWLEDGED
-			            : k == 1 ? PROTO_STATUS_EN_ROUTE
-			            : k == 2 ? PROTO_STATUS_ON_SCENE
+			ev.status = k == 1   ? PROTO_STATUS_ACKNOWLEDGED
+			            : k == 2 ? PROTO_STATUS_EN_ROUTE
+			            : k == 3 ? PROTO_STATUS_ON_SCENE
 			            : f < 16 ? PROTO_STATUS_RESOLVED
 			            : f < 19 ? PROTO_STATUS_REFERRED
 			                     : PROTO_STATUS_UNABLE_TO_LOCATE;
@@ -448,7 +455,7 @@ static void drain_once(int lte, struct drain_run *out)
 	double u0, s0, u1, s1;
 	env_open(&e, 3600, lte ? LINK_LTE : LINK_DIRECT);
 	make_incidents(&e);
-	presync(&e);
+	past_feed(&e);
 	queue_10k(&e);
 	if (lte)
 		proxy_stats(&e.px, &out->px0);
@@ -461,6 +468,7 @@ static void drain_once(int lte, struct drain_run *out)
 	int64_t left = 1;
 	RUN_UNTIL(&e, e.drained && (store_outbox_count(e.t.s, &left), left == 0), 180000);
 	out->wall_ms = (double)(bench_now_ns() - w0) / 1e6;
+	past_feed_held(&e);
 	cpu_ms(&u1, &s1);
 	out->cpu_user_ms = u1 - u0;
 	out->cpu_sys_ms = s1 - s0;
@@ -570,8 +578,8 @@ static void bench_drain_lte(void)
  * new connection: the TCP connections the proxy accepted (each one a
  * TCP + TLS handshake attempt; libcurl's CURLINFO_NUM_CONNECTS printed
  * alongside, it counts only the connects that succeeded). Figure: 100 x
- * (requests - new connections) / requests. The enrollment and the
- * incidents' download before (set-up) are not counted. */
+ * (requests - new connections) / requests. The enrollment and the engine's
+ * first connection (set-up) are not counted. */
 #define ONLINE_S 30
 #define OUTAGE_S 20
 
@@ -581,14 +589,20 @@ static void tls_once(double *pct, double *drain_ratio)
 	long code;
 	env_open(&e, 3600, LINK_TLS_LTE);
 	make_incidents(&e);
-	presync(&e);
+	past_feed(&e);
+	/* set-up, not counted: the engine started, its first connection made
+	 * (the heartbeat answered, the long poll parked) */
+	if (sync_start(e.s) < 0)
+		die("sync_start", -1);
+	RUN_UNTIL(&e, sync_online(e.s), 10000);
+	RUN_UNTIL(&e, 0, 500);
+	if (!sync_online(e.s))
+		die("going online through TLS", -1);
 	struct sync_stats st0, st1, st2;
 	struct proxy_stats p0, p1, p2;
 	sync_get_stats(e.s, &st0);
 	proxy_stats(&e.px, &p0);
 	/* online */
-	if (sync_start(e.s) < 0)
-		die("sync_start", -1);
 	RUN_UNTIL(&e, 0, ONLINE_S * 1000);
 	sync_get_stats(e.s, &st1);
 	/* outage */
@@ -613,6 +627,7 @@ static void tls_once(double *pct, double *drain_ratio)
 		die("draining through TLS", (long)left);
 	double wall_ms = (double)(bench_now_ns() - back) / 1e6;
 	double from_first_ms = (double)(bench_now_ns() - first) / 1e6;
+	past_feed_held(&e);
 	sync_get_stats(e.s, &st2);
 	proxy_stats(&e.px, &p2);
 	cJSON_Delete(refsrv_admin(&e.srv, "GET", "/admin/health", NULL, &code));
