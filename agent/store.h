@@ -165,6 +165,11 @@ void store_event_clear(struct store_event *ev);
  * returns. Returns the number of events passed to cb, or < 0. */
 typedef int (*store_event_fn)(void *arg, const struct store_event *ev);
 int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg);
+/* The same, but only the non-SOS events with seq > after_seq (every SOS
+ * event is still given, first): the drain skips what it has in flight
+ * without reading and decrypting those rows again. */
+int store_outbox_peek_after(struct store *s, int64_t after_seq, size_t max, store_event_fn cb,
+                            void *arg);
 /* Removes delivered events (accepted or duplicate). */
 int store_outbox_delivered(struct store *s, const int64_t *seqs, size_t n);
 /* Moves an event to the rejected list with the server's reason. */

@@ -376,15 +376,15 @@ static void group_event(const struct outbox_group *g, int i, struct store_event 
 
 /* Passes the events of a group that are not done and belong to this pass
  * (SOS or the rest) to cb. Returns cb's non-zero answer, else 0. */
-static int walk_group(const struct outbox_group *g, int sos_pass, size_t max, store_event_fn cb,
-                      void *arg, size_t *given)
+static int walk_group(const struct outbox_group *g, int sos_pass, int64_t after_seq, size_t max,
+                      store_event_fn cb, void *arg, size_t *given)
 {
 	for (int i = 0; i < g->n && *given < max; i++) {
 		if (group_done(g, i))
 			continue;
 		struct store_event ev;
 		group_event(g, i, &ev);
-		if ((ev.type == STORE_EVENT_SOS) != sos_pass)
+		if ((ev.type == STORE_EVENT_SOS) != sos_pass || (!sos_pass && ev.seq <= after_seq))
 			continue;
 		int r = cb(arg, &ev);
 		sodium_memzero(&ev, sizeof(ev));
@@ -396,8 +396,9 @@ static int walk_group(const struct outbox_group *g, int sos_pass, size_t max, st
 }
 
 /* Passes up to max events from the statement to cb; counts in *given. */
-static int walk_events(struct store *s, sqlite3_stmt *st, int sos_pass, size_t max,
-                       store_event_fn cb, void *arg, size_t *given, struct store_bad *bad)
+static int walk_events(struct store *s, sqlite3_stmt *st, int sos_pass, int64_t after_seq,
+                       size_t max, store_event_fn cb, void *arg, size_t *given,
+                       struct store_bad *bad)
 {
 	int rc = SQLITE_DONE;
 	while (*given < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -406,7 +407,7 @@ static int walk_events(struct store *s, sqlite3_stmt *st, int sos_pass, size_t m
 			struct outbox_group g;
 			r = group_open(s, st, &g);
 			if (r == 0) {
-				r = walk_group(&g, sos_pass, max, cb, arg, given);
+				r = walk_group(&g, sos_pass, after_seq, max, cb, arg, given);
 				group_clear(&g);
 				if (r) {
 					sqlite3_reset(st);
@@ -445,15 +446,24 @@ static int walk_events(struct store *s, sqlite3_stmt *st, int sos_pass, size_t m
 
 int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg)
 {
+	return store_outbox_peek_after(s, 0, max, cb, arg);
+}
+
+int store_outbox_peek_after(struct store *s, int64_t after_seq, size_t max, store_event_fn cb,
+                            void *arg)
+{
 	/* SOS rows are single SOS events and groups with one inside; the
 	 * second pass takes every other row and every group, skipping the SOS
-	 * events the first pass gave. No LIMIT: a group may have fewer events
+	 * events the first pass gave and events at or below after_seq (a
+	 * group's row seq is its last event's, so a group that straddles
+	 * after_seq is still read). No LIMIT: a group may have fewer events
 	 * left than rows count (or none for this pass); rows come in seq order
 	 * without a sort, so the walk stops reading where it stops. */
 	static const char sos_sql[] = "SELECT seq, event_id, type, " BODY_COLUMN ", n, done "
 	                              "FROM outbox WHERE type = 3 ORDER BY seq";
 	static const char rest_sql[] = "SELECT seq, event_id, type, " BODY_COLUMN ", n, done "
-	                               "FROM outbox WHERE type != 3 OR n != 1 ORDER BY seq";
+	                               "FROM outbox WHERE (type != 3 OR n != 1) AND seq > ?1 "
+	                               "ORDER BY seq";
 	size_t given = 0;
 	struct store_bad bad = {0};
 	int rc = store_outbox_seal_pending(s);
@@ -462,10 +472,12 @@ int store_outbox_peek(struct store *s, size_t max, store_event_fn cb, void *arg)
 	sqlite3_stmt *st = store_stmt(s, sos_sql);
 	if (!st)
 		return -EIO;
-	rc = walk_events(s, st, 1, max, cb, arg, &given, &bad);
+	rc = walk_events(s, st, 1, 0, max, cb, arg, &given, &bad);
 	if (rc == 0 && given < max) {
 		st = store_stmt(s, rest_sql);
-		rc = st ? walk_events(s, st, 0, max, cb, arg, &given, &bad) : -EIO;
+		if (st)
+			sqlite3_bind_int64(st, 1, after_seq);
+		rc = st ? walk_events(s, st, 0, after_seq, max, cb, arg, &given, &bad) : -EIO;
 	}
 	if (store_bad_flush(s, &bad, "outbox", "seq"))
 		drop_orphan_bodies(s);

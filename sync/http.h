@@ -4,7 +4,9 @@
  * failure) is complete.
  *
  * One multi handle per struct http: connections are kept alive and reused,
- * at most HTTP_MAX_HOST_CONNS per host. TLS peer and host verification are
+ * at most HTTP_MAX_HOST_CONNS per host. https uses HTTP/2 when the server
+ * offers it (ALPN): every request then shares one connection, multiplexed;
+ * plain http is HTTP/1.1. TLS peer and host verification are
  * always on for https; plain http is refused unless the base URL's host is a
  * loopback address (127.0.0.0/8, ::1, localhost). Redirects are never
  * followed.
@@ -52,6 +54,9 @@ struct http_response {
 	size_t body_len;
 	uint64_t bytes_up;   /* request line, headers and body as sent */
 	uint64_t bytes_down; /* status line, headers and body as received */
+	int new_conns;       /* connections libcurl opened for this request (0: it reused one;
+	                      * CURLINFO_NUM_CONNECTS) */
+	long http_version;   /* 11 or 20 (CURLINFO_HTTP_VERSION); 0 when unknown */
 };
 
 /* Runs from the loop once, when the request ends. Not called for a request

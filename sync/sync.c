@@ -1,6 +1,9 @@
 /* The sync engine: four request streams (assignments, events, positions,
- * heartbeat), each at most one request in flight, sharing one connection
- * pool, one backoff and one "not before" gate for the server. */
+ * heartbeat), sharing one connection pool (one HTTP/2 connection over
+ * TLS), one backoff and one "not before" gate for the server. Each has at
+ * most one request in flight, except events: up to s->window batches, the
+ * later ones over incidents the earlier ones do not touch (the lead's
+ * decision, docs/device-api.md §9 "Two events batches in flight"). */
 #include "sync/sync.h"
 #include "agent/config.h"
 #include "agent/log.h"
@@ -30,6 +33,13 @@
 
 struct sync;
 typedef void (*chan_start_fn)(struct sync *s);
+struct batch;
+struct flight {
+	struct sync *s;
+	struct batch *b;
+	struct http_req *req; /* NULL: the slot is free */
+	int skew_retried;
+};
 
 /* One request stream. */
 struct chan {
@@ -60,7 +70,12 @@ struct sync {
 	int64_t gate_ms;         /* monotonic: nothing to the server before */
 	struct backoff bo;
 	struct chan poll, events, pos, hb;
-	struct batch *batch;
+	struct flight fl[SYNC_EVENTS_WINDOW_MAX];
+	int window;        /* events batches in flight at most */
+	int nflight;       /* now */
+	int64_t sent_upto; /* with nflight > 0: every non-SOS event up to this seq
+	                    * is in flight (or done) */
+	int ev_restart;    /* no new batch until none in flight, then from the start */
 	int sent_since_drained;
 	struct store_fix *fixes;
 	size_t nfixes;
@@ -127,6 +142,18 @@ static void chan_cancel(struct sync *s, struct chan *c)
 	c->timer = NULL;
 }
 
+/* The events stream: its timer and every batch in flight. */
+static void events_cancel(struct sync *s)
+{
+	chan_cancel(s, &s->events);
+	for (int k = 0; k < SYNC_EVENTS_WINDOW_MAX; k++) {
+		if (s->fl[k].req)
+			http_cancel(s->http, s->fl[k].req);
+		s->fl[k].req = NULL;
+	}
+	s->nflight = 0;
+}
+
 static void set_online(struct sync *s, int online)
 {
 	if (s->online == online)
@@ -156,7 +183,7 @@ static void stop_syncing(struct sync *s, enum sync_note_kind why)
 {
 	s->stopped = 1;
 	chan_cancel(s, &s->poll);
-	chan_cancel(s, &s->events);
+	events_cancel(s);
 	chan_cancel(s, &s->pos);
 	chan_cancel(s, &s->hb);
 	log_warnx("sync: stopped: %s",
@@ -191,6 +218,9 @@ static void keep_clock_offset(struct sync *s, const cJSON *doc)
 static enum verdict judge(struct sync *s, struct chan *c, const struct http_response *r)
 {
 	s->stats.requests++;
+	s->stats.connects += r->new_conns;
+	if (r->http_version == 20)
+		s->stats.http2++;
 	s->stats.bytes_up += r->bytes_up;
 	s->stats.bytes_down += r->bytes_down;
 	if (r->status == 0) {
@@ -482,18 +512,60 @@ static void start_events(struct sync *s);
 
 struct peek_ctx {
 	struct sync *s;
+	struct batch *b;
 	int64_t bad[16];
 	size_t nbad;
+	int64_t last_seq; /* the last non-SOS event looked at */
 };
+
+static int in_flight_seq(struct sync *s, int64_t seq)
+{
+	for (int k = 0; k < s->window; k++) {
+		struct flight *f = &s->fl[k];
+		if (!f->req)
+			continue;
+		for (size_t i = 0, n = batch_count(f->b); i < n; i++)
+			if (batch_seq(f->b, i) == seq)
+				return 1;
+	}
+	return 0;
+}
+
+/* The lead's rule for a second batch in flight (docs/device-api.md §9):
+ * it may hold no event of an incident that has an event in a batch still
+ * unacknowledged. Status rules are per incident, so batches over disjoint
+ * incidents commute: the server may apply them in either order, or one
+ * after the other failed and was resent, with the same outcome. */
+static int waits_for_flight(struct sync *s, uint64_t key)
+{
+	for (int k = 0; k < s->window; k++)
+		if (s->fl[k].req && batch_conflicts(s->fl[k].b, key))
+			return 1;
+	return 0;
+}
 
 static int peek_event(void *arg, const struct store_event *ev)
 {
 	struct peek_ctx *p = arg;
-	int rc = batch_add(p->s->batch, ev);
+	struct sync *s = p->s;
+	if (s->nflight) {
+		/* SOS events are read again each time (they come first); those
+		 * already in flight are not sent twice at once. */
+		if (ev->type == STORE_EVENT_SOS && in_flight_seq(s, ev->seq))
+			return 0;
+		/* cut in seq order at the first event that must wait */
+		if (waits_for_flight(s, batch_incident_key((int)ev->type, ev->body, ev->body_len)))
+			return 1;
+	}
+	int rc = batch_add(p->b, ev);
 	if (rc == -ENOSPC)
 		return 1;
 	if (rc == -EINVAL && p->nbad < 16)
 		p->bad[p->nbad++] = ev->seq;
+	if (rc == -EINVAL && p->nbad >= 16)
+		return 1; /* the rest after these are rejected */
+	if (ev->type != STORE_EVENT_SOS)
+		p->last_seq = ev->seq;
 	return rc == -ENOMEM ? rc : 0;
 }
 
@@ -511,15 +583,15 @@ static void reject_locally(struct sync *s, int64_t seq, const char *reason)
 	notify(s, &n);
 }
 
-static void send_batch(struct sync *s);
+static void send_batch(struct flight *f);
 
 /* One result per event, in order; processing stops at the first that does
  * not match its event: the rest stay queued and go again. */
-static int take_results(struct sync *s, const struct http_response *r)
+static int take_results(struct sync *s, struct batch *b, const struct http_response *r)
 {
 	cJSON *doc = proto_json_parse(r->body, r->body_len);
 	const cJSON *res = cJSON_GetObjectItemCaseSensitive(doc, "results"), *it;
-	size_t n = batch_count(s->batch), i = 0, nd = 0;
+	size_t n = batch_count(b), i = 0, nd = 0;
 	int64_t *delivered = calloc(n ? n : 1, sizeof(*delivered));
 	struct {
 		enum sync_note_kind kind;
@@ -548,9 +620,9 @@ static int take_results(struct sync *s, const struct http_response *r)
 		const cJSON *result = cJSON_GetObjectItemCaseSensitive(it, "result");
 		const cJSON *reason = cJSON_GetObjectItemCaseSensitive(it, "reason");
 		const char *why = cJSON_IsString(reason) ? reason->valuestring : "";
-		int64_t seq = batch_seq(s->batch, i);
+		int64_t seq = batch_seq(b, i);
 		if (!cJSON_IsString(id) || !cJSON_IsString(result) ||
-		    strcmp(id->valuestring, batch_event_id(s->batch, i)) != 0) {
+		    strcmp(id->valuestring, batch_event_id(b, i)) != 0) {
 			log_warnx("sync: result %zu does not match its event", i);
 			break;
 		}
@@ -621,83 +693,154 @@ out:
 	return rc;
 }
 
+/* A batch failed, was split or half answered: its events go again, so no
+ * new batch is cut until every batch in flight has ended; the next one is
+ * then read from the start of the outbox (sent_upto forgotten). */
+static void events_restart(struct sync *s)
+{
+	s->ev_restart = 1;
+}
+
 static void on_events(void *arg, const struct http_response *r)
 {
-	struct chan *c = arg;
-	struct sync *s = c->s;
-	c->req = NULL;
+	struct flight *f = arg;
+	struct sync *s = f->s;
+	struct chan *c = &s->events;
+	f->req = NULL;
+	s->nflight--;
+	c->skew_retried = f->skew_retried;
 	enum verdict v = judge(s, c, r);
+	f->skew_retried = c->skew_retried;
 	if (v == V_RETRY) {
-		send_batch(s); /* the same events, signed again */
+		send_batch(f); /* the same events, signed again */
 		return;
 	}
+	f->skew_retried = 0;
 	c->skew_retried = 0;
+	if (v == V_STOP || s->stopped)
+		return;
 	if (v == V_CLIENT) {
-		size_t n = batch_count(s->batch);
+		size_t n = batch_count(f->b);
+		events_restart(s);
 		if (r->status != 413 && r->status != 400) {
 			fail_backoff(s);
 			after(s, c, V_FAIL);
 			return;
 		}
-		if (n > 1) { /* split and resend the first half */
+		if (n > 1) { /* split: the first half goes next, from the start */
 			s->batch_cap = n / 2;
-			batch_truncate(s->batch, n / 2);
 			log_info("sync: events: HTTP %ld, sending %zu", r->status, n / 2);
-			send_batch(s);
-			return;
+		} else {
+			reject_locally(s, batch_seq(f->b, 0),
+			               r->status == 413
+			                   ? "too_large (HTTP 413 for this event alone)"
+			                   : "bad_request (HTTP 400 for this event alone)");
 		}
-		reject_locally(s, batch_seq(s->batch, 0),
-		               r->status == 413 ? "too_large (HTTP 413 for this event alone)"
-		                                : "bad_request (HTTP 400 for this event alone)");
 		chan_schedule(c, 0);
 		return;
 	}
-	if (v == V_OK && take_results(s, r) < 0) {
+	if (v == V_OK && take_results(s, f->b, r) < 0) {
 		fail_backoff(s);
 		v = V_FAIL;
 	}
+	if (v != V_OK)
+		events_restart(s);
 	after(s, c, v);
 	if (v == V_OK)
 		start_events(s);
 }
 
-static void send_batch(struct sync *s)
+static void send_batch(struct flight *f)
 {
+	struct sync *s = f->s;
 	size_t len;
-	const char *json = batch_json(s->batch, &len);
+	const char *json = batch_json(f->b, &len);
+	char pq[PROTO_ID_MAX + 64];
 	s->sent_since_drained = 1;
-	chan_send(s, &s->events, "POST", "/events", json, len, HTTP_GZIP, 0, on_events);
+	snprintf(pq, sizeof(pq), "%s/events", s->path);
+	int rc = http_request(s->http, "POST", pq, json, len, HTTP_GZIP | HTTP_SIGNED, 0, on_events,
+	                      f, &f->req);
+	if (rc < 0) {
+		f->req = NULL;
+		log_warnx("sync: events: request not started: %s", strerror(-rc));
+		events_restart(s);
+		fail_backoff(s);
+		after(s, &s->events, V_FAIL);
+		return;
+	}
+	s->stats.events_batches++;
+	if (s->nflight)
+		s->stats.events_overlap++;
+	s->nflight++;
+	if ((uint64_t)s->nflight > s->stats.events_max_flight)
+		s->stats.events_max_flight = (uint64_t)s->nflight;
 }
 
+/* Cuts and sends batches while the window has room: the first from the
+ * start of the outbox (SOS first, then seq order), each further one from
+ * just past the last event in flight, cut where an event must wait. */
 static void start_events(struct sync *s)
 {
 	struct chan *c = &s->events;
 	if (!chan_ready(s, c))
 		return;
 	c->again = 0;
-	struct peek_ctx p = {.s = s};
-	batch_reset(s->batch, s->batch_cap);
-	int rc = store_outbox_peek(s->st, s->batch_cap, peek_event, &p);
-	for (size_t i = 0; i < p.nbad; i++)
-		reject_locally(s, p.bad[i], "malformed event body (agent)");
-	if (rc < 0) {
-		log_warnx("sync: reading the outbox: %s", strerror(-rc));
-		chan_schedule(c, 1000);
-		return;
+	if (s->nflight == 0) {
+		s->ev_restart = 0;
+		s->sent_upto = 0;
 	}
-	if (batch_count(s->batch) == 0) {
-		if (p.nbad) {
-			chan_schedule(c, 0);
+	while (!s->ev_restart && s->nflight < s->window) {
+		struct flight *f = NULL;
+		for (int k = 0; k < s->window && !f; k++)
+			if (!s->fl[k].req)
+				f = &s->fl[k];
+		if (!f)
+			return;
+		struct peek_ctx p = {.s = s, .b = f->b, .last_seq = s->sent_upto};
+		batch_reset(f->b, s->batch_cap);
+		int rc = store_outbox_peek_after(
+		    s->st, s->sent_upto, s->batch_cap + (size_t)s->window * PROTO_MAX_EVENTS,
+		    peek_event, &p);
+		for (size_t i = 0; i < p.nbad; i++)
+			reject_locally(s, p.bad[i], "malformed event body (agent)");
+		if (rc < 0) {
+			log_warnx("sync: reading the outbox: %s", strerror(-rc));
+			if (s->nflight == 0)
+				chan_schedule(c, 1000);
 			return;
 		}
-		s->batch_cap = s->max_batch;
-		if (s->sent_since_drained) {
-			s->sent_since_drained = 0;
-			notify_kind(s, SYNC_NOTE_DRAINED);
+		size_t n = batch_count(f->b);
+		if (n == 0) {
+			if (p.nbad) {
+				s->sent_upto = p.last_seq;
+				continue;
+			}
+			if (s->nflight)
+				return; /* the next event waits for a batch in flight */
+			s->batch_cap = s->max_batch;
+			if (s->sent_since_drained) {
+				s->sent_since_drained = 0;
+				notify_kind(s, SYNC_NOTE_DRAINED);
+			}
+			return;
 		}
-		return;
+		/* A full batch ends where no incident goes on past it, so that the
+		 * next batch need not wait for this one (at most a quarter of the
+		 * events are held back for that). */
+		if (s->window > 1 && n >= s->batch_cap) {
+			size_t cut = batch_clean_cut(f->b, n - n / 4);
+			if (cut)
+				batch_truncate(f->b, cut);
+		}
+		for (size_t i = batch_count(f->b); i-- > 0;)
+			if (!batch_is_sos(f->b, i)) {
+				s->sent_upto = batch_seq(f->b, i);
+				break;
+			}
+		send_batch(f);
+		if (!f->req)
+			return;
 	}
-	send_batch(s);
 }
 
 /* ---- positions ---- */
@@ -1002,6 +1145,9 @@ int sync_open(const struct sync_params *p, struct sync **out, char *err, size_t 
 	s->heartbeat_s = cfg->heartbeat.interval_s > 0 ? cfg->heartbeat.interval_s : 60;
 	s->pos_upload_s = p->position_upload_s > 0 ? p->position_upload_s : 30;
 	s->max_batch = s->batch_cap = PROTO_MAX_EVENTS;
+	s->window = p->events_window > 0 ? p->events_window : SYNC_EVENTS_WINDOW;
+	if (s->window > SYNC_EVENTS_WINDOW_MAX)
+		s->window = SYNC_EVENTS_WINDOW_MAX;
 	backoff_init(&s->bo, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
 	struct chan *chans[] = {&s->poll, &s->events, &s->pos, &s->hb};
 	static const char *const names[] = {"assignments", "events", "positions", "heartbeat"};
@@ -1021,8 +1167,11 @@ int sync_open(const struct sync_params *p, struct sync **out, char *err, size_t 
 		goto fail;
 	if ((rc = http_set_identity(s->http, s->device_id, sign_with_store, s->st)) < 0)
 		goto fail;
-	if ((rc = batch_new(PROTO_MAX_EVENTS, PROTO_MAX_EVENTS_BYTES, &s->batch)) < 0)
-		goto fail;
+	for (int k = 0; k < SYNC_EVENTS_WINDOW_MAX; k++) {
+		s->fl[k].s = s;
+		if ((rc = batch_new(PROTO_MAX_EVENTS, PROTO_MAX_EVENTS_BYTES, &s->fl[k].b)) < 0)
+			goto fail;
+	}
 	if (!(s->fixes = malloc(PROTO_MAX_FIXES * sizeof(*s->fixes)))) {
 		rc = -ENOMEM;
 		goto fail;
@@ -1040,12 +1189,13 @@ void sync_close(struct sync *s)
 		return;
 	if (s->http) {
 		chan_cancel(s, &s->poll);
-		chan_cancel(s, &s->events);
+		events_cancel(s);
 		chan_cancel(s, &s->pos);
 		chan_cancel(s, &s->hb);
 	}
 	http_close(s->http);
-	batch_free(s->batch);
+	for (int k = 0; k < SYNC_EVENTS_WINDOW_MAX; k++)
+		batch_free(s->fl[k].b);
 	if (s->fixes)
 		sodium_memzero(s->fixes, PROTO_MAX_FIXES * sizeof(*s->fixes));
 	free(s->fixes);
@@ -1068,7 +1218,7 @@ void sync_stop(struct sync *s)
 {
 	s->started = 0;
 	chan_cancel(s, &s->poll);
-	chan_cancel(s, &s->events);
+	events_cancel(s);
 	chan_cancel(s, &s->pos);
 	chan_cancel(s, &s->hb);
 }
@@ -1077,8 +1227,8 @@ void sync_kick(struct sync *s)
 {
 	if (!s->started || s->stopped)
 		return;
-	if (s->events.req)
-		s->events.again = 1;
+	if (s->nflight)
+		s->events.again = 1; /* looked at when a batch in flight ends */
 	else if (!s->events.timer || s->gate_ms <= loop_now_ms())
 		chan_schedule(&s->events, 0);
 }

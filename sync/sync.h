@@ -3,7 +3,8 @@
  *
  * While started it keeps one assignments long poll open, drains the outbox
  * (SOS first, then seq order; an event leaves the queue only after its
- * result), uploads the position trail in batches and sends heartbeats.
+ * result; a second batch in flight only over other incidents than the
+ * first's), uploads the position trail in batches and sends heartbeats.
  * Failures back off exponentially with full jitter (1 s … 5 min), a
  * 429/503 Retry-After holds every request to the server until it passes.
  *
@@ -113,7 +114,15 @@ struct sync_params {
 	sync_status_fn status; /* may be NULL: unknown values */
 	void *arg;
 	int position_upload_s; /* seconds between position uploads while online; 0: 30 */
+	int events_window;     /* events batches in flight at most (1 … SYNC_EVENTS_WINDOW_MAX);
+	                        * 0: SYNC_EVENTS_WINDOW */
 };
+
+/* A second events batch may be in flight while the first is unanswered,
+ * only when no incident has events in both (docs/device-api.md §9): on a
+ * slow link the next batch uploads during the first one's round trip. */
+#define SYNC_EVENTS_WINDOW     2
+#define SYNC_EVENTS_WINDOW_MAX 4
 
 /* Needs an enrolled store (device_id, unit, server_key). -ENOKEY when not
  * enrolled. Does nothing until sync_start. */
@@ -141,6 +150,11 @@ struct sync_stats {
 	uint64_t fixes_sent;
 	uint64_t incidents_stored, envelopes_dropped;
 	uint64_t clock_skew_retries;
+	uint64_t connects;       /* new connections libcurl made for these requests */
+	uint64_t http2;          /* requests answered over HTTP/2 */
+	uint64_t events_batches; /* events requests started */
+	uint64_t events_overlap; /* …of them while another batch was in flight */
+	uint64_t events_max_flight;
 };
 void sync_get_stats(const struct sync *s, struct sync_stats *out);
 

@@ -527,6 +527,47 @@ static void test_blackout_stalls_then_resumes(void **state)
 	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
 }
 
+/* Bytes read during a blackout leave when it ends, after their own
+ * transmission time and the delay: the blackout's length counts once. */
+static void test_blackout_counts_once(void **state)
+{
+	struct lp *lp = *state;
+	const char *args[] = {"--delay-ms", "20", "--up-kbit", "1000", NULL};
+	lp_start(lp, 0, args);
+	int c = connect_port(lp->port);
+	int s = accept_within(lp->srv_lfd, 5000);
+	assert_true(c >= 0 && s >= 0);
+	ping(c, s);
+	assert_string_equal(ctl(lp, "blackout on"), "ok");
+	usleep(1000000);
+	static char buf[10000]; /* 80 ms at 1000 kbit/s */
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(write(c, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	usleep(200000);
+	assert_string_equal(ctl(lp, "blackout off"), "ok");
+	int64_t t0 = mono_ms();
+	size_t got = 0;
+	while (got < sizeof(buf) && mono_ms() - t0 < 5000) {
+		struct pollfd pfd = {.fd = s, .events = POLLIN};
+		if (poll(&pfd, 1, 100) > 0) {
+			ssize_t k = read(s, buf, sizeof(buf));
+			if (k <= 0)
+				break;
+			got += (size_t)k;
+		}
+	}
+	int64_t took = mono_ms() - t0;
+	fprintf(stderr, "# 10 kB written 1 s into a 1.2 s blackout: arrived %lld ms after off\n",
+	        (long long)took);
+	assert_int_equal(got, sizeof(buf));
+	/* 80 ms on the link + 10 ms one way; counted twice it took ~1.1 s */
+	assert_in_range(took, 0, 600);
+	close(c);
+	close(s);
+	int st = lp_stop(lp);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 static void test_jitter_keeps_order(void **state)
 {
 	struct lp *lp = *state;
@@ -669,6 +710,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rates_per_direction, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_resets_and_refuse, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_blackout_stalls_then_resumes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_blackout_counts_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_jitter_keeps_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_blackout_cycle, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_upstream_refused_resets_client, setup, teardown),

@@ -11,11 +11,17 @@
 #include "agent/config.h"
 #include "agent/loop.h"
 #include "agent/store.h"
+#include "sync/proto.h"
 #include "sync/sync.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
+#include "tests/lib/tlsfront.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +32,10 @@
 struct env {
 	char *dir;
 	struct refsrv srv;
-	pid_t nginx;
-	int port;
-	char pin[128]; /* sha256//… of the server's public key */
+	pid_t lp;            /* linkproxy of test_one_new_connection_after_reset */
+	struct tlsfront tls; /* nginx */
+	int port;            /* its port */
+	char pin[128];       /* sha256//… of the server's public key */
 };
 
 static int sh(const char *cmd)
@@ -46,68 +53,34 @@ static int setup(void **state)
 	e->dir = tu_tmpdir("tls");
 	if (refsrv_start(&e->srv, e->dir, NULL) < 0)
 		return 0;
-	char cmd[4096];
-	/* a CA, a server certificate for localhost signed by it, and a
-	 * stranger's CA that signed nothing here */
-	snprintf(
-	    cmd, sizeof(cmd),
-	    "cd %s && "
-	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-	    "-subj /CN=ess-test-ca -keyout ca.key -out ca.pem >/dev/null 2>&1 && "
-	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-	    "-subj /CN=stranger -keyout other.key -out other.pem >/dev/null 2>&1 && "
-	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost "
-	    "-keyout srv.key -out srv.csr >/dev/null 2>&1 && "
-	    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext && "
-	    "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-	    "-extfile ext -out srv.pem >/dev/null 2>&1 && "
-	    "openssl pkey -in srv.key -pubout -outform DER 2>/dev/null | openssl dgst -sha256 "
-	    "-binary | openssl base64 > pin",
-	    e->dir);
-	if (sh(cmd) != 0)
+	/* nginx with a CA and a certificate for localhost it signed
+	 * (tests/lib/tlsfront), then a stranger's CA that signed nothing here
+	 * and the pin of the server's key */
+	if (tlsfront_start(&e->tls, e->dir, e->srv.port) < 0)
 		return 0;
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd),
+	         "cd %s && "
+	         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+	         "-subj /CN=stranger -keyout other.key -out other.pem >/dev/null 2>&1 && "
+	         "openssl pkey -in srv.key -pubout -outform DER 2>/dev/null | openssl dgst -sha256 "
+	         "-binary | openssl base64 > pin",
+	         e->dir);
+	if (sh(cmd) != 0) {
+		tlsfront_stop(&e->tls);
+		return 0;
+	}
 	size_t len;
 	unsigned char *pin = tu_read_file(strcat(strcpy(cmd, e->dir), "/pin"), &len);
-	if (!pin)
+	if (!pin) {
+		tlsfront_stop(&e->tls);
 		return 0;
+	}
 	while (len && (pin[len - 1] == '\n' || pin[len - 1] == '\r'))
 		len--;
 	snprintf(e->pin, sizeof(e->pin), "sha256//%.*s", (int)len, (char *)pin);
 	free(pin);
-
-	e->port = tu_free_port();
-	snprintf(cmd, sizeof(cmd),
-	         "cat > %s/nginx.conf <<EOF\n"
-	         "daemon off; master_process off; pid %s/nginx.pid; error_log %s/nginx.err;\n"
-	         "events {}\n"
-	         "http { access_log off; client_body_temp_path %s; proxy_temp_path %s;\n"
-	         " server { listen 127.0.0.1:%d ssl; ssl_certificate %s/srv.pem;\n"
-	         "  ssl_certificate_key %s/srv.key;\n"
-	         "  location / { proxy_pass http://127.0.0.1:%d; proxy_http_version 1.1;\n"
-	         "   proxy_buffering off; proxy_read_timeout 60s; } } }\n"
-	         "EOF",
-	         e->dir, e->dir, e->dir, e->dir, e->dir, e->port, e->dir, e->dir, e->srv.port);
-	if (sh(cmd) != 0)
-		return 0;
-	e->nginx = fork();
-	if (e->nginx == 0) {
-		char conf[600];
-		snprintf(conf, sizeof(conf), "%s/nginx.conf", e->dir);
-		setpgid(0, 0);
-		execlp("nginx", "nginx", "-c", conf, "-e", "/dev/null", (char *)NULL);
-		_exit(127);
-	}
-	/* listening? */
-	snprintf(
-	    cmd, sizeof(cmd),
-	    "for i in $(seq 50); do curl -s --cacert %s/ca.pem https://localhost:%d/admin/health "
-	    "-o /dev/null && exit 0; sleep 0.1; done; exit 1",
-	    e->dir, e->port);
-	if (sh(cmd) != 0) {
-		kill(e->nginx, SIGKILL);
-		waitpid(e->nginx, NULL, 0);
-		e->nginx = 0;
-	}
+	e->port = e->tls.port;
 	return 0;
 }
 
@@ -116,12 +89,10 @@ static int teardown(void **state)
 	struct env *e = *state;
 	if (!e)
 		return 0;
-	if (e->nginx > 0) {
-		kill(-e->nginx, SIGTERM);
-		kill(e->nginx, SIGTERM);
-		usleep(200000);
-		kill(-e->nginx, SIGKILL);
-		waitpid(e->nginx, NULL, 0);
+	tlsfront_stop(&e->tls);
+	if (e->lp > 0) {
+		kill(e->lp, SIGTERM);
+		waitpid(e->lp, NULL, 0);
 	}
 	refsrv_stop(&e->srv);
 	tu_rmrf(e->dir);
@@ -158,7 +129,7 @@ static int enroll(struct env *e, const char *ca, const char *pin, const char *to
 
 static void need(struct env *e)
 {
-	if (!e || e->nginx <= 0 || e->srv.pid <= 0) {
+	if (!e || e->tls.pid <= 0 || e->srv.pid <= 0) {
 		print_message("# nginx, openssl or the reference server missing: skipped\n");
 		skip();
 	}
@@ -206,6 +177,216 @@ static void test_public_key_pinning(void **state)
 	                   "tok-badpin", err, sizeof(err)) < 0);
 }
 
+static void on_drained(void *arg, const struct sync_note *n)
+{
+	if (n->kind == SYNC_NOTE_DRAINED)
+		(*(int *)arg)++;
+}
+
+/* HTTP/2 through nginx: the long poll, the heartbeat and two events batches
+ * in flight at once all ride one TLS connection (one handshake). */
+static void test_one_connection_http2(void **state)
+{
+	struct env *e = *state;
+	need(e);
+	char *dir = tu_tmpdir("tlsh2");
+	struct tu_store t;
+	struct loop *l;
+	struct config cfg;
+	struct sync *s;
+	char err[256] = "";
+	int drained = 0;
+	assert_int_equal(tu_store_open(&t, dir, 1), 0);
+	assert_int_equal(loop_open(&l), 0);
+	config_defaults(&cfg);
+	snprintf(cfg.server.url, sizeof(cfg.server.url), "https://localhost:%d/api", e->port);
+	snprintf(cfg.server.ca_file, sizeof(cfg.server.ca_file), "%s/ca.pem", e->dir);
+	assert_int_equal(refsrv_token(&e->srv, "TLS-UNIT", "tok-h2"), 0);
+	struct sync_enroll_info info = {.token = "tok-h2", .serial = "tok-h2", .board = "host"};
+	int rc = sync_enroll(l, t.s, &cfg, &info, err, sizeof(err));
+	if (rc)
+		fail_msg("enroll: %d %s", rc, err);
+	/* 1,200 SOS events: three batches, the first two in flight together */
+	assert_int_equal(store_begin(t.s), 0);
+	for (int i = 0; i < 1200; i++) {
+		struct proto_event ev = {
+		    .type = PROTO_EV_SOS, .at_ms = 1764400000000 + i, .clock = PROTO_CLOCK_GPS};
+		assert_int_equal(sync_event_queue(t.s, &ev, NULL, NULL), 0);
+	}
+	assert_int_equal(store_commit(t.s), 0);
+	struct sync_params p = {.loop = l,
+	                        .store = t.s,
+	                        .cfg = &cfg,
+	                        .note = on_drained,
+	                        .arg = &drained,
+	                        .position_upload_s = 3600};
+	assert_int_equal(sync_open(&p, &s, err, sizeof(err)), 0);
+	assert_int_equal(sync_start(s), 0);
+	int64_t until = loop_now_ms() + 20000, left = 1;
+	while (!(drained && (store_outbox_count(t.s, &left), left == 0)) && loop_now_ms() < until)
+		assert_true(loop_run_once(l, 50) >= 0);
+	assert_int_equal(left, 0);
+	struct sync_stats st;
+	sync_get_stats(s, &st);
+	print_message("# %llu requests (%llu over HTTP/2), %llu new connection(s), %llu batches "
+	              "(%llu while another was in flight)\n",
+	              (unsigned long long)st.requests, (unsigned long long)st.http2,
+	              (unsigned long long)st.connects, (unsigned long long)st.events_batches,
+	              (unsigned long long)st.events_overlap);
+	assert_true(st.requests >= 4);
+	assert_int_equal(st.http2, st.requests);
+	assert_true(st.events_overlap >= 1);
+	assert_int_equal(st.connects, 1);
+	sync_close(s);
+	loop_close(l);
+	tu_store_close(&t);
+	tu_rmrf(dir);
+}
+
+static int read_port(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	int port = 0;
+	if (!f)
+		return 0;
+	if (fscanf(f, "%d", &port) != 1)
+		port = 0;
+	fclose(f);
+	return port;
+}
+
+/* One command to the proxy's control port; its answer line starts "ok". */
+static void lp_cmd(int ctl_port, const char *cmd, char *ans, size_t cap)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ctl_port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	size_t len = strlen(cmd), n = 0;
+	assert_int_equal(write(fd, cmd, len), (ssize_t)len);
+	assert_int_equal(write(fd, "\n", 1), 1);
+	while (n < cap - 1) {
+		ssize_t k = read(fd, ans + n, cap - 1 - n);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		if (memchr(ans, '\n', n))
+			break;
+	}
+	ans[n] = 0;
+	close(fd);
+	assert_int_equal(strncmp(ans, "ok", 2), 0);
+}
+
+/* A connection that dies with several HTTP/2 streams on it (the long
+ * poll, a heartbeat, events batches held by the server) is replaced by
+ * ONE new connection, not one per stream, counted at the link (linkproxy in
+ * front of nginx; a blackout, then "reset all" kills the connection). The
+ * bench's longer outage (bench_tls) made libcurl retry each stream on a
+ * connection of its own until the bound of one connection per HTTP/2
+ * server (sync/http.c); this shorter one does not show that, so this test
+ * guards the outcome, the bench the cause. */
+static void test_one_new_connection_after_reset(void **state)
+{
+	struct env *e = *state;
+	need(e);
+	char path[600], pf[600], cf[600], conn[64], ans[512], err[256] = "";
+	const char *build = getenv("ESS_BUILD");
+	snprintf(path, sizeof(path), "%s/tools/linkproxy",
+	         build && build[0] ? build : "build/host");
+	snprintf(pf, sizeof(pf), "%s/lp.port", e->dir);
+	snprintf(cf, sizeof(cf), "%s/lp.ctl", e->dir);
+	snprintf(conn, sizeof(conn), "127.0.0.1:%d", e->port);
+	e->lp = fork();
+	if (e->lp == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(path, path, "--listen", "127.0.0.1:0", "--connect", conn, "--port-file", pf,
+		      "--control-port-file", cf, (char *)NULL);
+		_exit(127);
+	}
+	int port = 0, ctl = 0;
+	for (int i = 0; i < 100 && !(port && ctl); i++) {
+		usleep(50000);
+		port = read_port(pf);
+		ctl = read_port(cf);
+	}
+	assert_true(port > 0 && ctl > 0);
+
+	char *dir = tu_tmpdir("tlsrst");
+	struct tu_store t;
+	struct loop *l;
+	struct config cfg;
+	struct sync *s;
+	int drained = 0;
+	assert_int_equal(tu_store_open(&t, dir, 1), 0);
+	assert_int_equal(loop_open(&l), 0);
+	config_defaults(&cfg);
+	snprintf(cfg.server.url, sizeof(cfg.server.url), "https://localhost:%d/api", port);
+	snprintf(cfg.server.ca_file, sizeof(cfg.server.ca_file), "%s/ca.pem", e->dir);
+	assert_int_equal(refsrv_token(&e->srv, "TLS-UNIT", "tok-rst"), 0);
+	struct sync_enroll_info info = {.token = "tok-rst", .serial = "tok-rst", .board = "host"};
+	int rc = sync_enroll(l, t.s, &cfg, &info, err, sizeof(err));
+	if (rc)
+		fail_msg("enroll: %d %s", rc, err);
+	struct sync_params p = {.loop = l,
+	                        .store = t.s,
+	                        .cfg = &cfg,
+	                        .note = on_drained,
+	                        .arg = &drained,
+	                        .position_upload_s = 3600};
+	assert_int_equal(sync_open(&p, &s, err, sizeof(err)), 0);
+	assert_int_equal(sync_start(s), 0);
+	int64_t until = loop_now_ms() + 10000;
+	while (!sync_online(s) && loop_now_ms() < until)
+		assert_true(loop_run_once(l, 50) >= 0);
+	assert_true(sync_online(s));
+	/* answers held 3 s: the batches stay in flight with the long poll */
+	long code;
+	cJSON_Delete(refsrv_admin(&e->srv, "POST", "/admin/faults",
+	                          "{\"delay_ms\":3000,\"delay_next\":0}", &code));
+	assert_int_equal(code, 200);
+	assert_int_equal(store_begin(t.s), 0);
+	for (int i = 0; i < 1200; i++) {
+		struct proto_event ev = {
+		    .type = PROTO_EV_SOS, .at_ms = 1764400000000 + i, .clock = PROTO_CLOCK_GPS};
+		assert_int_equal(sync_event_queue(t.s, &ev, NULL, NULL), 0);
+	}
+	assert_int_equal(store_commit(t.s), 0);
+	/* the radio dies with the batches, the heartbeat and the long poll in
+	 * flight; when it comes back the connection is gone */
+	lp_cmd(ctl, "blackout on", ans, sizeof(ans));
+	sync_kick(s);
+	until = loop_now_ms() + 2000;
+	while (loop_now_ms() < until)
+		assert_true(loop_run_once(l, 50) >= 0);
+	struct sync_stats st0, st;
+	sync_get_stats(s, &st0);
+	lp_cmd(ctl, "reset all", ans, sizeof(ans));
+	lp_cmd(ctl, "blackout off", ans, sizeof(ans));
+	cJSON_Delete(refsrv_admin(&e->srv, "DELETE", "/admin/faults", NULL, &code));
+	int64_t left = 1;
+	until = loop_now_ms() + 60000;
+	while (!(drained && (store_outbox_count(t.s, &left), left == 0)) && loop_now_ms() < until)
+		assert_true(loop_run_once(l, 50) >= 0);
+	assert_int_equal(left, 0);
+	sync_get_stats(s, &st);
+	lp_cmd(ctl, "stats", ans, sizeof(ans));
+	const char *acc = strstr(ans, "accepted=");
+	assert_non_null(acc);
+	print_message("# after the reset: %llu requests, %llu new connection(s); the proxy "
+	              "accepted %d in all (enrollment, engine, after the reset)\n",
+	              (unsigned long long)(st.requests - st0.requests),
+	              (unsigned long long)(st.connects - st0.connects), atoi(acc + 9));
+	assert_int_equal(atoi(acc + 9), 3);
+	sync_close(s);
+	loop_close(l);
+	tu_store_close(&t);
+	tu_rmrf(dir);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -213,6 +394,8 @@ int main(void)
 	    cmocka_unit_test(test_trusted_ca_enrolls),
 	    cmocka_unit_test(test_untrusted_certificate_refused),
 	    cmocka_unit_test(test_public_key_pinning),
+	    cmocka_unit_test(test_one_connection_http2),
+	    cmocka_unit_test(test_one_new_connection_after_reset),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

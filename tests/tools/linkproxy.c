@@ -318,7 +318,12 @@ static void dir_read(struct dir *d)
 		}
 		return;
 	}
-	int64_t now = now_us();
+	/* During a blackout the link's clock stands still at its start: bytes
+	 * read then are scheduled from there, and "off" moves them (and the
+	 * link) by the blackout's length once. Scheduled from the real clock
+	 * they were moved twice: a write 10 s into a 20 s blackout held the
+	 * link 10 s past "off" (a new TLS handshake then timed out). */
+	int64_t now = d->c->p->blackout ? d->c->p->blackout_since : now_us();
 	size_t step = d->model->rate_kbit ? SEG_MAX : (size_t)n;
 	size_t off = 0;
 	do {

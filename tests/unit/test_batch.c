@@ -127,11 +127,138 @@ static void test_bounds_and_split(void **state)
 	batch_free(b);
 }
 
+/* ---- incident keys: the rule for a second batch in flight ---- */
+
+static struct store_event typed(int64_t seq, enum store_event_type type, const char *body)
+{
+	struct store_event ev = ev_of(seq, body);
+	ev.type = type;
+	return ev;
+}
+
+static char bodies[64][256];
+
+/* A status on incident id (its own body buffer, slot k). */
+static struct store_event on_inc(int k, int64_t seq, const char *id)
+{
+	snprintf(bodies[k], sizeof(bodies[k]),
+	         "{\"type\":\"status\",\"incident_id\":\"%s\",\"incident_version\":1,"
+	         "\"status\":\"en_route\",\"at\":\"2026-11-28T10:31:02.120Z\","
+	         "\"clock\":\"gps\",\"location\":null}",
+	         id);
+	return typed(seq, STORE_EVENT_STATUS, bodies[k]);
+}
+
+static void test_incident_keys(void **state)
+{
+	(void)state;
+	struct store_event a = on_inc(0, 1, "INC-1"), a2 = on_inc(1, 2, "INC-1"),
+	                   b = on_inc(2, 3, "INC-2");
+	uint64_t ka = batch_incident_key(a.type, a.body, a.body_len);
+	assert_true(ka != BATCH_NO_INCIDENT && ka != BATCH_ANY_INCIDENT);
+	assert_true(ka == batch_incident_key(a2.type, a2.body, a2.body_len));
+	assert_true(ka != batch_incident_key(b.type, b.body, b.body_len));
+	/* no incident: sos and command results */
+	static const char sos[] = "{\"type\":\"sos\",\"at\":\"2026-11-28T10:31:02.120Z\"}";
+	assert_true(batch_incident_key(STORE_EVENT_SOS, sos, strlen(sos)) == BATCH_NO_INCIDENT);
+	assert_true(batch_incident_key(STORE_EVENT_COMMAND_RESULT, sos, strlen(sos)) ==
+	            BATCH_NO_INCIDENT);
+	/* an incident event whose id cannot be found conflicts with everything */
+	static const char noid[] = "{\"type\":\"note\",\"text\":\"x\"}";
+	assert_true(batch_incident_key(STORE_EVENT_NOTE, noid, strlen(noid)) == BATCH_ANY_INCIDENT);
+	/* the member name inside a text value is escaped: not taken for the key */
+	static const char tricky[] =
+	    "{\"type\":\"note\",\"text\":\"\\\"incident_id\\\":\\\"INC-2\","
+	    "\"incident_id\":\"INC-1\"}";
+	assert_true(batch_incident_key(STORE_EVENT_NOTE, tricky, strlen(tricky)) == ka);
+	/* an unterminated or empty id: any */
+	static const char cut[] = "{\"type\":\"note\",\"incident_id\":\"INC-1";
+	assert_true(batch_incident_key(STORE_EVENT_NOTE, cut, strlen(cut)) == BATCH_ANY_INCIDENT);
+	static const char empty[] = "{\"type\":\"note\",\"incident_id\":\"\"}";
+	assert_true(batch_incident_key(STORE_EVENT_NOTE, empty, strlen(empty)) ==
+	            BATCH_ANY_INCIDENT);
+}
+
+static void test_conflicts(void **state)
+{
+	(void)state;
+	struct batch *b;
+	assert_int_equal(batch_new(500, PROTO_MAX_EVENTS_BYTES, &b), 0);
+	char id[32];
+	for (int i = 0; i < 20; i++) {
+		snprintf(id, sizeof(id), "INC-%d", i * 2); /* even incidents */
+		struct store_event ev = on_inc(i, i + 1, id);
+		assert_int_equal(batch_add(b, &ev), 0);
+	}
+	for (int i = 0; i < 40; i++) {
+		snprintf(id, sizeof(id), "INC-%d", i);
+		struct store_event ev = on_inc(40, 100, id);
+		uint64_t k = batch_incident_key(ev.type, ev.body, ev.body_len);
+		assert_int_equal(batch_conflicts(b, k), i % 2 == 0);
+	}
+	assert_int_equal(batch_conflicts(b, BATCH_NO_INCIDENT), 0);
+	assert_int_equal(batch_conflicts(b, BATCH_ANY_INCIDENT), 1);
+	/* the index follows changes: truncated to INC-0 … INC-8 */
+	batch_truncate(b, 5);
+	struct store_event e10 = on_inc(41, 100, "INC-10"), e8 = on_inc(42, 100, "INC-8");
+	assert_int_equal(batch_conflicts(b, batch_incident_key(e10.type, e10.body, e10.body_len)),
+	                 0);
+	assert_int_equal(batch_conflicts(b, batch_incident_key(e8.type, e8.body, e8.body_len)), 1);
+	/* a batch holding an event of unknown incident conflicts with all */
+	static const char noid[] = "{\"type\":\"note\",\"text\":\"x\"}";
+	struct store_event any = typed(50, STORE_EVENT_NOTE, noid);
+	assert_int_equal(batch_add(b, &any), 0);
+	assert_int_equal(batch_conflicts(b, batch_incident_key(e10.type, e10.body, e10.body_len)),
+	                 1);
+	/* an empty batch conflicts with nothing */
+	batch_reset(b, 0);
+	assert_int_equal(batch_conflicts(b, BATCH_ANY_INCIDENT), 0);
+	batch_free(b);
+}
+
+/* Adds events on the incidents named by the letters of s ('.' = an SOS). */
+static void fill(struct batch *b, const char *s)
+{
+	static const char sos[] = "{\"type\":\"sos\",\"at\":\"2026-11-28T10:31:02.120Z\"}";
+	batch_reset(b, 0);
+	for (int i = 0; s[i]; i++) {
+		char id[8] = {'I', '-', s[i], 0};
+		struct store_event ev =
+		    s[i] == '.' ? typed(i + 1, STORE_EVENT_SOS, sos) : on_inc(i, i + 1, id);
+		assert_int_equal(batch_add(b, &ev), 0);
+		assert_int_equal(batch_is_sos(b, (size_t)i), s[i] == '.');
+	}
+}
+
+static void test_clean_cut(void **state)
+{
+	(void)state;
+	struct batch *b;
+	assert_int_equal(batch_new(500, PROTO_MAX_EVENTS_BYTES, &b), 0);
+	fill(b, "AAABBBCC");
+	assert_int_equal(batch_clean_cut(b, 1), 6); /* before the last incident */
+	assert_int_equal(batch_clean_cut(b, 7), 0); /* not that far back */
+	fill(b, "AABABCCB");                        /* B runs from 2 to the end: no cut */
+	assert_int_equal(batch_clean_cut(b, 1), 0);
+	fill(b, ".AA.BB"); /* SOS events belong to no incident */
+	assert_int_equal(batch_clean_cut(b, 1), 4);
+	fill(b, "ABAB");
+	assert_int_equal(batch_clean_cut(b, 1), 0);
+	fill(b, "AB");
+	assert_int_equal(batch_clean_cut(b, 1), 1);
+	fill(b, "A");
+	assert_int_equal(batch_clean_cut(b, 0), 0);
+	batch_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_events_are_valid_json_in_order),
 	    cmocka_unit_test(test_bounds_and_split),
+	    cmocka_unit_test(test_incident_keys),
+	    cmocka_unit_test(test_conflicts),
+	    cmocka_unit_test(test_clean_cut),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

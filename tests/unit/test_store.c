@@ -174,6 +174,16 @@ static void test_outbox_order_and_results(void **state)
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(store_outbox_peek(t.s, 2, collect_event, &c), 2);
 	assert_int_equal(c.seq[1], s1);
+	/* past a seq (the drain's batches in flight): every SOS, then the rest
+	 * after it */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_outbox_peek_after(t.s, s1, 10, collect_event, &c), 3);
+	assert_int_equal(c.seq[0], sos);
+	assert_int_equal(c.seq[1], s2);
+	assert_int_equal(c.seq[2], s4);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_outbox_peek_after(t.s, s4, 10, collect_event, &c), 1);
+	assert_int_equal(c.seq[0], sos);
 
 	int64_t done[] = {sos, s1};
 	assert_int_equal(store_outbox_delivered(t.s, done, 2), 0);
