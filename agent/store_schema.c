@@ -62,6 +62,14 @@ static const char *const migrations[] = {
     ");"
     "CREATE INDEX outbox_sos ON outbox(seq) WHERE type = 3;"
     "CREATE INDEX incidents_ended ON incidents(ended_at) WHERE ended_at IS NOT NULL;",
+
+    /* 3: the incident walk (active first, then most recently ended) in index
+     * order: with ORDER BY on the table SQLite sorted every row, sealed
+     * documents included, in memory (10 MB of heap for 10,000 incidents)
+     * each time essd asked whether any incident is active. */
+    "DROP INDEX incidents_ended;"
+    "CREATE INDEX incidents_ended ON incidents(ended_at DESC, id) WHERE ended_at IS NOT NULL;"
+    "CREATE INDEX incidents_active ON incidents(id) WHERE ended_at IS NULL;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -584,7 +584,7 @@ static void test_migration_from_v1(void **state)
 {
 	const char *dir = *state;
 	char err[256];
-	assert_int_equal(store_schema_version(), 2);
+	assert_int_equal(store_schema_version(), 3);
 
 	/* The schema as version 1 made it. */
 	sqlite3 *ref;
@@ -609,8 +609,10 @@ static void test_migration_from_v1(void **state)
 	assert_int_equal(store_pos_append(t.s, &f), 0);
 	tu_store_close(&t);
 	sqlite3 *db = raw_open(dir);
-	raw_exec(db, "DROP INDEX outbox_sos; DROP INDEX incidents_ended; DROP TABLE quarantine;"
-	             "PRAGMA user_version = 1;");
+	raw_exec(db,
+	         "DROP INDEX outbox_sos; DROP INDEX incidents_ended; DROP INDEX incidents_active;"
+	         "DROP TABLE quarantine;"
+	         "PRAGMA user_version = 1;");
 	schema_of(db, got, sizeof(got));
 	sqlite3_close(db);
 	assert_string_equal(v1, got);
@@ -634,7 +636,7 @@ static void test_migration_from_v1(void **state)
 	sqlite3_stmt *st;
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(st, 0), 2);
+	assert_int_equal(sqlite3_column_int(st, 0), 3);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 }
