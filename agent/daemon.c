@@ -568,6 +568,13 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 		goto out;
 	}
 	watchdog_start(&d);
+	char pend[4];
+	if (store_state_get(d.store, SYNC_KEY_WIPE, pend, sizeof(pend), NULL) == 0) {
+		log_warnx("a wipe ordered by the server was not finished: wiping once the result "
+		          "is out (at most %d s)",
+		          WIPE_GRACE_MS / 1000);
+		wipe_soon(&d, WIPE_GRACE_MS);
+	}
 	log_info("essd %s running: unit %s, control socket %s", ESS_VERSION,
 	         d.m.unit[0] ? d.m.unit : "-", d.cfg.control.socket);
 	NOTIFY("READY=1\nSTATUS=running");

@@ -849,6 +849,8 @@ static void take_command(struct sync *s, const cJSON *env)
 	rc = store_state_set(s->st, key, "1", 1);
 	if (rc == 0 && t == SYNC_CMD_RESYNC)
 		rc = store_state_del(s->st, SYNC_KEY_CURSOR);
+	if (rc == 0 && t == SYNC_CMD_WIPE)
+		rc = store_state_set(s->st, SYNC_KEY_WIPE, "1", 1);
 	if (rc == 0)
 		rc = sync_event_queue(s->st, &ev, NULL, NULL);
 	if (rc == 0)

@@ -35,6 +35,7 @@
 #include "agent/ctl_client.h"
 #include "agent/store.h"
 #include "tests/bench/bench.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
 
@@ -69,53 +70,19 @@ static int notify_fd = -1, gps_port, watch_fd = -1;
 
 /* ---- processes ---- */
 
+static char notify_env[640];
+
+/* Child output to log; with notify, $NOTIFY_SOCKET is ours (and the
+ * caller's own, if any, is never passed on). */
 static pid_t spawn(const char *log, char *const argv[], int notify)
 {
-	pid_t pid = fork();
-	if (pid < 0)
-		bench_die("fork", -errno);
-	if (pid == 0) {
-		setpgid(0, 0);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		if (notify)
-			setenv("NOTIFY_SOCKET", notify_path, 1);
-		else
-			unsetenv("NOTIFY_SOCKET");
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	setpgid(pid, pid);
-	return pid;
+	char *env[] = {notify ? notify_env : "NOTIFY_SOCKET", NULL};
+	return tp_spawn(log, argv, env);
 }
 
-/* SIGTERM to the process group, SIGKILL after wait_ms (gpsfake may outlive
- * SIGTERM, and its gpsd is in the same group). */
 static int stop(pid_t *pid, int wait_ms)
 {
-	int status = 0, rc = -1;
-	if (*pid <= 0)
-		return -1;
-	kill(-*pid, SIGTERM);
-	int64_t until = tu_now_ms() + wait_ms;
-	while (tu_now_ms() < until) {
-		if (waitpid(*pid, &status, WNOHANG) == *pid) {
-			rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-			break;
-		}
-		usleep(10000);
-	}
-	if (rc < 0) {
-		kill(-*pid, SIGKILL);
-		waitpid(*pid, &status, 0);
-		rc = 999;
-	}
-	kill(-*pid, SIGKILL); /* anything left in its group */
-	*pid = 0;
-	return rc;
+	return tp_stop(pid, SIGTERM, wait_ms);
 }
 
 static void cleanup(void)
@@ -209,6 +176,7 @@ static void notify_open(const char *dir)
 	if (strlen(notify_path) >= sizeof(a.sun_path))
 		die("notify socket path too long", -ENAMETOOLONG);
 	memcpy(a.sun_path, notify_path, strlen(notify_path) + 1);
+	snprintf(notify_env, sizeof(notify_env), "NOTIFY_SOCKET=%s", notify_path);
 	notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (notify_fd < 0 || bind(notify_fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		die("notify socket", -errno);
