@@ -328,6 +328,17 @@ static void test_lock_resync_config(void **state)
 	assert_true(status_num(e, "incidents") == 1);
 	assert_true(call_ok(e, "list", NULL));
 
+	/* verified first: a wipe signed by another key, or signed for another
+	 * device, is dropped and nothing happens */
+	cJSON_Delete(admin(e, "POST", "/admin/faults", "{\"forge_command\":\"bad_signature\"}"));
+	WAIT_FOR(log_has(e, "command envelope dropped"), 15000);
+	assert_true(log_has(e, "command envelope dropped"));
+	cJSON_Delete(admin(e, "POST", "/admin/faults", "{\"forge_command\":\"other_device\"}"));
+	WAIT_FOR(log_has(e, "is for another device: refused"), 15000);
+	assert_true(log_has(e, "is for another device: refused"));
+	assert_true(status_num(e, "wiping") == 0);
+	assert_true(call_ok(e, "list", NULL));
+
 	/* lock: carried out with the next heartbeat, the result reported */
 	const char *lock = command(e, "lock", NULL);
 	char lock_id[160];
