@@ -360,6 +360,19 @@ static int take_assignments(struct sync *s, const struct http_response *r, int *
 		goto out;
 	}
 	int n = cJSON_GetArraySize(items);
+	if (n == 0) {
+		/* Every held poll that times out answers nothing new: storing the
+		 * same cursor again would cost a transaction and its fsync (a
+		 * wakeup) every long_poll_s while idle. */
+		char old[CURSOR_MAX + 1];
+		size_t olen = 0;
+		size_t clen = strlen(cur->valuestring);
+		if (store_state_get(s->st, SYNC_KEY_CURSOR, old, CURSOR_MAX, &olen) == 0 &&
+		    olen == clen && memcmp(old, cur->valuestring, clen) == 0) {
+			rc = 0;
+			goto out;
+		}
+	}
 	if (n > 0 && !(done = calloc((size_t)n, sizeof(*done)))) {
 		rc = -ENOMEM;
 		goto out;
