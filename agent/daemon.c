@@ -114,6 +114,8 @@ static void update_active(void *arg)
 		track_set_active(d->track, responder_any_active(&d->m.resp));
 }
 
+static int64_t flush_timer(struct loop *l, void *arg);
+
 static void on_fix(void *arg, const struct hal_gps_fix *fix)
 {
 	struct daemon *d = arg;
@@ -123,6 +125,9 @@ static void on_fix(void *arg, const struct hal_gps_fix *fix)
 	int rc = store_pos_append(d->store, &sf);
 	if (rc < 0 && d->pos_errors++ % 100 == 0)
 		log_warnx("trail: a fix was not stored: %s", strerror(-rc));
+	if (rc == 0 && !d->flush_t)
+		d->flush_t = loop_timer_add(d->loop, (int64_t)d->cfg.store.position_flush_s * 1000,
+		                            flush_timer, d);
 }
 
 static int64_t flush_timer(struct loop *l, void *arg)
@@ -138,7 +143,10 @@ static int64_t flush_timer(struct loop *l, void *arg)
 	else if (dropped)
 		log_info("trail: over %d fixes, %lld older fixes thinned out",
 		         d->cfg.store.max_positions, (long long)dropped);
-	return (int64_t)d->cfg.store.position_flush_s * 1000;
+	/* Armed again by the next recorded fix (on_fix): without GPS the
+	 * daemon does not wake for an empty flush every few seconds. */
+	d->flush_t = NULL;
+	return -1;
 }
 
 static int track_params_of(const struct config *c, struct track_params *p)
@@ -560,6 +568,13 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 		goto out;
 	}
 	watchdog_start(&d);
+	char pend[4];
+	if (store_state_get(d.store, SYNC_KEY_WIPE, pend, sizeof(pend), NULL) == 0) {
+		log_warnx("a wipe ordered by the server was not finished: wiping once the result "
+		          "is out (at most %d s)",
+		          WIPE_GRACE_MS / 1000);
+		wipe_soon(&d, WIPE_GRACE_MS);
+	}
 	log_info("essd %s running: unit %s, control socket %s", ESS_VERSION,
 	         d.m.unit[0] ? d.m.unit : "-", d.cfg.control.socket);
 	NOTIFY("READY=1\nSTATUS=running");

@@ -78,6 +78,14 @@ static const char *const migrations[] = {
     "  body BLOB NOT NULL"       /* sealed: the group's events */
     ");", /* no index on outbox for groups: outbox_group's keys are that index, and an
             index on outbox would cost every single append */
+
+    /* 4: the incident walk (active first, then most recently ended) in index
+     * order: with ORDER BY on the table SQLite sorted every row, sealed
+     * documents included, in memory (10 MB of heap for 10,000 incidents)
+     * each time essd asked whether any incident is active. */
+    "DROP INDEX incidents_ended;"
+    "CREATE INDEX incidents_ended ON incidents(ended_at DESC, id) WHERE ended_at IS NOT NULL;"
+    "CREATE INDEX incidents_active ON incidents(id) WHERE ended_at IS NULL;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

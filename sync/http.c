@@ -531,8 +531,15 @@ int http_request(struct http *h, const char *method, const char *path_query, con
 		curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, h->pinned);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)h->connect_timeout_s);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)(h->request_timeout_s + hold_s));
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(h->stall_s + hold_s));
+	/* libcurl checks the speed with a 1 s timer whenever a transfer is
+	 * slower than the limit, i.e. all through a long poll, which is silent
+	 * by design and in flight nearly all the time: one wakeup a second, the
+	 * daemon's idle budget five times over (bench_essd). A held request is
+	 * bounded by CURLOPT_TIMEOUT instead; the others keep the stall check. */
+	if (!hold_s) {
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)h->stall_s);
+	}
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	if (h->tls) {
 		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);

@@ -390,6 +390,19 @@ static int take_assignments(struct sync *s, const struct http_response *r, int *
 		goto out;
 	}
 	int n = cJSON_GetArraySize(items);
+	if (n == 0) {
+		/* Every held poll that times out answers nothing new: storing the
+		 * same cursor again would cost a transaction and its fsync (a
+		 * wakeup) every long_poll_s while idle. */
+		char old[CURSOR_MAX + 1];
+		size_t olen = 0;
+		size_t clen = strlen(cur->valuestring);
+		if (store_state_get(s->st, SYNC_KEY_CURSOR, old, CURSOR_MAX, &olen) == 0 &&
+		    olen == clen && memcmp(old, cur->valuestring, clen) == 0) {
+			rc = 0;
+			goto out;
+		}
+	}
 	if (n > 0 && !(done = calloc((size_t)n, sizeof(*done)))) {
 		rc = -ENOMEM;
 		goto out;
@@ -992,6 +1005,8 @@ static void take_command(struct sync *s, const cJSON *env)
 	rc = store_state_set(s->st, key, "1", 1);
 	if (rc == 0 && t == SYNC_CMD_RESYNC)
 		rc = store_state_del(s->st, SYNC_KEY_CURSOR);
+	if (rc == 0 && t == SYNC_CMD_WIPE)
+		rc = store_state_set(s->st, SYNC_KEY_WIPE, "1", 1);
 	if (rc == 0)
 		rc = sync_event_queue(s->st, &ev, NULL, NULL);
 	if (rc == 0)

@@ -33,6 +33,10 @@ struct sync;
 #define SYNC_KEY_SERVER_KEY "server_key" /* 32 raw bytes */
 #define SYNC_KEY_CURSOR     "cursor"
 #define SYNC_KEY_CLOCK      "clock_offset_s" /* decimal text */
+/* Set with the wipe command's "carried out" mark, in the same transaction:
+ * a daemon stopped before it finished the wipe finds it at start and wipes
+ * then (the mark alone would make the command look done). */
+#define SYNC_KEY_WIPE "wipe_pending"
 
 /* ---- enrollment (essd provision) ---- */
 

@@ -19,6 +19,7 @@
 
 #include "agent/ctl.h"
 #include "agent/ctl_client.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/testutil.h"
 
 #include <arpa/inet.h>
@@ -54,45 +55,14 @@ static pid_t spawn(struct env *e, const char *name, char *const argv[])
 {
 	char log[700];
 	snprintf(log, sizeof(log), "%s/%s.log", e->dir, name);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		setpgid(0, 0);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	setpgid(pid, pid);
-	return pid;
+	return tp_spawn(log, argv, NULL);
 }
 
-/* Kills a process group; returns the exit status (or 128+signal). */
+/* Stops a process group by pid: its exit status (or 128+signal, 999 when it
+ * had to be SIGKILLed). */
 static int stop(pid_t *pid, int sig, int wait_ms)
 {
-	int status = 0, rc = -1;
-	if (*pid <= 0)
-		return -1;
-	kill(-*pid, sig);
-	int64_t until = tu_now_ms() + wait_ms;
-	while (tu_now_ms() < until) {
-		if (waitpid(*pid, &status, WNOHANG) == *pid) {
-			rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-			break;
-		}
-		usleep(10000);
-	}
-	if (rc < 0) {
-		kill(-*pid, SIGKILL);
-		waitpid(*pid, &status, 0);
-		rc = 999; /* did not stop in time */
-	}
-	kill(-*pid, SIGKILL); /* anything it left behind (gpsd) */
-	*pid = 0;
-	return rc;
+	return tp_stop(pid, sig, wait_ms);
 }
 
 /* ---- the reference server ---- */

@@ -136,6 +136,56 @@ static void test_incident_versions(void **state)
 	tu_store_close(&t);
 }
 
+struct walk {
+	int n, stop_at;
+	char ids[16][STORE_ID_MAX + 1];
+};
+
+static int walk_cb(void *arg, const struct store_incident *inc)
+{
+	struct walk *w = arg;
+	snprintf(w->ids[w->n++], sizeof(w->ids[0]), "%s", inc->id);
+	return w->n == w->stop_at ? 7 : 0;
+}
+
+/* The walk: active incidents by id, then ended ones most recently ended
+ * first (equal times by id); a non-zero return stops it and is returned. */
+static void test_incident_walk_order(void **state)
+{
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	static const struct {
+		const char *id;
+		enum store_dispatch_state ds;
+		int64_t at;
+	} in[] = {
+	    {"e-old", STORE_DISPATCH_CLOSED, 100},    {"a-2", STORE_DISPATCH_ASSIGNED, 5},
+	    {"e-new", STORE_DISPATCH_CANCELLED, 300}, {"e-tie-b", STORE_DISPATCH_CLOSED, 200},
+	    {"a-1", STORE_DISPATCH_ASSIGNED, 6},      {"e-tie-a", STORE_DISPATCH_REASSIGNED, 200},
+	    {"a-3", STORE_DISPATCH_ASSIGNED, 7},
+	};
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+		assert_true(store_incident_put(t.s, in[i].id, 1, in[i].ds, in[i].at, "{}", 2,
+		                               SIG) == STORE_PUT_NEW);
+	/* a final local status ends an assigned incident too */
+	assert_int_equal(store_incident_set_status(t.s, "a-3", STORE_STATUS_RESOLVED, 250), 0);
+	static const char *const want[] = {"a-1",     "a-2",     "e-new", "a-3",
+	                                   "e-tie-a", "e-tie-b", "e-old"};
+	struct walk w = {0};
+	assert_int_equal(store_incident_each(t.s, walk_cb, &w), 0);
+	assert_int_equal(w.n, 7);
+	for (int i = 0; i < 7; i++)
+		assert_string_equal(w.ids[i], want[i]);
+	/* stopping in the first part never starts the second */
+	w = (struct walk){.stop_at = 1};
+	assert_int_equal(store_incident_each(t.s, walk_cb, &w), 7);
+	assert_int_equal(w.n, 1);
+	w = (struct walk){.stop_at = 4};
+	assert_int_equal(store_incident_each(t.s, walk_cb, &w), 7);
+	assert_string_equal(w.ids[3], "a-3");
+	tu_store_close(&t);
+}
+
 struct collect {
 	int n;
 	int64_t seq[64];
@@ -710,6 +760,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_create_and_reopen, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_incident_versions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_incident_walk_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_order_and_results, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_delivered_runs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_groups, setup, teardown),
