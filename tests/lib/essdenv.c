@@ -1,6 +1,8 @@
 #include "tests/lib/essdenv.h"
 
 #include "agent/ctl_client.h"
+#include "agent/store.h"
+#include "hal/keystore.h"
 #include "tests/lib/testutil.h"
 
 #include <arpa/inet.h>
@@ -685,4 +687,28 @@ void ee_result_str(const struct ee_result *r, char *out, size_t cap)
 	         "out_of_order=%zu",
 	         r->tried, r->acked, r->accepted, r->lost, r->doubled, r->invented,
 	         r->out_of_order);
+}
+
+int ee_store_fixes(struct essenv *e, int (*cb)(void *arg, const struct store_fix *f, size_t n),
+                   void *arg)
+{
+	char kek[600], dir[600], err[256];
+	struct hal_keystore *ks;
+	struct store *st;
+	int flags = 0, rc;
+	int64_t token;
+	snprintf(kek, sizeof(kek), "%s/kek", e->dir);
+	snprintf(dir, sizeof(dir), "%s/store", e->dir);
+	if ((rc = hal_keystore_open("file", kek, &ks, err, sizeof(err))) < 0)
+		return rc;
+	struct store_params p = {.dir = dir, .keystore = ks};
+	if ((rc = store_open(&p, &st, &flags, err, sizeof(err))) < 0) {
+		fprintf(stderr, "# store_open: %s\n", err);
+		hal_keystore_close(ks);
+		return rc;
+	}
+	rc = store_pos_peek(st, SIZE_MAX, cb, arg, &token);
+	store_close(st);
+	hal_keystore_close(ks);
+	return rc < 0 ? rc : 0;
 }

@@ -88,6 +88,12 @@ int ee_wait_drained(struct essenv *e, int wait_ms);
 /* An assigned incident for the unit, waited for on the device, acked. */
 int ee_incident(struct essenv *e, const char *id);
 
+struct store_fix;
+/* With essd stopped: every fix still in essd's store (not uploaded yet),
+ * read through the store's own API, given to cb in time order. */
+int ee_store_fixes(struct essenv *e, int (*cb)(void *arg, const struct store_fix *f, size_t n),
+                   void *arg);
+
 /* ---- the ledger: every action the test tried, and what essd answered ---- */
 
 struct ee_action {
