@@ -177,6 +177,7 @@ cJSON *ctlm_status(struct ctlm *m)
 	     cJSON_AddNumberToObject(o, "incidents", (double)ninc) &&
 	     cJSON_AddBoolToObject(o, "locked", m->locked) &&
 	     cJSON_AddBoolToObject(o, "wiping", m->wiping) &&
+	     cJSON_AddBoolToObject(o, "disk_full", m->disk_full) &&
 	     cJSON_AddNumberToObject(o, "uptime_s",
 	                             (double)((loop_now_ms() - m->started_mono_ms) / 1000));
 	struct hal_gps_fix f;
