@@ -139,14 +139,14 @@ static void test_disk_full(void **state)
 	size_t acked_full = 0, refused = 0, other_refusal = 0;
 	int crashes = 0, told = 0, essctl_told = 0, trail_thinned = 0, trail_back = 0;
 	for (int round = 0; round < rounds; round++) {
-		/* some trail on disk, and the reserve made */
-		for (int i = 0; i < 100 && ee_status_num(&env, "queue", "positions") < 5; i++)
+		/* the server away: nothing drains, the disk is all there is; some
+		 * trail on disk, and the reserve made */
+		ee_stop(&env.srv, SIGKILL, 2000);
+		for (int i = 0; i < 150 && ee_status_num(&env, "queue", "positions") < 5; i++)
 			usleep(100000);
 		assert_false(status_flag("disk_full"));
 		for (int i = 0; i < 5; i++)
 			assert_int_equal(ee_act(&env, &l, INCIDENT, 5000, NULL, 0), 1);
-		/* the server away: nothing drains, the disk is all there is */
-		ee_stop(&env.srv, SIGKILL, 2000);
 		double pos_before = ee_status_num(&env, "queue", "positions");
 		long long filled = fill(filler);
 		/* act until refused three times in a row (or 3000 actions) */
@@ -188,6 +188,7 @@ static void test_disk_full(void **state)
 		trail_back += ee_status_num(&env, "queue", "positions") > p0;
 		assert_int_equal(ee_act(&env, &l, INCIDENT, 5000, NULL, 0), 1);
 		assert_int_equal(ee_srv_start(&env), 0);
+		assert_int_equal(ee_wait_drained(&env, 60000), 0);
 	}
 	assert_int_equal(crashes, 0);
 	assert_true(essd_alive());
