@@ -60,7 +60,7 @@ row() { printf '%-34s %10s %8s %8s %9s %8s\n' "$@"; }
 # the essd rows: "# NAME: ... N WORD ..." lines printed by the tests
 num() { # num LINE WORD: the number before WORD, or the one after it
 	v=$(echo "$1" | grep -oE "[0-9]+ $2" | head -1 | cut -d' ' -f1)
-	[ -n "$v" ] || v=$(echo "$1" | grep -oE "$2 [0-9]+" | head -1 | cut -d' ' -f2)
+	[ -n "$v" ] || v=$(echo "$1" | grep -oE "$2 [0-9]+" | head -1 | sed 's/.* //')
 	echo "${v:--}"
 }
 printf '\n%-34s %10s %8s %8s %9s %8s\n' scenario iterations lost doubled invented crashes
