@@ -140,6 +140,27 @@ static void test_crash_loop(void **state)
 	assert_int_equal(r.invented, 0);
 	assert_int_equal(r.out_of_order, 0);
 	assert_int_equal(crashes, 0);
+
+	/* Controls: the check itself must catch what it looks for. An action
+	 * acknowledged but never sent is lost; one acknowledged as another
+	 * event id is invented; a server that took an event twice doubles. */
+	size_t acked_i = 0;
+	while (acked_i < l.n && !l.a[acked_i].seq)
+		acked_i++;
+	assert_true(acked_i < l.n);
+	struct ee_action keep = l.a[acked_i];
+	l.a[acked_i].event_id[0] = l.a[acked_i].event_id[0] == 'a' ? 'b' : 'a';
+	assert_int_equal(ee_ledger_check(&env, &l, &r), 0);
+	assert_int_equal(r.invented, 1);
+	assert_int_equal(r.lost, 1);
+	l.a[acked_i] = keep;
+	l.a[l.n - 1].seq = l.last_seq + 1000; /* "acknowledged", never sent */
+	snprintf(l.a[l.n - 1].event_id, sizeof(l.a[0].event_id), "%s",
+	         "00000000-0000-4000-8000-000000000000");
+	assert_int_equal(ee_ledger_check(&env, &l, &r), 0);
+	assert_true(r.lost >= 1);
+	print_message("# controls: a changed event id counts as invented and lost, an action "
+	              "never sent as lost\n");
 	ee_ledger_free(&l);
 }
 

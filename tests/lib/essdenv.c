@@ -137,7 +137,8 @@ cJSON *ee_admin(struct essenv *e, const char *method, const char *path, const ch
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+	/* the long form reads back hundreds of thousands of events */
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
