@@ -263,11 +263,24 @@ METHOD(m_show)
 	return rc;
 }
 
+void ctlm_set_disk_full(struct ctlm *m, int full)
+{
+	if (m->disk_full == full)
+		return;
+	m->disk_full = full;
+	cJSON *o = cJSON_CreateObject();
+	if (o)
+		cJSON_AddBoolToObject(o, "full", full);
+	ctlm_publish(m, "disk", o);
+}
+
 static int done_result(struct ctlm *m, int rc, const char *id, const struct responder_done *d,
                        cJSON **result, const char **code)
 {
 	if (rc < 0) {
 		*code = code_for(rc);
+		if (rc == -ENOSPC) /* the user hears it now, not at the next flush tick */
+			ctlm_set_disk_full(m, 1);
 		return rc;
 	}
 	cJSON *o = cJSON_CreateObject();

@@ -73,6 +73,8 @@ int ctlm_load(struct ctlm *m);
 int ctlm_set_locked(struct ctlm *m, int locked);
 /* Publishes {"event": name, "data": data} (taken over; NULL: {}). */
 void ctlm_publish(struct ctlm *m, const char *name, cJSON *data);
+/* Sets the disk-full state; publishes "disk" {"full"} when it changes. */
+void ctlm_set_disk_full(struct ctlm *m, int full);
 /* Publishes the incident's summary as "incident" with a "why". */
 void ctlm_publish_incident(struct ctlm *m, const char *id, const char *why);
 /* The status object (the "status" method's result). NULL on ENOMEM. */

@@ -120,16 +120,12 @@ static void set_disk_full(struct daemon *d, int full)
 {
 	if (d->m.disk_full == full)
 		return;
-	d->m.disk_full = full;
 	if (full)
 		log_warnx("store: the disk is full: positions are not stored, responders' "
 		          "actions still are");
 	else
 		log_info("store: disk space is back");
-	cJSON *o = cJSON_CreateObject();
-	if (o)
-		cJSON_AddBoolToObject(o, "full", full);
-	ctlm_publish(&d->m, "disk", o);
+	ctlm_set_disk_full(&d->m, full);
 }
 
 /* The disk is full when the reserve cannot be there (it was given back for

@@ -10,6 +10,7 @@
 #include "agent/store_int.h"
 
 #include <errno.h>
+#include <sqlite3.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -34,6 +35,11 @@ int store_reserve_ensure(struct store *s)
 	char path[PATH_MAX + 16], tmp[PATH_MAX + 24];
 	if (store_reserve_present(s))
 		return 0;
+	/* After a full disk the WAL has grown into the space the reserve gave
+	 * and never shrinks by itself: copy it back and truncate it first, or
+	 * every episode would cost the file system another reserve. */
+	if (s->db)
+		sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	reserve_path(s, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
