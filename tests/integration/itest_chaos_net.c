@@ -134,10 +134,16 @@ static void settle(const char *name)
 		env.essd = 0;
 		assert_int_equal(ee_essd_start(&env), 0);
 	}
-	int drained = ee_wait_drained(&env, 90000);
+	/* after a long outage essd's backoff (capped at 5 min) decides when it
+	 * tries again: wait that long before calling anything lost */
+	int64_t t_settle = tu_now_ms();
+	int drained = ee_wait_drained(&env, 330000);
 	if (drained < 0)
 		print_message("# %s: the outbox did not drain (%g events left)\n", name,
 		              ee_status_num(&env, "queue", "events"));
+	else
+		print_message("# %s: drained %.1f s after the faults ended\n", name,
+		              (tu_now_ms() - t_settle) / 1000.0);
 	struct ee_result r;
 	assert_int_equal(ee_ledger_check(&env, &ledger, &r), 0);
 	print_message("# net: %s, %zu actions, lost %zu, doubled %zu, invented %zu, "
