@@ -144,7 +144,7 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 # The long forms of the fault tests, with a summary table.
-soak: all $(UNIT_BINS)
+soak: all $(UNIT_BINS) $(ITEST_BINS) $(TOOL_BINS)
 	@tests/soak.sh $(BUILD)
 
 fuzz: fuzz-build

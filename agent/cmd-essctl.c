@@ -102,6 +102,8 @@ static void print_status(const cJSON *r)
 		printf("LOCKED        nothing is shown until the device is unlocked\n");
 	if (flag(r, "wiping"))
 		printf("WIPING        this device is being wiped\n");
+	if (flag(r, "disk_full"))
+		printf("DISK FULL     the trail is not recorded; actions are still queued\n");
 	printf("version       %s, up %.0f s\n", str(r, "version", "?"), num(r, "uptime_s", 0));
 }
 

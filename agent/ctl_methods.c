@@ -177,6 +177,7 @@ cJSON *ctlm_status(struct ctlm *m)
 	     cJSON_AddNumberToObject(o, "incidents", (double)ninc) &&
 	     cJSON_AddBoolToObject(o, "locked", m->locked) &&
 	     cJSON_AddBoolToObject(o, "wiping", m->wiping) &&
+	     cJSON_AddBoolToObject(o, "disk_full", m->disk_full) &&
 	     cJSON_AddNumberToObject(o, "uptime_s",
 	                             (double)((loop_now_ms() - m->started_mono_ms) / 1000));
 	struct hal_gps_fix f;
@@ -262,11 +263,24 @@ METHOD(m_show)
 	return rc;
 }
 
+void ctlm_set_disk_full(struct ctlm *m, int full)
+{
+	if (m->disk_full == full)
+		return;
+	m->disk_full = full;
+	cJSON *o = cJSON_CreateObject();
+	if (o)
+		cJSON_AddBoolToObject(o, "full", full);
+	ctlm_publish(m, "disk", o);
+}
+
 static int done_result(struct ctlm *m, int rc, const char *id, const struct responder_done *d,
                        cJSON **result, const char **code)
 {
 	if (rc < 0) {
 		*code = code_for(rc);
+		if (rc == -ENOSPC) /* the user hears it now, not at the next flush tick */
+			ctlm_set_disk_full(m, 1);
 		return rc;
 	}
 	cJSON *o = cJSON_CreateObject();

@@ -10,7 +10,8 @@
  *   failed       anything else (the message says what)
  *
  * Methods:
- *   status                      sync, queues, last fix, clock, unit, lock
+ *   status                      sync, queues, last fix, clock, unit, lock,
+ *                               disk_full
  *   list                        incident summaries, active first
  *   show      {id}              the whole incident and its local state
  *   ack       {id}              status acknowledged
@@ -26,7 +27,8 @@
  *
  * Published to subscribers: "incident" (a summary: new version, status
  * change), "conflict", "rejected", "sync" (online state), "lock", "sos",
- * "wipe". Silent incidents carry "silent": true and "alert": "none". */
+ * "wipe", "disk" ({"full": bool} when the disk fills or has room again). Silent incidents carry
+ * "silent": true and "alert": "none". */
 #ifndef ESS_CTL_METHODS_H
 #define ESS_CTL_METHODS_H
 
@@ -53,7 +55,8 @@ struct ctlm {
 	struct hal_gps *gps;   /* NULL: no GPS source */
 	char unit[PROTO_ID_MAX + 1];
 	int locked;
-	int wiping; /* a wipe is pending: every method but status refuses */
+	int wiping;    /* a wipe is pending: every method but status refuses */
+	int disk_full; /* the store's disk is full: the trail waits (status) */
 	int64_t started_mono_ms;
 	/* Called after an action changed something (e.g. to re-check whether an
 	 * incident is active). May be NULL. */
@@ -70,6 +73,8 @@ int ctlm_load(struct ctlm *m);
 int ctlm_set_locked(struct ctlm *m, int locked);
 /* Publishes {"event": name, "data": data} (taken over; NULL: {}). */
 void ctlm_publish(struct ctlm *m, const char *name, cJSON *data);
+/* Sets the disk-full state; publishes "disk" {"full"} when it changes. */
+void ctlm_set_disk_full(struct ctlm *m, int full);
 /* Publishes the incident's summary as "incident" with a "why". */
 void ctlm_publish_incident(struct ctlm *m, const char *id, const char *why);
 /* The status object (the "status" method's result). NULL on ENOMEM. */

@@ -115,6 +115,29 @@ static void update_active(void *arg)
 }
 
 static int64_t flush_timer(struct loop *l, void *arg);
+/* The disk-full state, told to the user (status "disk_full", a "disk"
+ * publication) when it changes. */
+static void set_disk_full(struct daemon *d, int full)
+{
+	if (d->m.disk_full == full)
+		return;
+	if (full)
+		log_warnx("store: the disk is full: positions are not stored, responders' "
+		          "actions still are");
+	else
+		log_info("store: disk space is back");
+	ctlm_set_disk_full(&d->m, full);
+}
+
+/* The disk is full when the reserve cannot be there (it was given back for
+ * an action, or never fitted): then the trail waits, so that what is left
+ * goes to responders' actions. Makes the reserve again when space is back. */
+static int disk_check(struct daemon *d)
+{
+	int full = !store_reserve_present(d->store) && store_reserve_ensure(d->store) < 0;
+	set_disk_full(d, full);
+	return full;
+}
 
 static void on_fix(void *arg, const struct hal_gps_fix *fix)
 {
@@ -122,6 +145,11 @@ static void on_fix(void *arg, const struct hal_gps_fix *fix)
 	struct store_fix sf;
 	if (!d->store || !track_offer(d->track, fix, &sf))
 		return;
+	if (d->m.disk_full) { /* positions go first */
+		if (d->pos_errors++ % 100 == 0)
+			log_warnx("trail: a fix was not stored: the disk is full");
+		return;
+	}
 	int rc = store_pos_append(d->store, &sf);
 	if (rc < 0 && d->pos_errors++ % 100 == 0)
 		log_warnx("trail: a fix was not stored: %s", strerror(-rc));
@@ -135,7 +163,11 @@ static int64_t flush_timer(struct loop *l, void *arg)
 	(void)l;
 	struct daemon *d = arg;
 	int64_t dropped = 0;
+	if (disk_check(d))
+		return (int64_t)d->cfg.store.position_flush_s * 1000;
 	int rc = store_pos_flush(d->store);
+	if (rc == -ENOSPC)
+		set_disk_full(d, 1);
 	if (rc == 0)
 		rc = store_pos_thin(d->store, d->cfg.store.max_positions, &dropped);
 	if (rc < 0)
@@ -539,6 +571,7 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	if ((rc = open_store(&d.cfg, 0, &d.ks, &d.store, err, errlen)) < 0)
 		goto out;
 	d.m.resp.store = d.store;
+	disk_check(&d);
 	track_params_of(&d.cfg, &tp);
 	if ((rc = track_open(&tp, &d.track)) < 0) {
 		fmt_err(err, errlen, rc, "gps policy: bad parameters");

@@ -1,6 +1,7 @@
 /* Responder actions and views (responder.h). */
 #include "agent/responder.h"
 
+#include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/store.h"
 #include "agent/track.h"
@@ -108,19 +109,33 @@ static int commit_action(struct responder *r, struct proto_event *ev, int set_st
                          enum store_audit_action audit, const char *subject, const char *detail,
                          struct responder_done *done, char *err, size_t errlen)
 {
-	int rc = store_begin(r->store);
-	if (rc < 0)
-		return fmt_err(err, errlen, rc, "store unavailable: %s", strerror(-rc));
-	rc = sync_event_queue(r->store, ev, &done->seq, done->event_id);
-	if (rc == 0 && set_status)
-		rc = store_incident_set_status(r->store, ev->incident_id,
-		                               (enum store_local_status)ev->status, ev->at_ms);
-	if (rc == 0)
-		rc = store_audit_add(r->store, audit, subject, detail, ev->at_ms);
-	if (rc == 0)
-		rc = store_commit(r->store);
-	else
-		store_rollback(r->store);
+	int rc;
+	/* A full disk: the reserve is given back and the trail thinned, then
+	 * once more; a responder's action goes before positions. */
+	for (int attempt = 0;; attempt++) {
+		rc = store_begin(r->store);
+		if (rc < 0 && rc != -ENOSPC)
+			return fmt_err(err, errlen, rc, "store unavailable: %s", strerror(-rc));
+		if (rc == 0) {
+			rc = sync_event_queue(r->store, ev, &done->seq, done->event_id);
+			if (rc == 0 && set_status)
+				rc = store_incident_set_status(r->store, ev->incident_id,
+				                               (enum store_local_status)ev->status,
+				                               ev->at_ms);
+			if (rc == 0)
+				rc = store_audit_add(r->store, audit, subject, detail, ev->at_ms);
+			if (rc == 0)
+				rc = store_commit(r->store);
+			else
+				store_rollback(r->store);
+		}
+		int64_t dropped = 0;
+		if (rc != -ENOSPC || attempt > 0 || store_make_room(r->store, &dropped) <= 0)
+			break;
+		if (dropped)
+			log_warnx("disk full: %lld stored fixes dropped to queue an action",
+			          (long long)dropped);
+	}
 	if (rc < 0)
 		return fmt_err(err, errlen, rc, "%s: nothing was queued",
 		               rc == -ENOSPC ? "the disk is full" : "the store failed");

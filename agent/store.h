@@ -220,6 +220,20 @@ int store_pos_count(struct store *s, int64_t *n); /* stored + buffered */
 #define POS_THIN_MIN 16
 int store_pos_thin(struct store *s, int64_t max, int64_t *dropped);
 
+/* ---- a full disk (agent/store_reserve.c) ----
+ * A reserve file of STORE_RESERVE_BYTES in the store directory is what a
+ * responder's action may still use when the disk is full; positions never
+ * do. store_reserve_ensure (re)makes it (-ENOSPC: no room for it: the disk
+ * is full); store_reserve_present says whether it is there. store_make_room
+ * gives the reserve back and thins the stored trail to half (*dropped, may
+ * be NULL, receives the fixes removed): 1 when something was freed, 0 when
+ * there was nothing left to free, < 0 on error. */
+#define STORE_RESERVE_BYTES (1024 * 1024)
+int store_reserve_ensure(struct store *s);
+int store_reserve_present(struct store *s);
+int store_reserve_release(struct store *s);
+int store_make_room(struct store *s, int64_t *dropped);
+
 /* ---- sync state (cursor, clock offset, identity, …), sealed ---- */
 int store_state_set(struct store *s, const char *key, const void *val, size_t len);
 /* -ENOENT when unset; -ENOBUFS when cap is too small (*len gets the size). */

@@ -25,6 +25,8 @@ struct rs_faults {
 	int64_t delay_ms;
 	int delay_next;
 	int lose_next;
+	int truncate_next; /* applied, answer cut to half its bytes */
+	int portal_next;   /* not applied, a captive portal's HTML page with 200 */
 	int64_t clock_shift_s;
 	struct rs_extra extra[RS_EXTRA_MAX];
 	int nextra;
@@ -110,7 +112,7 @@ int faults_set(struct rs_faults *f, const cJSON *obj, char *err, size_t errlen)
 	static const char *const known[] = {
 	    "fail_next",  "fail_status",    "retry_after_s", "delay_ms",      "delay_next",
 	    "lose_next",  "clock_shift_s",  "forge_item",    "forge_command", "forge_device",
-	    "fail_for_s", "too_large_over", "redeliver"};
+	    "fail_for_s", "too_large_over", "redeliver",     "truncate_next", "portal_next"};
 	struct rs_faults n = *f;
 	enum rs_forge item = RS_FORGE_NONE;
 	int64_t v;
@@ -160,6 +162,14 @@ int faults_set(struct rs_faults *f, const cJSON *obj, char *err, size_t errlen)
 		return rc;
 	if (rc)
 		n.lose_next = (int)v;
+	if ((rc = int_field(obj, "truncate_next", 0, FAULT_COUNT_MAX, &v, err, errlen)) < 0)
+		return rc;
+	if (rc)
+		n.truncate_next = (int)v;
+	if ((rc = int_field(obj, "portal_next", 0, FAULT_COUNT_MAX, &v, err, errlen)) < 0)
+		return rc;
+	if (rc)
+		n.portal_next = (int)v;
 	if ((rc = int_field(obj, "clock_shift_s", -FAULT_SHIFT_MAX, FAULT_SHIFT_MAX, &v, err,
 	                    errlen)) < 0)
 		return rc;
@@ -215,11 +225,12 @@ int faults_set(struct rs_faults *f, const cJSON *obj, char *err, size_t errlen)
 	}
 	*f = n;
 	log_info("faults: fail_next=%d status=%u retry_after=%d delay_ms=%lld delay_next=%d "
-	         "lose_next=%d clock_shift_s=%lld too_large_over=%d extra_items=%d "
-	         "forge_command=%s",
+	         "lose_next=%d truncate_next=%d portal_next=%d clock_shift_s=%lld "
+	         "too_large_over=%d extra_items=%d forge_command=%s",
 	         f->fail_next, f->fail_status, f->retry_after_s, (long long)f->delay_ms,
-	         f->delay_next, f->lose_next, (long long)f->clock_shift_s, f->too_large_over,
-	         f->nextra, forge_names[f->forge_command]);
+	         f->delay_next, f->lose_next, f->truncate_next, f->portal_next,
+	         (long long)f->clock_shift_s, f->too_large_over, f->nextra,
+	         forge_names[f->forge_command]);
 	return 0;
 }
 
@@ -234,6 +245,8 @@ cJSON *faults_json(const struct rs_faults *f)
 	    !cJSON_AddNumberToObject(o, "delay_ms", (double)f->delay_ms) ||
 	    !cJSON_AddNumberToObject(o, "delay_next", f->delay_next) ||
 	    !cJSON_AddNumberToObject(o, "lose_next", f->lose_next) ||
+	    !cJSON_AddNumberToObject(o, "truncate_next", f->truncate_next) ||
+	    !cJSON_AddNumberToObject(o, "portal_next", f->portal_next) ||
 	    !cJSON_AddNumberToObject(o, "clock_shift_s", (double)f->clock_shift_s) ||
 	    !cJSON_AddNumberToObject(o, "fail_for_s",
 	                             f->fail_until > loop_now_ms()
@@ -268,6 +281,22 @@ int faults_take_lose(struct rs_faults *f)
 	if (f->lose_next <= 0)
 		return 0;
 	f->lose_next--;
+	return 1;
+}
+
+int faults_take_truncate(struct rs_faults *f)
+{
+	if (f->truncate_next <= 0)
+		return 0;
+	f->truncate_next--;
+	return 1;
+}
+
+int faults_take_portal(struct rs_faults *f)
+{
+	if (f->portal_next <= 0)
+		return 0;
+	f->portal_next--;
 	return 1;
 }
 

@@ -9,6 +9,12 @@
  *     applied (N > 0: only the next N answers; N = 0: every answer).
  *   lose_next N: the next N requests are applied and the connection is then
  *     closed without an answer.
+ *   truncate_next N: the next N requests are applied and answered with
+ *     their body cut to half its bytes (a complete HTTP answer of that
+ *     length: what a flaky middlebox or a reset mid-answer leaves).
+ *   portal_next N: the next N requests are not applied; each is answered
+ *     200 with a captive portal's HTML login page (a hotel or airport
+ *     Wi-Fi that intercepts every request).
  *   clock_shift_s S: the server's clock runs S seconds off real time.
  *   fail_for_s T: every device request fails (as fail_next) for T seconds.
  *   too_large_over N: an events batch of more than N events is answered
@@ -69,6 +75,10 @@ int64_t faults_clock_shift_ms(const struct rs_faults *f);
 unsigned faults_take_fail(struct rs_faults *f, int *retry_after_s);
 /* Consumes one lost answer: 1 if this answer is to be dropped. */
 int faults_take_lose(struct rs_faults *f);
+/* Consumes one truncated answer: 1 if this answer is to be cut. */
+int faults_take_truncate(struct rs_faults *f);
+/* Consumes one captive-portal answer: 1 if this request gets the portal. */
+int faults_take_portal(struct rs_faults *f);
 /* Consumes one delay: the ms to hold this answer (0: none). */
 int64_t faults_take_delay(struct rs_faults *f);
 /* Consumes a forged item / command meant for device_id (RS_FORGE_NONE:

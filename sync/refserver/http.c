@@ -290,6 +290,27 @@ static enum MHD_Result queue_reply(struct rs_req *r)
 	return rc;
 }
 
+/* The captive-portal switch: what a device behind a hotel or airport Wi-Fi
+ * gets for any request, a 200 with an HTML login page; nothing applied. */
+static enum MHD_Result queue_portal(struct rs_req *r)
+{
+	static char page[] = /* never written: MHD_RESPMEM_PERSISTENT */
+	    "<!DOCTYPE html>\n<html><head><title>Free WiFi - Login</title></head>\n"
+	    "<body><h1>Welcome!</h1><form method=\"post\" action=\"/login\">"
+	    "<input name=\"room\"><button>Connect</button></form></body></html>\n";
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(sizeof(page) - 1, page, MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	log_answer(r->h, r, 200);
+	enum MHD_Result rc = MHD_queue_response(r->con, 200, resp);
+	MHD_destroy_response(resp);
+	log_info("%s %s 200 captive portal page (portal switch)", r->method, r->path);
+	return rc;
+}
+
 /* ---- the request ---- */
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con)
@@ -489,6 +510,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *con, const ch
 			                 "fault switch: failing this request");
 			return queue_reply(r);
 		}
+		if (r->route == RS_ROUTE_DEVICE && faults_take_portal(h->rs->faults))
+			return queue_portal(r);
 		if (decode_body(r) < 0)
 			return queue_reply(r);
 	}
@@ -503,6 +526,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *con, const ch
 		return MHD_YES;
 	}
 	if (r->route == RS_ROUTE_DEVICE) {
+		if (faults_take_truncate(h->rs->faults) && r->resp_len > 0) {
+			log_info("%s %s %u cut to %zu of %zu bytes (truncate switch)", r->method,
+			         r->path, r->status, r->resp_len / 2, r->resp_len);
+			r->resp_len /= 2;
+		}
 		if (faults_take_lose(h->rs->faults)) {
 			log_info("%s %s %u dropped (lost-answer switch)", r->method, r->path,
 			         r->status);

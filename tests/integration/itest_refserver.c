@@ -1690,6 +1690,63 @@ static void test_fault_lost_answer(void **state)
 	cJSON_Delete(j);
 }
 
+/* truncate_next: applied, the answer cut to half its bytes (not JSON any
+ * more); portal_next: not applied, a 200 HTML page. */
+static void test_fault_truncate_portal(void **state)
+{
+	(void)state;
+	struct dev d;
+	char ev[256], path[256], id[37];
+	struct resp r;
+	enroll(&d, "TRUNC-01");
+	create_incident("TRUNC-01", "trunc-1");
+	cJSON *arr = cJSON_CreateArray();
+	cJSON_AddItemToArray(arr, event("status", "trunc-1", 1, "acknowledged", id));
+	cJSON *b = cJSON_CreateObject();
+	cJSON_AddItemToObject(b, "events", arr);
+	char *text = cJSON_PrintUnformatted(b);
+	cJSON_Delete(b);
+	dev_path(&d, "events", ev, sizeof(ev));
+	snprintf(path, sizeof(path), "/admin/devices/%s/events?result=accepted", d.id);
+
+	/* the portal: 200, HTML, nothing applied */
+	cJSON_Delete(admin("POST", "/admin/faults", "{\"portal_next\":1}", 200));
+	dev_request(&d, "POST", ev, text, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(r.body);
+	assert_non_null(strstr(r.body, "<html>"));
+	assert_null(cJSON_Parse(r.body));
+	resp_free(&r);
+	cJSON *j = admin("GET", path, NULL, 200);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "events")), 0);
+	cJSON_Delete(j);
+
+	/* truncated: 200, half a JSON document, but applied */
+	cJSON_Delete(admin("POST", "/admin/faults", "{\"truncate_next\":1}", 200));
+	dev_request(&d, "POST", ev, text, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(r.body);
+	assert_true(r.len > 0);
+	cJSON *half = cJSON_Parse(r.body);
+	assert_null(half);
+	resp_free(&r);
+	j = admin("GET", path, NULL, 200);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "events")), 1);
+	cJSON_Delete(j);
+	/* sent again: whole, a duplicate */
+	dev_request(&d, "POST", ev, text, NULL, &r);
+	assert_int_equal(r.status, 200);
+	j = parse(&r);
+	assert_string_equal(str(result_at(j, 0), "result"), "duplicate");
+	cJSON_Delete(j);
+	resp_free(&r);
+	free(text);
+	j = admin("GET", "/admin/faults", NULL, 200);
+	assert_int_equal((int)num(j, "truncate_next"), 0);
+	assert_int_equal((int)num(j, "portal_next"), 0);
+	cJSON_Delete(j);
+}
+
 static void test_fault_delay_and_forge(void **state)
 {
 	(void)state;
@@ -1897,6 +1954,7 @@ int main(void)
 	    cmocka_unit_test(test_heartbeat_commands),
 	    cmocka_unit_test(test_revocation),
 	    cmocka_unit_test(test_fault_fail),
+	    cmocka_unit_test(test_fault_truncate_portal),
 	    cmocka_unit_test(test_fault_lost_answer),
 	    cmocka_unit_test(test_fault_delay_and_forge),
 	    cmocka_unit_test(test_fault_windows_and_extras),
