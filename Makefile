@@ -131,6 +131,11 @@ fuzzers: $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+# The reference server's harness links the server's modules (not its main).
+$(BUILD)/fuzz/fuzz_refserver: $(BUILD)/obj/tests/fuzz/fuzz_refserver.o \
+		$(filter-out %/main.o,$(REFSERVER_SRCS:%.c=$(BUILD)/obj/%.o)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS) $(MHD_LIBS)
 # The long forms of the fault tests, with a summary table.
 soak: all $(UNIT_BINS)
 	@tests/soak.sh $(BUILD)

@@ -1878,6 +1878,25 @@ static void test_fault_windows_and_extras(void **state)
 	assert_int_equal(n_items(j), 0);
 	cJSON_Delete(j);
 	cJSON_Delete(admin("POST", "/admin/faults", "{\"redeliver\":{\"id\":\"win-1\"}}", 400));
+	/* extras ahead of real items as well: cJSON_InsertItemInArray refused
+	 * the second position there, losing (and leaking) one extra; found by
+	 * fuzz_refserver (seed regression-extras-ahead-of-items) */
+	j = get_assignments(&d, NULL, 0, NULL);
+	int real = n_items(j);
+	assert_true(real >= 1);
+	cJSON_Delete(j);
+	cJSON_Delete(admin("POST", "/admin/faults", "{\"forge_item\":\"other_unit\"}", 200));
+	cJSON_Delete(admin("POST", "/admin/faults",
+	                   "{\"redeliver\":{\"id\":\"win-1\",\"version\":1}}", 200));
+	j = get_assignments(&d, NULL, 0, NULL);
+	assert_int_equal(n_items(j), real + 2);
+	doc = item(j, 0);
+	assert_string_equal(str(doc, "unit"), "ZZ-OTHER-UNIT");
+	cJSON_Delete(doc);
+	doc = item(j, 1);
+	assert_string_equal(str(doc, "id"), "win-1");
+	cJSON_Delete(doc);
+	cJSON_Delete(j);
 	cJSON_Delete(admin("DELETE", "/admin/faults", NULL, 200));
 }
 
