@@ -79,7 +79,7 @@ FUZZ_SECONDS ?= 300
 BENCH_SRCS   := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps check bench install clean format format-check demo fuzz fuzz-build fuzzers soak
+.PHONY: all deps check bench install clean format format-check demo fuzz fuzz-build fuzzers soak valgrind
 all: $(BUILD)/.deps $(LIB) $(PROGS) $(REFSERVER)
 
 # Installs missing Debian packages (as root) or says what to run.
@@ -139,6 +139,11 @@ $(BUILD)/fuzz/fuzz_refserver: $(BUILD)/obj/tests/fuzz/fuzz_refserver.o \
 # The long forms of the fault tests, with a summary table.
 soak: all $(UNIT_BINS)
 	@tests/soak.sh $(BUILD)
+
+# Every essd scenario of itest_essd under valgrind --leak-check=full (make
+# check runs the short form, tests/integration/valgrind_essd.sh).
+valgrind: all $(ITEST_BINS) $(TOOL_BINS)
+	@ESS_BUILD=$(BUILD) ESS_VALGRIND=all CMOCKA_MESSAGE_OUTPUT=TAP $(BUILD)/tests/itest_essd
 
 fuzz: fuzz-build
 	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
