@@ -25,6 +25,7 @@
 
 #include "agent/ctl.h"
 #include "agent/ctl_client.h"
+#include "tests/lib/canary.h"
 #include "tests/lib/testutil.h"
 
 #include <arpa/inet.h>
@@ -191,8 +192,10 @@ static void srv_incident(struct env *e, const char *id, int silent)
 	char doc[1024];
 	snprintf(doc, sizeof(doc),
 	         "{\"id\":\"%s\",\"unit\":\"" UNIT "\",\"category\":\"confinement\",\"priority\":1,"
-	         "\"silent\":%s,\"location\":{\"lat\":13.7466,\"lon\":100.5393,\"accuracy_m\":8},"
-	         "\"summary\":\"CANARY-SUMMARY\",\"reporter\":{\"name\":\"CANARY-NAME\"}}",
+	         "\"silent\":%s,\"location\":{\"lat\":" CANARY_LAT ",\"lon\":" CANARY_LON
+	         ",\"accuracy_m\":8},\"address\":\"" CANARY_ADDRESS
+	         "\",\"summary\":\"" CANARY_SUMMARY "\",\"reporter\":{\"name\":\"" CANARY_NAME
+	         "\",\"phone\":\"" CANARY_PHONE "\"}}",
 	         id, silent ? "true" : "false");
 	cJSON_Delete(admin(e, "/admin/incidents", doc));
 }
@@ -307,7 +310,7 @@ static int essd_cmd(struct env *e, const char *a1, const char *a2, const char *a
 static void provision(struct env *e)
 {
 	char tok[128], body[256];
-	snprintf(tok, sizeof(tok), "itest-token-%d", e->ntok++);
+	snprintf(tok, sizeof(tok), CANARY_TOKEN "-%d", e->ntok++);
 	snprintf(body, sizeof(body), "{\"unit\":\"" UNIT "\",\"token\":\"%s\"}", tok);
 	cJSON_Delete(admin(e, "/admin/tokens", body));
 	assert_int_equal(essd_cmd(e, "provision", "--token", tok), 0);
@@ -575,7 +578,8 @@ static void test_chain_outages_kill(void **state)
 	assert_true(call_ok(e, "ack", "{\"id\":\"INC-1\"}"));
 	assert_true(call_ok(e, "set", "{\"id\":\"INC-1\",\"status\":\"en_route\"}"));
 	assert_true(call_ok(e, "set", "{\"id\":\"INC-1\",\"status\":\"on_scene\"}"));
-	assert_true(call_ok(e, "note", "{\"id\":\"INC-1\",\"text\":\"CANARY note ถึงแล้ว\"}"));
+	assert_true(
+	    call_ok(e, "note", "{\"id\":\"INC-1\",\"text\":\"" CANARY_NOTE " " CANARY_THAI "\"}"));
 	assert_true(call_ok(e, "set", "{\"id\":\"INC-1\",\"status\":\"resolved\"}"));
 	WAIT_FOR(srv_accepted(e, NULL) == 6, 10000);
 	assert_int_equal(srv_accepted(e, "receipt"), 1);
