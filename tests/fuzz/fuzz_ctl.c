@@ -1,4 +1,3 @@
-#define _GNU_SOURCE /* nftw */
 /* libFuzzer: control-socket requests, end to end in one process. The input
  * is what a client writes to essd's socket (newline-delimited JSON, or
  * anything else); it goes through a real Unix socket into ctl.c's line
@@ -8,6 +7,7 @@
  *
  * Seeds: tests/fuzz/corpus/fuzz_ctl/ (one request per line, as essctl
  * sends them). */
+#define _GNU_SOURCE /* nftw */
 #include "agent/ctl.h"
 #include "agent/ctl_methods.h"
 #include "agent/log.h"

@@ -16,5 +16,9 @@
 #define CANARY_LAT     "18.7883451"
 #define CANARY_LON     "98.9853123"
 #define CANARY_TOKEN   "canary-enroll-token-5c1e"
+/* the store's fault tests (test_store_faults.c) and the demo use these */
+#define CANARY_STORE_NAME  "Somchai Jaidee"
+#define CANARY_STORE_PHONE "081-234-5678"
+#define CANARY_STORE_THAI  "สมชาย ใจดี"
 
 #endif
