@@ -16,6 +16,9 @@
  *   {C1} {C2} {C3}   signed commands for this device: lock, config, resync
  *   {V0} … {V3}      event_id of the n-th event of the last events request
  *   {NOW}            the current unix ms
+ *   {K}              the server key (base64)
+ * "enroll" in the first answer's status line sends that answer to an
+ * enrollment (sync_enroll) first; "enroll pin" with the server key pinned.
  * The engine is opened anew for each input (its backoff would otherwise
  * stall the run); the store lives on, refilled with events and fixes. */
 #define _GNU_SOURCE /* memmem */
@@ -57,6 +60,7 @@ static struct {
 	unsigned char sk[64], pk[32];
 	char env[3][2048], cmd[3][2048];
 	char ev_ids[4][37];
+	char pk64[64]; /* the server key, base64 */
 	int lfd, port;
 	unsigned runs;
 } F;
@@ -113,6 +117,8 @@ static void store_up(void)
 		die("enrolled state");
 }
 
+static void on_accept(struct loop *l, int fd, unsigned events, void *arg);
+
 static void setup(void)
 {
 	if (sodium_init() < 0)
@@ -122,6 +128,7 @@ static void setup(void)
 	if (loop_open(&F.loop) < 0)
 		die("loop_open");
 	crypto_sign_ed25519_keypair(F.pk, F.sk);
+	proto_b64_encode(F.pk, 32, F.pk64, sizeof(F.pk64));
 	static const char *const incidents[3] = {
 	    "{\"id\":\"INC-Z1\",\"version\":1,\"category\":\"confinement\",\"priority\":1,"
 	    "\"silent\":false,\"state\":\"assigned\",\"reported_at\":\"2026-11-28T10:31:02.120Z\","
@@ -156,6 +163,8 @@ static void setup(void)
 	    listen(F.lfd, 64) < 0 || getsockname(F.lfd, (struct sockaddr *)&sa, &sl) < 0)
 		die("listen");
 	F.port = ntohs(sa.sin_port);
+	if (loop_fd_add(F.loop, F.lfd, LOOP_READ, on_accept, NULL) < 0)
+		die("loop_fd_add");
 	config_defaults(&F.cfg);
 	snprintf(F.cfg.server.url, sizeof(F.cfg.server.url), "http://127.0.0.1:%d", F.port);
 	F.cfg.server.request_timeout_s = 5;
@@ -275,6 +284,9 @@ static char *build_answer(const char *s, size_t n, size_t *outlen)
 			else if (b[i + 1] == 'V' && k >= 0 && k <= 3)
 				sub = F.ev_ids[k];
 			skip = 4;
+		} else if (i + 3 <= blen && memcmp(b + i, "{K}", 3) == 0) {
+			sub = F.pk64;
+			skip = 3;
 		} else if (i + 5 <= blen && memcmp(b + i, "{NOW}", 5) == 0) {
 			sub = now;
 			skip = 5;
@@ -311,11 +323,107 @@ static char *build_answer(const char *s, size_t n, size_t *outlen)
 	return ans;
 }
 
+/* ---- the fake server, on the same loop as the engine ---- */
+
 struct conn {
 	int fd;
 	size_t len, sent, alen;
 	char *req, *ans;
 };
+
+static struct {
+	const char *chunks[MAX_ANSWERS];
+	size_t lens[MAX_ANSWERS];
+	int n, next;
+	unsigned moved; /* anything happened on the server side */
+	int open_conns;
+} A;
+
+static void conn_free(struct conn *c)
+{
+	loop_fd_del(F.loop, c->fd);
+	close(c->fd);
+	free(c->req);
+	free(c->ans);
+	free(c);
+	A.open_conns--;
+}
+
+static void on_conn(struct loop *l, int fd, unsigned events, void *arg)
+{
+	(void)l, (void)fd, (void)events;
+	struct conn *c = arg;
+	ssize_t r = -1;
+	A.moved++;
+	if (!c->ans) {
+		while (c->len < REQ_MAX &&
+		       (r = recv(c->fd, c->req + c->len, REQ_MAX - c->len, 0)) > 0)
+			c->len += (size_t)r;
+		if (r == 0 && !request_complete(c->req, c->len)) {
+			conn_free(c); /* the client gave up */
+			return;
+		}
+		if (!request_complete(c->req, c->len))
+			return;
+		take_event_ids(c->req, c->len);
+		if (A.next >= A.n) { /* no answer left: close without one */
+			conn_free(c);
+			return;
+		}
+		c->ans = build_answer(A.chunks[A.next], A.lens[A.next], &c->alen);
+		A.next++;
+		loop_fd_mod(F.loop, c->fd, LOOP_WRITE);
+	}
+	while (c->sent < c->alen &&
+	       (r = send(c->fd, c->ans + c->sent, c->alen - c->sent, MSG_NOSIGNAL)) > 0)
+		c->sent += (size_t)r;
+	if (c->sent >= c->alen || (r < 0 && errno != EAGAIN))
+		conn_free(c);
+}
+
+static void on_accept(struct loop *l, int fd, unsigned events, void *arg)
+{
+	(void)events, (void)arg;
+	int cfd;
+	while ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		struct conn *c = calloc(1, sizeof(*c));
+		if (!c || !(c->req = malloc(REQ_MAX)))
+			die("malloc");
+		c->fd = cfd;
+		if (loop_fd_add(l, cfd, LOOP_READ, on_conn, c) < 0)
+			die("loop_fd_add");
+		A.open_conns++;
+		A.moved++;
+	}
+}
+
+/* Runs the loop until every answer went out and nothing moves, or nothing
+ * moves for a while (the engine backs off, or stopped). */
+static void run_until_quiet(void)
+{
+	int idle = 0;
+	while (idle < (A.next < A.n ? 20 : 3)) {
+		unsigned before = A.moved;
+		int ran = loop_run_once(F.loop, 1);
+		idle = ran > 0 || A.moved != before ? 0 : idle + 1;
+	}
+}
+
+/* Enrollment (sync_enroll) against the first answer; then the identity the
+ * rest of the run expects is put back. */
+static void enroll(int pinned)
+{
+	struct config cfg = F.cfg;
+	char err[256];
+	if (pinned)
+		proto_b64_encode(F.pk, 32, cfg.server.server_key, sizeof(cfg.server.server_key));
+	struct sync_enroll_info info = {.token = "fuzz-token", .serial = "S1", .board = "host"};
+	sync_enroll(F.loop, F.st, &cfg, &info, err, sizeof(err));
+	if (store_state_set(F.st, SYNC_KEY_DEVICE_ID, DEVICE_ID, strlen(DEVICE_ID)) < 0 ||
+	    store_state_set(F.st, SYNC_KEY_UNIT, UNIT, strlen(UNIT)) < 0 ||
+	    store_state_set(F.st, SYNC_KEY_SERVER_KEY, F.pk, 32) < 0)
+		die("identity back");
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -326,78 +434,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		store_up();
 	}
 	refill();
-	/* the answers */
-	const char *chunks[MAX_ANSWERS];
-	size_t lens[MAX_ANSWERS];
-	int nchunks = 0;
+	memset(&A, 0, sizeof(A));
 	const char *s = (const char *)data, *end = s + size;
-	while (nchunks < MAX_ANSWERS && s < end) {
+	while (A.n < MAX_ANSWERS && s < end) {
 		const char *sep = memmem(s, (size_t)(end - s), "\n--\n", 4);
 		size_t n = sep ? (size_t)(sep - s) : (size_t)(end - s);
-		chunks[nchunks] = s;
-		lens[nchunks++] = n;
+		A.chunks[A.n] = s;
+		A.lens[A.n++] = n;
 		s += n + (sep ? 4 : 0);
 	}
+	/* "enroll" (or "enroll pin", the server key pinned in the config) in
+	 * the first answer's status line: that answer goes to an enrollment */
+	const char *nl = A.n ? memchr(A.chunks[0], '\n', A.lens[0]) : NULL;
+	size_t hl = A.n ? (nl ? (size_t)(nl - A.chunks[0]) : A.lens[0]) : 0;
+	if (hl && memmem(A.chunks[0], hl, "enroll", 6))
+		enroll(memmem(A.chunks[0], hl, "pin", 3) != NULL);
 	struct sync *sy;
 	char err[256];
 	struct sync_params p = {.loop = F.loop, .store = F.st, .cfg = &F.cfg, .note = on_note};
 	if (sync_open(&p, &sy, err, sizeof(err)) < 0)
 		die(err);
 	sync_start(sy);
-	struct conn cs[8];
-	int ncs = 0, next = 0, idle = 0;
-	/* until every answer went out and nothing moves, or nothing moves for a
-	 * while (the engine backs off, or stopped) */
-	while (idle < (next < nchunks ? 20 : 3)) {
-		int moved = loop_run_once(F.loop, 1) > 0;
-		int fd;
-		while (ncs < 8 &&
-		       (fd = accept4(F.lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-			cs[ncs++] = (struct conn){.fd = fd, .req = malloc(REQ_MAX)};
-			moved = 1;
-		}
-		for (int i = 0; i < ncs; i++) {
-			struct conn *c = &cs[i];
-			ssize_t r;
-			while (!c->ans && c->len < REQ_MAX &&
-			       (r = recv(c->fd, c->req + c->len, REQ_MAX - c->len, 0)) > 0) {
-				c->len += (size_t)r;
-				moved = 1;
-			}
-			if (!c->ans && request_complete(c->req, c->len)) {
-				take_event_ids(c->req, c->len);
-				if (next >= nchunks) {
-					c->sent = c->alen = 0; /* no answer left: close */
-					c->ans = malloc(1);
-				} else {
-					c->ans = build_answer(chunks[next], lens[next], &c->alen);
-					next++;
-				}
-				moved = 1;
-			}
-			while (c->ans && c->sent < c->alen &&
-			       (r = send(c->fd, c->ans + c->sent, c->alen - c->sent,
-			                 MSG_NOSIGNAL)) > 0) {
-				c->sent += (size_t)r;
-				moved = 1;
-			}
-			if (c->ans && c->sent >= c->alen) {
-				close(c->fd);
-				free(c->req);
-				free(c->ans);
-				cs[i--] = cs[--ncs];
-			}
-		}
-		idle = moved ? 0 : idle + 1;
-	}
+	run_until_quiet();
 	sync_close(sy);
-	for (int i = 0; i < ncs; i++) {
-		close(cs[i].fd);
-		free(cs[i].req);
-		free(cs[i].ans);
-	}
-	/* let the loop settle what the close cancelled */
-	for (int i = 0; i < 10 && loop_run_once(F.loop, 0) > 0; i++)
-		;
+	/* the server side of what the close cut off */
+	for (int i = 0; i < 50 && A.open_conns > 0; i++)
+		loop_run_once(F.loop, 1);
 	return 0;
 }
