@@ -30,8 +30,10 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,16 +45,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <dirent.h>
-#include <grp.h>
-
 #define UNIT  "NST-RESP-04"
 #define ADMIN "itest-admin-token"
 
 /* Under valgrind everything essd does takes several times longer. */
 static int valgrind_mode;
 static int slow = 1;
-#define VALGRIND_EXIT 99 /* essd's own statuses are 0, 1 and 2 */
 
 struct env {
 	char *dir;
@@ -276,7 +274,7 @@ static void essd_argv(struct env *e, char *const args[], char *out[], size_t cap
 	                           "--leak-check=full",
 	                           "--show-leak-kinds=definite,possible",
 	                           "--errors-for-leak-kinds=definite,possible",
-	                           "--error-exitcode=99",
+	                           "--error-exitcode=99", /* essd's own: 0, 1, 2 */
 	                           "--track-fds=no"};
 	size_t n = 0;
 	if (valgrind_mode) {
