@@ -5,8 +5,9 @@ Searches every log written during the suite for the personal data and
 secrets the tests used:
   - LOGS/*.log: each test program's own stdout/stderr (which holds the
     output of the programs it ran without a log file of their own);
-  - LOGS/kept/: every *.log file the tests' temporary directories held
-    (essd, ess-refserver, nginx, valgrind...), kept by tu_rmrf;
+  - LOGS/kept/: every *.log and *.err file the tests' temporary
+    directories held (essd, ess-refserver, nginx, valgrind...), kept by
+    tu_rmrf;
   - the canaries: every CANARY_* string of tests/lib/canary.h (names, phone,
     Thai text, address, note, token; coordinates also in 5-decimal and 1e-7
     integer form), and every key file the tests made (LOGS/secrets/: the
@@ -52,6 +53,10 @@ def secret_forms(path):
         except ValueError:
             pass
         forms.append(text.decode())
+    if b"-----BEGIN" in raw:  # PEM (the TLS test's keys): each base64 line
+        for line in raw.splitlines():
+            if re.fullmatch(rb"[A-Za-z0-9+/=]{40,}", line.strip()):
+                forms.append(line.strip().decode())
     for b in blobs:
         if len(b) < 16:
             continue
@@ -96,7 +101,8 @@ def main():
             continue
         for fn in sorted(os.listdir(root)):
             p = os.path.join(root, fn)
-            if os.path.isfile(p) and fn.endswith(".log") and fn != "log_canary_scan.log":
+            if (os.path.isfile(p) and fn.endswith((".log", ".err"))
+                    and fn != "log_canary_scan.log"):
                 files.append(p)
     hits, nbytes = scan(files, needles)
     kept_names = os.listdir(kept) if os.path.isdir(kept) else []

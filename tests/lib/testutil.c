@@ -66,7 +66,7 @@ static int keep_one(const char *p, const struct stat *sb, int flag, struct FTW *
 	const char *name = p + ftw->base;
 	size_t n = strlen(name);
 	const char *root = NULL;
-	if (n > 4 && strcmp(name + n - 4, ".log") == 0)
+	if (n > 4 && (strcmp(name + n - 4, ".log") == 0 || strcmp(name + n - 4, ".err") == 0))
 		root = getenv("ESS_TEST_LOGDIR");
 	else if (strcmp(name, "kek") == 0 || (n > 4 && strcmp(name + n - 4, ".key") == 0))
 		root = getenv("ESS_TEST_SECRETDIR");
