@@ -79,7 +79,7 @@ FUZZ_SECONDS ?= 300
 BENCH_SRCS   := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps check bench bench-essd bench-long install clean format format-check demo fuzz fuzz-build fuzzers soak
+.PHONY: all deps check bench bench-essd bench-long install clean format format-check demo fuzz fuzz-build fuzzers soak valgrind
 all: $(BUILD)/.deps $(LIB) $(PROGS) $(REFSERVER)
 
 # Installs missing Debian packages (as root) or says what to run.
@@ -143,9 +143,19 @@ fuzzers: $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+# The reference server's harness links the server's modules (not its main).
+$(BUILD)/fuzz/fuzz_refserver: $(BUILD)/obj/tests/fuzz/fuzz_refserver.o \
+		$(filter-out %/main.o,$(REFSERVER_SRCS:%.c=$(BUILD)/obj/%.o)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS) $(MHD_LIBS)
 # The long forms of the fault tests, with a summary table.
 soak: all $(UNIT_BINS) $(ITEST_BINS) $(TOOL_BINS)
 	@tests/soak.sh $(BUILD)
+
+# Every essd scenario of itest_essd under valgrind --leak-check=full (make
+# check runs the short form, tests/integration/valgrind_essd.sh).
+valgrind: all $(ITEST_BINS) $(TOOL_BINS)
+	@ESS_BUILD=$(BUILD) ESS_VALGRIND=all CMOCKA_MESSAGE_OUTPUT=TAP $(BUILD)/tests/itest_essd
 
 fuzz: fuzz-build
 	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)

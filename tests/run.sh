@@ -11,6 +11,12 @@ passed=0
 failed=0
 export CMOCKA_MESSAGE_OUTPUT=TAP
 export ESS_BUILD="$build"
+# tu_rmrf keeps every log and key file of the tests' temporary directories
+# here, for the log canary scan that runs last
+export ESS_TEST_LOGDIR="$logs/kept" ESS_TEST_SECRETDIR="$logs/secrets"
+rm -rf "$ESS_TEST_LOGDIR" "$ESS_TEST_SECRETDIR"
+mkdir -p "$ESS_TEST_LOGDIR" "$ESS_TEST_SECRETDIR"
+chmod 700 "$ESS_TEST_SECRETDIR"
 
 run_one() {
 	name=$1
@@ -49,6 +55,8 @@ for t in tests/integration/*.sh; do
 	[ -f "$t" ] || continue
 	run_one "$(basename "$t" .sh)" sh "$t"
 done
+# last: no canary (personal datum, token, key) in any log of the suite
+run_one log_canary_scan python3 tests/log_canary_scan.py "$logs"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -203,12 +203,23 @@ static int assignments(struct rs *rs, struct rs_req *r, const struct rs_device *
 		http_reply_error(r, 503, "unavailable", "out of memory");
 		return RS_REPLY;
 	}
+	/* The extra envelopes go first, in the order they were set. Built as a
+	 * new array: cJSON_InsertItemInArray (Debian's 1.7.15) refuses some
+	 * positions, which lost an extra item and leaked it (found by
+	 * fuzz_refserver). */
 	struct rs_extra x;
-	for (int k = 0; faults_take_extra(rs->faults, dev->id, &x); k++) {
+	cJSON *all = cJSON_CreateArray();
+	while (faults_take_extra(rs->faults, dev->id, &x)) {
 		cJSON *f = x.kind == RS_FORGE_REDELIVER ? redelivered(rs, dev, &x)
 		                                        : forged_incident(rs, dev, x.kind);
-		if (f)
-			cJSON_InsertItemInArray(items, k, f);
+		if (f && !(all && cJSON_AddItemToArray(all, f)))
+			cJSON_Delete(f);
+	}
+	if (all) {
+		while (cJSON_GetArraySize(items) > 0)
+			cJSON_AddItemToArray(all, cJSON_DetachItemFromArray(items, 0));
+		cJSON_Delete(items);
+		items = all;
 	}
 	incidents_cursor_format(last, cursor);
 	cJSON_AddStringToObject(o, "cursor", cursor);

@@ -10,7 +10,13 @@
  *     server's state is exact each time (every event accepted once);
  *   - gpsd: fixes recorded and uploaded; gpsd killed and restarted.
  * Every child runs in its own process group and is killed by that group in
- * the teardown, whatever the test did. Skipped without a server program. */
+ * the teardown, whatever the test did. Skipped without a server program.
+ *
+ * ESS_VALGRIND=short (make check: the first two scenarios) or =all (make
+ * valgrind): every essd runs under valgrind --leak-check=full; the
+ * teardown stops essd with SIGTERM and fails on any valgrind error or leak,
+ * or an exit status other than 0. */
+#define _GNU_SOURCE /* setresuid, setresgid */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,13 +25,16 @@
 
 #include "agent/ctl.h"
 #include "agent/ctl_client.h"
+#include "tests/lib/canary.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/testutil.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +49,10 @@
 #define UNIT  "NST-RESP-04"
 #define ADMIN "itest-admin-token"
 
+/* Under valgrind everything essd does takes several times longer. */
+static int valgrind_mode;
+static int slow = 1;
+
 struct env {
 	char *dir;
 	char build[400];
@@ -48,6 +61,7 @@ struct env {
 	char conf[600], sock[200];
 	char device_id[160];
 	int ntok;
+	const char *ctl_group; /* [control] group, NULL: none */
 };
 
 /* fork + exec in a new process group, output appended to dir/name.log. */
@@ -105,7 +119,8 @@ static size_t buf_write(char *d, size_t sz, size_t nm, void *arg)
 	return sz * nm;
 }
 
-static cJSON *admin(struct env *e, const char *path, const char *json)
+/* method NULL: GET, or POST with json. */
+static cJSON *admin_req(struct env *e, const char *method, const char *path, const char *json)
 {
 	CURL *c = curl_easy_init();
 	struct buf b = {0};
@@ -118,6 +133,8 @@ static cJSON *admin(struct env *e, const char *path, const char *json)
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	if (json)
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+	if (method)
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
@@ -133,13 +150,20 @@ static cJSON *admin(struct env *e, const char *path, const char *json)
 	return doc;
 }
 
+static cJSON *admin(struct env *e, const char *path, const char *json)
+{
+	return admin_req(e, NULL, path, json);
+}
+
 static void srv_incident(struct env *e, const char *id, int silent)
 {
 	char doc[1024];
 	snprintf(doc, sizeof(doc),
 	         "{\"id\":\"%s\",\"unit\":\"" UNIT "\",\"category\":\"confinement\",\"priority\":1,"
-	         "\"silent\":%s,\"location\":{\"lat\":13.7466,\"lon\":100.5393,\"accuracy_m\":8},"
-	         "\"summary\":\"CANARY-SUMMARY\",\"reporter\":{\"name\":\"CANARY-NAME\"}}",
+	         "\"silent\":%s,\"location\":{\"lat\":" CANARY_LAT ",\"lon\":" CANARY_LON
+	         ",\"accuracy_m\":8},\"address\":\"" CANARY_ADDRESS
+	         "\",\"summary\":\"" CANARY_SUMMARY "\",\"reporter\":{\"name\":\"" CANARY_NAME
+	         "\",\"phone\":\"" CANARY_PHONE "\"}}",
 	         id, silent ? "true" : "false");
 	cJSON_Delete(admin(e, "/admin/incidents", doc));
 }
@@ -196,18 +220,42 @@ static void write_conf(struct env *e)
 	fclose(f);
 	snprintf(e->conf, sizeof(e->conf), "%s/essd.conf", e->dir);
 	snprintf(e->sock, sizeof(e->sock), "%s/essd.sock", e->dir);
-	snprintf(
-	    text, sizeof(text),
-	    "[log]\nlevel = debug\n[store]\ndir = %s/store\nposition_flush_s = 1\n"
-	    "[keystore]\nkey_file = %s/kek\n"
-	    "[server]\nurl = http://127.0.0.1:%d\nlong_poll_s = 2\nrequest_timeout_s = 10\n"
-	    "connect_timeout_s = 2\n"
-	    "[gps]\nport = %d\ninterval_s = 1\nmin_distance_m = 0\n"
-	    "[control]\nsocket = %s\n[device]\nserial_file = %s\n[heartbeat]\ninterval_s = 10\n",
-	    e->dir, e->dir, e->port, e->gps_port, e->sock, serial);
+	snprintf(text, sizeof(text),
+	         "[log]\nlevel = debug\n[store]\ndir = %s/store\nposition_flush_s = 1\n"
+	         "[keystore]\nkey_file = %s/kek\n"
+	         "[server]\nurl = http://127.0.0.1:%d\nlong_poll_s = 2\nrequest_timeout_s = 10\n"
+	         "connect_timeout_s = 2\n"
+	         "[gps]\nport = %d\ninterval_s = 1\nmin_distance_m = 0\n"
+	         "[control]\nsocket = %s\n%s%s%s[device]\nserial_file = %s\n"
+	         "[heartbeat]\ninterval_s = 10\n",
+	         e->dir, e->dir, e->port, e->gps_port, e->sock, e->ctl_group ? "group = " : "",
+	         e->ctl_group ? e->ctl_group : "", e->ctl_group ? "\n" : "", serial);
 	f = fopen(e->conf, "w");
 	fputs(text, f);
 	fclose(f);
+}
+
+/* argv for essd with args (NULL-terminated), under valgrind when asked. */
+static void essd_argv(struct env *e, char *const args[], char *out[], size_t cap, char *logopt,
+                      size_t logcap)
+{
+	static char *const vg[] = {"valgrind",
+	                           "--quiet",
+	                           "--leak-check=full",
+	                           "--show-leak-kinds=definite,possible",
+	                           "--errors-for-leak-kinds=definite,possible",
+	                           "--error-exitcode=99", /* essd's own: 0, 1, 2 */
+	                           "--track-fds=no"};
+	size_t n = 0;
+	if (valgrind_mode) {
+		for (size_t i = 0; i < sizeof(vg) / sizeof(vg[0]); i++)
+			out[n++] = vg[i];
+		snprintf(logopt, logcap, "--log-file=%s/valgrind-%%p.log", e->dir);
+		out[n++] = logopt;
+	}
+	for (size_t i = 0; args[i] && n < cap - 1; i++)
+		out[n++] = args[i];
+	out[n] = NULL;
 }
 
 static int essd_cmd(struct env *e, const char *a1, const char *a2, const char *a3)
@@ -218,7 +266,9 @@ static int essd_cmd(struct env *e, const char *a1, const char *a2, const char *a
 	snprintf(b1, sizeof(b1), "%s", a1);
 	snprintf(b2, sizeof(b2), "%s", a2 ? a2 : "");
 	snprintf(b3, sizeof(b3), "%s", a3 ? a3 : "");
-	char *argv[] = {prog, b1, "-c", e->conf, a2 ? b2 : NULL, a3 ? b3 : NULL, NULL};
+	char *args[] = {prog, b1, "-c", e->conf, a2 ? b2 : NULL, a3 ? b3 : NULL, NULL};
+	char *argv[20], logopt[800];
+	essd_argv(e, args, argv, 20, logopt, sizeof(logopt));
 	pid_t p = spawn(e, "essd-cmd", argv);
 	int status;
 	waitpid(p, &status, 0);
@@ -228,7 +278,7 @@ static int essd_cmd(struct env *e, const char *a1, const char *a2, const char *a
 static void provision(struct env *e)
 {
 	char tok[128], body[256];
-	snprintf(tok, sizeof(tok), "itest-token-%d", e->ntok++);
+	snprintf(tok, sizeof(tok), CANARY_TOKEN "-%d", e->ntok++);
 	snprintf(body, sizeof(body), "{\"unit\":\"" UNIT "\",\"token\":\"%s\"}", tok);
 	cJSON_Delete(admin(e, "/admin/tokens", body));
 	assert_int_equal(essd_cmd(e, "provision", "--token", tok), 0);
@@ -270,9 +320,11 @@ static void essd_start(struct env *e)
 {
 	char prog[500];
 	snprintf(prog, sizeof(prog), "%s/essd", e->build);
-	char *argv[] = {prog, "run", "-c", e->conf, NULL};
+	char *args[] = {prog, "run", "-c", e->conf, NULL};
+	char *argv[20], logopt[800];
+	essd_argv(e, args, argv, 20, logopt, sizeof(logopt));
 	e->essd = spawn(e, "essd", argv);
-	for (int i = 0; i < 200; i++) {
+	for (int i = 0; i < 200 * slow; i++) {
 		cJSON *a = call(e, "status", NULL);
 		cJSON_Delete(a);
 		if (a)
@@ -296,7 +348,7 @@ static double status_num(struct env *e, const char *a, const char *b)
 
 #define WAIT_FOR(cond, ms)                                                                         \
 	do {                                                                                       \
-		int64_t until_ = tu_now_ms() + (ms);                                               \
+		int64_t until_ = tu_now_ms() + (ms)*slow;                                          \
 		while (!(cond) && tu_now_ms() < until_)                                            \
 			usleep(50000);                                                             \
 	} while (0)
@@ -327,9 +379,44 @@ static int setup(void **state)
 	return 0;
 }
 
+/* valgrind's findings: every log it wrote in dir must be empty (--quiet
+ * writes errors and leaks only). Returns how many were not. */
+static int valgrind_findings(struct env *e)
+{
+	int bad = 0;
+	DIR *d = opendir(e->dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (strncmp(de->d_name, "valgrind-", 9) != 0)
+			continue;
+		char path[800];
+		snprintf(path, sizeof(path), "%s/%s", e->dir, de->d_name);
+		size_t len = 0;
+		unsigned char *text = tu_read_file(path, &len);
+		if (len > 0) {
+			bad++;
+			print_message("# valgrind found, in %s:\n%.3000s\n", de->d_name,
+			              (char *)text);
+		}
+		free(text);
+	}
+	if (d)
+		closedir(d);
+	return bad;
+}
+
 static int teardown(void **state)
 {
 	struct env *e = *state;
+	int essd_rc = 0, vg_bad = 0;
+	if (valgrind_mode && e->essd > 0) {
+		/* a clean stop, so that valgrind checks for leaks */
+		essd_rc = stop(&e->essd, SIGTERM, 60000);
+		if (essd_rc != 0)
+			print_message("# essd under valgrind exited with %d\n", essd_rc);
+	}
+	if (valgrind_mode)
+		vg_bad = valgrind_findings(e);
 	stop(&e->essd, SIGKILL, 2000);
 	stop(&e->srv, SIGKILL, 2000);
 	stop(&e->fake, SIGKILL, 2000);
@@ -342,6 +429,8 @@ static int teardown(void **state)
 	tu_rmrf(e->dir);
 	free(e);
 	assert_int_equal(leaks, 0);
+	assert_int_equal(essd_rc, 0);
+	assert_int_equal(vg_bad, 0);
 	return 0;
 }
 
@@ -379,8 +468,8 @@ static void test_offline_signals(void **state)
 	assert_true(call_ok(e, "status", NULL));
 	/* SIGTERM stops cleanly and fast, socket removed */
 	int64_t t0 = tu_now_ms();
-	assert_int_equal(stop(&e->essd, SIGTERM, 3000), 0);
-	assert_true(tu_now_ms() - t0 < 2000);
+	assert_int_equal(stop(&e->essd, SIGTERM, 3000 * slow), 0);
+	assert_true(tu_now_ms() - t0 < 2000 * slow);
 	assert_int_not_equal(access(e->sock, F_OK), 0);
 	/* the SOS is still queued after the restart, and drains when online */
 	srv_start(e);
@@ -457,7 +546,8 @@ static void test_chain_outages_kill(void **state)
 	assert_true(call_ok(e, "ack", "{\"id\":\"INC-1\"}"));
 	assert_true(call_ok(e, "set", "{\"id\":\"INC-1\",\"status\":\"en_route\"}"));
 	assert_true(call_ok(e, "set", "{\"id\":\"INC-1\",\"status\":\"on_scene\"}"));
-	assert_true(call_ok(e, "note", "{\"id\":\"INC-1\",\"text\":\"CANARY note ถึงแล้ว\"}"));
+	assert_true(
+	    call_ok(e, "note", "{\"id\":\"INC-1\",\"text\":\"" CANARY_NOTE " " CANARY_THAI "\"}"));
 	assert_true(call_ok(e, "set", "{\"id\":\"INC-1\",\"status\":\"resolved\"}"));
 	WAIT_FOR(srv_accepted(e, NULL) == 6, 10000);
 	assert_int_equal(srv_accepted(e, "receipt"), 1);
@@ -513,6 +603,138 @@ static void test_chain_outages_kill(void **state)
 	assert_string_equal(
 	    cJSON_GetObjectItem(cJSON_GetObjectItem(a, "error"), "code")->valuestring, "conflict");
 	cJSON_Delete(a);
+}
+
+/* In a child process as uid:gid (no other groups), connects to the control
+ * socket and calls method. Returns 0: refused at connect (EACCES); 1: ok;
+ * 2: answered "forbidden"; 3: another answer; 4: another connect error. */
+static int as_user(struct env *e, uid_t uid, gid_t gid, const char *method)
+{
+	pid_t p = fork();
+	assert_true(p >= 0);
+	if (p == 0) {
+		if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
+		    setresuid(uid, uid, uid) < 0)
+			_exit(10);
+		struct ctl_conn *c;
+		char err[256];
+		int rc = ctl_conn_open(e->sock, &c, err, sizeof(err));
+		if (rc == -EACCES)
+			_exit(0);
+		if (rc < 0)
+			_exit(4);
+		cJSON *ans = NULL;
+		rc = ctl_conn_call(c, method, NULL, 10000, &ans);
+		const cJSON *code = cJSON_GetObjectItem(cJSON_GetObjectItem(ans, "error"), "code");
+		if (rc == 0 && cJSON_IsTrue(cJSON_GetObjectItem(ans, "ok")))
+			_exit(1);
+		_exit(cJSON_IsString(code) && !strcmp(code->valuestring, "forbidden") ? 2 : 3);
+	}
+	int st;
+	waitpid(p, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+}
+
+/* How many heartbeats the server has had from the device. */
+static int srv_heartbeats(struct env *e)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "/admin/devices/%s/heartbeats", e->device_id);
+	cJSON *doc = admin(e, path, NULL);
+	int n = cJSON_GetArraySize(cJSON_GetObjectItem(doc, "heartbeats"));
+	cJSON_Delete(doc);
+	return n;
+}
+
+/* Forged or replayed items the server still has to send. */
+static int srv_extras_pending(struct env *e)
+{
+	cJSON *f = admin(e, "/admin/faults", NULL);
+	int n = cJSON_GetObjectItem(f, "extra_items_pending")->valueint;
+	cJSON_Delete(f);
+	return n;
+}
+
+/* Hostile server side and hostile local users, at the daemon level:
+ *   - an incident signed by another key, one correctly signed for another
+ *     unit, and a replay of a version already held: none stored, no receipt;
+ *   - a wipe command signed by another key, and one correctly signed for
+ *     another device: not carried out (a real command right after is, so
+ *     the path works);
+ *   - the control socket: a user outside the socket's group is refused at
+ *     connect; one in the group ([control] group) is served but refused the
+ *     privileged method (unlock). */
+static void test_security(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	if (geteuid() != 0)
+		fail_msg("needs root, to act as another user (nobody) against the socket");
+	srv_start(e);
+	cJSON_Delete(admin_req(e, "PUT", "/admin/config",
+	                       "{\"position_interval_s\":5,\"position_min_distance_m\":10,"
+	                       "\"heartbeat_interval_s\":10,\"long_poll_s\":2,"
+	                       "\"retention_hours\":72,\"max_batch_events\":500}"));
+	provision(e);
+	essd_start(e);
+	srv_incident(e, "INC-S1", 0);
+	WAIT_FOR(has_incident(e, "INC-S1") && srv_accepted(e, "receipt") == 1, 10000);
+	assert_int_equal(srv_accepted(e, "receipt"), 1);
+
+	/* forged, another unit's, a replay; then a marker incident after them */
+	cJSON_Delete(admin(e, "/admin/faults", "{\"forge_item\":\"bad_signature\"}"));
+	cJSON_Delete(admin(e, "/admin/faults", "{\"forge_item\":\"other_unit\"}"));
+	cJSON_Delete(
+	    admin(e, "/admin/faults", "{\"redeliver\":{\"id\":\"INC-S1\",\"version\":1}}"));
+	/* (a held poll takes the first at once) */
+	WAIT_FOR(srv_extras_pending(e) == 0, 10000);
+	assert_int_equal(srv_extras_pending(e), 0);
+	srv_incident(e, "INC-S2", 0);
+	WAIT_FOR(has_incident(e, "INC-S2") && srv_accepted(e, "receipt") == 2, 10000);
+	assert_true(has_incident(e, "INC-S2"));
+	assert_true(status_num(e, "incidents", NULL) == 2); /* S1 and S2, nothing else */
+	assert_int_equal(srv_accepted(e, "receipt"), 2);    /* none for the replay */
+
+	/* forged wipes: the daemon goes on with everything in place */
+	static const char *const forged[] = {"{\"forge_command\":\"bad_signature\"}",
+	                                     "{\"forge_command\":\"other_device\"}"};
+	for (int i = 0; i < 2; i++) {
+		cJSON_Delete(admin(e, "/admin/faults", forged[i]));
+		int hb = srv_heartbeats(e);
+		WAIT_FOR(srv_heartbeats(e) >= hb + 2, 30000);
+		assert_true(srv_heartbeats(e) >= hb + 2);
+		assert_true(e->essd > 0 && waitpid(e->essd, NULL, WNOHANG) == 0);
+		assert_true(status_num(e, "wiping", NULL) == -1); /* false */
+		assert_true(status_num(e, "incidents", NULL) == 2);
+	}
+	/* both arrived and were refused for the right reason */
+	char log[700];
+	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
+	assert_true(tu_file_count(log, "command envelope dropped", 24) >= 1);
+	assert_true(tu_file_count(log, "is for another device: refused", 30) >= 1);
+	/* the same path with a real command acts */
+	char path[300];
+	snprintf(path, sizeof(path), "/admin/devices/%s/commands", e->device_id);
+	cJSON_Delete(admin(e, path, "{\"type\":\"lock\"}"));
+	WAIT_FOR(status_num(e, "locked", NULL) == 1, 30000);
+	assert_true(status_num(e, "locked", NULL) == 1);
+	assert_true(call_ok(e, "unlock", NULL));
+
+	/* the socket: others may pass the directory, the socket's mode decides */
+	assert_int_equal(chmod(e->dir, 0711), 0);
+	assert_int_equal(as_user(e, 65534, 65534, "status"), 0);
+	e->ctl_group = "nogroup"; /* gid 65534 on Debian */
+	write_conf(e);
+	assert_int_equal(stop(&e->essd, SIGTERM, 3000 * slow), 0);
+	essd_start(e);
+	struct stat st;
+	assert_int_equal(stat(e->sock, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0660);
+	assert_int_equal(st.st_gid, 65534);
+	assert_int_equal(as_user(e, 65534, 65534, "status"), 1); /* in the group */
+	assert_int_equal(as_user(e, 65534, 65534, "unlock"), 2); /* not privileged */
+	assert_int_equal(as_user(e, 65534, 1, "status"), 0);     /* outside it */
+	assert_true(call_ok(e, "unlock", NULL));                 /* root may */
 }
 
 static void gen_log(struct env *e, const char *path, const char *skip)
@@ -598,8 +820,18 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_ctl_hostile, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_chain_outages_kill, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gps, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_security, setup, teardown),
 	};
-	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	const char *vg = getenv("ESS_VALGRIND");
+	size_t n = sizeof(tests) / sizeof(tests[0]);
+	if (vg && *vg) {
+		valgrind_mode = 1;
+		slow = 6;
+		if (strcmp(vg, "all") != 0)
+			n = 2; /* the short form: offline start and restart, hostile requests */
+	}
+	int rc = _cmocka_run_group_tests(valgrind_mode ? "itest_essd_valgrind" : "itest_essd",
+	                                 tests, n, NULL, NULL);
 	curl_global_cleanup();
 	return rc;
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "sync/proto.h"
+#include "tests/lib/canary.h"
 #include "tests/lib/testutil.h"
 
 #include <curl/curl.h>
@@ -283,9 +284,9 @@ static void create_incident(const char *unit, const char *id)
 	char body[1024];
 	snprintf(body, sizeof(body),
 	         "{\"id\":\"%s\",\"unit\":\"%s\",\"category\":\"assault_threat\",\"priority\":1,"
-	         "\"silent\":true,\"location\":{\"lat\":13.7563,\"lon\":100.5018,"
-	         "\"accuracy_m\":15},\"summary\":\"CANARY-SUMMARY\",\"reporter\":{\"name\":"
-	         "\"Somchai\",\"phone\":\"+66800000000\",\"contact_ok\":false},"
+	         "\"silent\":true,\"location\":{\"lat\":" CANARY_LAT ",\"lon\":" CANARY_LON ","
+	         "\"accuracy_m\":15},\"summary\":\"" CANARY_SUMMARY "\",\"reporter\":{\"name\":"
+	         "\"" CANARY_NAME "\",\"phone\":\"" CANARY_PHONE "\",\"contact_ok\":false},"
 	         "\"future_field\":{\"kept\":true}}",
 	         id, unit);
 	cJSON *j = admin("POST", "/admin/incidents", body, 201);
@@ -971,7 +972,7 @@ static void test_status_rules(void **state)
 	/* st-5: declined straight away; a note is fine while assigned */
 	status_ev(&d, "st-5", "declined", "accepted");
 	cJSON *note = event("note", "st-5", 1, NULL, NULL);
-	cJSON_AddStringToObject(note, "text", "CANARY-NOTE gate locked");
+	cJSON_AddStringToObject(note, "text", CANARY_NOTE " " CANARY_THAI);
 	one(&d, note, "accepted", 0, NULL);
 
 	/* rejected: unknown incident, another unit's incident, bad fields, a
@@ -1409,7 +1410,7 @@ static void test_reassign_feeds(void **state)
 	assert_int_equal((int)num(doc, "version"), 3);
 	assert_string_equal(str(doc, "state"), "assigned");
 	assert_string_equal(str(doc, "unit"), "RE-B");
-	assert_string_equal(str(doc, "summary"), "CANARY-SUMMARY");
+	assert_string_equal(str(doc, "summary"), CANARY_SUMMARY);
 	cJSON_Delete(doc);
 	cJSON_Delete(jb);
 	cJSON *j = admin("GET", "/admin/incidents/re-1", NULL, 200);
@@ -1935,6 +1936,25 @@ static void test_fault_windows_and_extras(void **state)
 	assert_int_equal(n_items(j), 0);
 	cJSON_Delete(j);
 	cJSON_Delete(admin("POST", "/admin/faults", "{\"redeliver\":{\"id\":\"win-1\"}}", 400));
+	/* extras ahead of real items as well: cJSON_InsertItemInArray refused
+	 * the second position there, losing (and leaking) one extra; found by
+	 * fuzz_refserver (seed regression-extras-ahead-of-items) */
+	j = get_assignments(&d, NULL, 0, NULL);
+	int real = n_items(j);
+	assert_true(real >= 1);
+	cJSON_Delete(j);
+	cJSON_Delete(admin("POST", "/admin/faults", "{\"forge_item\":\"other_unit\"}", 200));
+	cJSON_Delete(admin("POST", "/admin/faults",
+	                   "{\"redeliver\":{\"id\":\"win-1\",\"version\":1}}", 200));
+	j = get_assignments(&d, NULL, 0, NULL);
+	assert_int_equal(n_items(j), real + 2);
+	doc = item(j, 0);
+	assert_string_equal(str(doc, "unit"), "ZZ-OTHER-UNIT");
+	cJSON_Delete(doc);
+	doc = item(j, 1);
+	assert_string_equal(str(doc, "id"), "win-1");
+	cJSON_Delete(doc);
+	cJSON_Delete(j);
 	cJSON_Delete(admin("DELETE", "/admin/faults", NULL, 200));
 }
 

@@ -18,6 +18,7 @@
 #include "sync/proto.h"
 #include "sync/sync.h"
 #include "tests/lib/refsrv.h"
+#include "tests/lib/canary.h"
 #include "tests/lib/testutil.h"
 
 #include <curl/curl.h>
@@ -119,8 +120,11 @@ static void srv_assign(struct env *e, const char *id, int version, const char *u
 		snprintf(doc, sizeof(doc),
 		         "{\"id\":\"%s\",\"category\":\"confinement\",\"priority\":1,"
 		         "\"silent\":true,\"reported_at\":\"2026-11-28T10:31:02.120Z\","
-		         "\"location\":{\"lat\":13.75,\"lon\":100.5,\"accuracy_m\":8},"
-		         "\"summary\":\"test\",\"unit\":\"%s\"%s%s}",
+		         "\"location\":{\"lat\":" CANARY_LAT ",\"lon\":" CANARY_LON
+		         ",\"accuracy_m\":8},\"summary\":\"" CANARY_SUMMARY "\","
+		         "\"reporter\":{\"name\":\"" CANARY_NAME "\",\"phone\":\"" CANARY_PHONE
+		         "\"},"
+		         "\"unit\":\"%s\"%s%s}",
 		         id, unit, extra ? "," : "", extra ? extra : "");
 		cJSON_Delete(admin(e, "/admin/incidents", doc));
 	} else {

@@ -35,10 +35,56 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
 	return remove(p);
 }
 
+/* What tu_rmrf keeps for tests/log_canary_scan.py (see testutil.h). */
+static const char *keep_tag;
+static size_t keep_prefix;
+
+static void keep_copy(const char *from, const char *root, const char *rel)
+{
+	char dest[1024];
+	int n = snprintf(dest, sizeof(dest), "%s/%s-", root, keep_tag);
+	if (n < 0 || (size_t)n >= sizeof(dest))
+		return;
+	for (size_t i = 0; rel[i] && (size_t)n < sizeof(dest) - 1; i++)
+		dest[n++] = rel[i] == '/' ? '_' : rel[i];
+	dest[n] = 0;
+	FILE *in = fopen(from, "rb"), *out = in ? fopen(dest, "wb") : NULL;
+	char buf[65536];
+	size_t k;
+	while (out && (k = fread(buf, 1, sizeof(buf), in)) > 0)
+		fwrite(buf, 1, k, out);
+	if (out)
+		fclose(out);
+	if (in)
+		fclose(in);
+}
+
+static int keep_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	if (flag != FTW_F || !S_ISREG(sb->st_mode))
+		return 0;
+	const char *name = p + ftw->base;
+	size_t n = strlen(name);
+	const char *root = NULL;
+	if (n > 4 && (strcmp(name + n - 4, ".log") == 0 || strcmp(name + n - 4, ".err") == 0))
+		root = getenv("ESS_TEST_LOGDIR");
+	else if (strcmp(name, "kek") == 0 || (n > 4 && strcmp(name + n - 4, ".key") == 0))
+		root = getenv("ESS_TEST_SECRETDIR");
+	if (root && *root)
+		keep_copy(p, root, p + keep_prefix);
+	return 0;
+}
+
 void tu_rmrf(char *path)
 {
 	if (!path)
 		return;
+	if (getenv("ESS_TEST_LOGDIR") || getenv("ESS_TEST_SECRETDIR")) {
+		const char *slash = strrchr(path, '/');
+		keep_tag = slash ? slash + 1 : path;
+		keep_prefix = strlen(path) + 1;
+		nftw(path, keep_one, 16, FTW_PHYS);
+	}
 	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(path);
 }

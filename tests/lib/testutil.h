@@ -11,7 +11,10 @@ struct hal_keystore;
 
 /* mkdtemp under $TMPDIR (or /tmp); returns a malloc'd path. */
 char *tu_tmpdir(const char *tag);
-/* rm -rf of a directory made by tu_tmpdir. Frees path. */
+/* rm -rf of a directory made by tu_tmpdir. Frees path. Keeps copies first,
+ * for the suite's log canary scan (tests/run.sh sets the directories):
+ * every *.log and *.err file into $ESS_TEST_LOGDIR, every key file (kek, *.key) into
+ * $ESS_TEST_SECRETDIR, named <tmpdir name>-<path inside it>. */
 void tu_rmrf(char *path);
 
 /* A store in dir with a file keystore at dir/kek (created if needed). */
