@@ -185,6 +185,8 @@ static const struct key keys[] = {
     KINT("input", "key", input.key, 0, 767, 0,
          "evdev: the key code of the panic button (linux/input-event-codes.h); 0: "
          "KEY_PROG1 (148)."),
+    KENUM("input", "level", input.level, levels, "high",
+          "gpio: the line's level while the button is pressed."),
     KINT("input", "long_press_ms", input.long_press_ms, 500, 10000, 2000,
          "Holding the button this long raises SOS."),
     KINT("input", "double_press_ms", input.double_press_ms, 150, 2000, 600,

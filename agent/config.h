@@ -107,6 +107,7 @@ struct config {
 		enum config_input backend;
 		char device[CONFIG_PATH_SIZE];
 		int key;
+		enum config_level level;
 		int long_press_ms;
 		int double_press_ms;
 	} input;

@@ -131,7 +131,7 @@ static void test_key_table(void **state)
 {
 	(void)state;
 	size_t n = config_key_count();
-	assert_int_equal(n, 47);
+	assert_int_equal(n, 48);
 	assert_null(config_key_at(n));
 	struct config c;
 	config_defaults(&c);

@@ -1,0 +1,191 @@
+/* The daemon's hardware wiring (hw.h). */
+#include "agent/hw.h"
+
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/loop.h"
+#include "hal/alert.h"
+#include "hal/clock.h"
+#include "hal/input.h"
+#include "hal/link.h"
+#include "hal/power.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct hw {
+	struct hw_callbacks cb;
+	struct hal_alert *alert;
+	struct hal_input *input;
+	struct hal_power *power;
+	struct hal_link *link;
+	struct hal_clock *clock;
+};
+
+static void on_panic(void *arg, enum hal_panic_kind k)
+{
+	struct hw *h = arg;
+	if (h->cb.panic)
+		h->cb.panic(h->cb.arg, hal_panic_str(k));
+}
+
+static void on_power(void *arg, const struct hal_power_state *st)
+{
+	struct hw *h = arg;
+	log_info("power: %s%s", hal_power_source_str(st->source),
+	         st->raw.charging == 1 ? " (charging)" : "");
+	if (h->cb.power)
+		h->cb.power(h->cb.arg);
+}
+
+static void on_link(void *arg, const char *ifname, enum hal_link_why why)
+{
+	struct hw *h = arg;
+	log_info("link: %s up (%s)", ifname, hal_link_why_str(why));
+	if (h->cb.link_up)
+		h->cb.link_up(h->cb.arg, ifname);
+}
+
+static int failed(struct hw *h, int rc, char *err, size_t errlen, const char *what, const char *why)
+{
+	if (err)
+		snprintf(err, errlen, "%s: %s", what, why);
+	hw_close(h);
+	return rc;
+}
+
+int hw_open(struct loop *l, const struct config *cfg, const struct hw_callbacks *cb,
+            struct hw **out, char *err, size_t errlen)
+{
+	static const char *const alerts[] = {"none", "sysfs"};
+	static const char *const inputs[] = {"none", "evdev", "gpio"};
+	static const char *const powers[] = {"none", "sysfs"};
+	static const char *const links[] = {"netlink", "none"};
+	static const char *const clocks[] = {"sysfs", "none"};
+	char why[256] = "";
+	int rc;
+	*out = NULL;
+	struct hw *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->cb = *cb;
+
+	struct hal_alert_params ap = {.loop = l,
+	                              .led = cfg->alert.led,
+	                              .sounder = cfg->alert.sounder,
+	                              .backlight = cfg->alert.backlight,
+	                              .duration_ms = cfg->alert.duration_s * 1000,
+	                              .sound_ms = cfg->alert.sound_s * 1000};
+	if ((rc = hal_alert_open(alerts[cfg->alert.backend], &ap, &h->alert, why, sizeof(why))) < 0)
+		return failed(h, rc, err, errlen, "alert", why);
+
+	struct hal_input_params ip = {.loop = l,
+	                              .device = cfg->input.device,
+	                              .key = cfg->input.key,
+	                              .active_low = cfg->input.level == CONFIG_LEVEL_LOW,
+	                              .long_press_ms = cfg->input.long_press_ms,
+	                              .double_press_ms = cfg->input.double_press_ms,
+	                              .on_panic = on_panic,
+	                              .arg = h};
+	if ((rc = hal_input_open(inputs[cfg->input.backend], &ip, &h->input, why, sizeof(why))) < 0)
+		return failed(h, rc, err, errlen, "input", why);
+
+	struct hal_power_params pp = {.loop = l,
+	                              .ignition = cfg->power.ignition,
+	                              .ignition_active_low =
+	                                  cfg->power.ignition_level == CONFIG_LEVEL_LOW,
+	                              .poll_ms = cfg->power.poll_s * 1000,
+	                              .on_change = on_power,
+	                              .arg = h};
+	if ((rc = hal_power_open(powers[cfg->power.backend], &pp, &h->power, why, sizeof(why))) < 0)
+		return failed(h, rc, err, errlen, "power", why);
+
+	struct hal_link_params lp = {.loop = l, .on_up = on_link, .arg = h};
+	if ((rc = hal_link_open(links[cfg->link.backend], &lp, &h->link, why, sizeof(why))) < 0) {
+		/* no netlink (a sandbox without AF_NETLINK): sync still retries
+		 * on its own, so this costs latency, not function */
+		log_warnx("link: %s; syncing without link events", why);
+		if ((rc = hal_link_open("none", &lp, &h->link, why, sizeof(why))) < 0)
+			return failed(h, rc, err, errlen, "link", why);
+	}
+
+	if ((rc = hal_clock_open(clocks[cfg->clock.backend], NULL, cfg->clock.rtc, &h->clock, why,
+	                         sizeof(why))) < 0)
+		return failed(h, rc, err, errlen, "clock", why);
+
+	struct hal_power_state st;
+	hal_power_get(h->power, &st);
+	log_info("hardware: alert %s, panic button %s, power %s (%s), link %s, clock %s",
+	         hal_alert_name(h->alert), hal_input_name(h->input), hal_power_name(h->power),
+	         hal_power_source_str(st.source), hal_link_name(h->link), hal_clock_name(h->clock));
+	*out = h;
+	return 0;
+}
+
+void hw_close(struct hw *h)
+{
+	if (!h)
+		return;
+	hal_alert_close(h->alert);
+	hal_input_close(h->input);
+	hal_power_close(h->power);
+	hal_link_close(h->link);
+	hal_clock_close(h->clock);
+	free(h);
+}
+
+void hw_alert(struct hw *h, int silent)
+{
+	if (h)
+		hal_alert_incident(h->alert, silent);
+}
+
+void hw_alert_stop(struct hw *h)
+{
+	if (h)
+		hal_alert_stop(h->alert);
+}
+
+const char *hw_power(const struct hw *h, const struct config *cfg, int *battery_pct)
+{
+	static const char *const sources[] = {"vehicle", "ac", "battery"};
+	*battery_pct = -1;
+	if (!h)
+		return sources[cfg->power.fallback];
+	struct hal_power_state st;
+	hal_power_get(h->power, &st);
+	*battery_pct = st.raw.battery_pct;
+	if (st.source == HAL_POWER_UNKNOWN)
+		return sources[cfg->power.fallback];
+	return hal_power_source_str(st.source);
+}
+
+int hw_gps_interval(const struct hw *h, const struct config *cfg)
+{
+	if (!h)
+		return cfg->gps.interval_s;
+	struct hal_power_state st;
+	hal_power_get(h->power, &st);
+	return hal_power_gps_interval(&st, cfg->gps.interval_s, cfg->gps.battery_interval_s);
+}
+
+void hw_clock_log(struct hw *h, const char *clock_state)
+{
+	if (!h)
+		return;
+	struct hal_clock_info in;
+	int64_t drift;
+	hal_clock_read(h->clock, &in);
+	const char *a = hal_clock_assess(&in, clock_state, loop_wall_ms() / 1000, &drift);
+	if (!in.rtc_present)
+		log_info("clock: %s, no RTC (%s)", clock_state, a);
+	else
+		log_info("clock: %s, RTC %s%s, drift %lld s (%s)", clock_state,
+		         in.rtc_name[0] ? in.rtc_name : "present",
+		         in.hctosys ? " set the clock at boot" : "", (long long)drift, a);
+	if (!strcmp(a, "no-time") || !strcmp(a, "rtc-drift"))
+		log_warnx(
+		    "clock: no trusted time yet; event times follow the GPS once it has a fix");
+}

@@ -1,0 +1,50 @@
+/* The daemon's hardware: opens the hal/ backends the configuration names
+ * ([alert], [input], [power], [link], [clock]) on the daemon's loop and
+ * turns what they report into the few things the daemon acts on, so that
+ * daemon.c only wires callbacks:
+ *
+ *   - a new assignment -> the alert outputs (hw_alert; never a sound for a
+ *     silent incident: hal/alert enforces it);
+ *   - the panic button -> cb->panic (the daemon queues SOS);
+ *   - a power change -> cb->power (the daemon re-applies the GPS policy,
+ *     hw_gps_interval) and the heartbeat's power fields (hw_power);
+ *   - a link up -> cb->link_up (the daemon tells sync to go now);
+ *   - the RTC -> one log line with the clock state at start (hw_clock_log).
+ *
+ * A backend that cannot open (bad device spec) fails hw_open with a message;
+ * hardware that is absent is not an error (the backends rescan). Nothing
+ * here logs personal data. Returns 0 or a negative errno. */
+#ifndef ESS_HW_H
+#define ESS_HW_H
+
+#include <stddef.h>
+
+struct loop;
+struct config;
+struct hw;
+
+struct hw_callbacks {
+	void (*panic)(void *arg, const char *how); /* "long" or "double" press */
+	void (*power)(void *arg);                  /* the power state changed */
+	void (*link_up)(void *arg, const char *ifname);
+	void *arg;
+};
+
+int hw_open(struct loop *l, const struct config *cfg, const struct hw_callbacks *cb,
+            struct hw **out, char *err, size_t errlen);
+void hw_close(struct hw *h); /* NULL is fine */
+
+void hw_alert(struct hw *h, int silent);
+void hw_alert_stop(struct hw *h);
+
+/* The heartbeat's "power" ("vehicle", "ac", "battery"; the configured
+ * power.fallback when nothing is sensed) and battery_pct (-1: null). */
+const char *hw_power(const struct hw *h, const struct config *cfg, int *battery_pct);
+/* gps.interval_s, or gps.battery_interval_s on battery (hal_power policy). */
+int hw_gps_interval(const struct hw *h, const struct config *cfg);
+
+/* Logs RTC presence and the clock assessment; clock_state is
+ * track_clock_str(track_clock_state(...)). */
+void hw_clock_log(struct hw *h, const char *clock_state);
+
+#endif
