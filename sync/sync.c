@@ -1094,6 +1094,9 @@ void sync_link_up(struct sync *s)
 	/* The backoff was waiting for a link; this is it. A server's
 	 * Retry-After is the server's wish and still holds. */
 	s->gate_ms = s->server_gate_ms > now ? s->server_gate_ms : 0;
+	/* a new link is a fresh start: a request still in flight on the old
+	 * one that fails now backs off from the shortest delay */
+	backoff_reset(&s->bo);
 	int64_t d = s->gate_ms > now ? s->gate_ms - now : 0;
 	s->stats.link_kicks++;
 	struct chan *cs[] = {&s->poll, &s->events, &s->pos};

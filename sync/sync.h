@@ -127,8 +127,9 @@ void sync_stop(struct sync *s);
 void sync_kick(struct sync *s);
 
 /* A network link came up (hal/link): the transport backoff was waiting for
- * exactly this, so it is dropped and the assignments poll, the outbox and
- * the trail go now. A server's Retry-After still holds. */
+ * exactly this, so it is dropped (and its level reset) and the assignments
+ * poll, the outbox and the trail go now. A server's Retry-After still
+ * holds. */
 void sync_link_up(struct sync *s);
 
 int sync_online(const struct sync *s);
