@@ -35,14 +35,15 @@ static struct hal_link_if *find(struct hal_link_tracker *t, int index, int make)
 	return free_slot;
 }
 
-static int on_link(struct hal_link_tracker *t, const struct nlmsghdr *h, hal_link_up_fn up,
-                   void *arg)
+/* The kernel's records, read through non-const pointers: the NLMSG_ and RTA_
+ * macros cast to char * and would drop a const. */
+static int on_link(struct hal_link_tracker *t, struct nlmsghdr *h, hal_link_up_fn up, void *arg)
 {
 	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg))) {
 		t->malformed++;
 		return 0;
 	}
-	const struct ifinfomsg *ifi = NLMSG_DATA(h);
+	struct ifinfomsg *ifi = NLMSG_DATA(h);
 	if (ifi->ifi_index <= 0) {
 		t->malformed++;
 		return 0;
@@ -56,17 +57,28 @@ static int on_link(struct hal_link_tracker *t, const struct nlmsghdr *h, hal_lin
 	struct hal_link_if *f = find(t, ifi->ifi_index, 1);
 	if (!f)
 		return 0;
-	int len = (int)IFLA_PAYLOAD(h);
-	for (const struct rtattr *a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-		if (a->rta_type != IFLA_IFNAME)
-			continue;
-		size_t n = RTA_PAYLOAD(a);
-		const char *s = RTA_DATA(a);
-		size_t k = 0;
-		while (k < n && k < HAL_LINK_NAME - 1 && s[k])
-			k++;
-		memcpy(f->name, s, k);
-		f->name[k] = 0;
+	/* the attributes, each length checked against what is left */
+	unsigned char *a = (unsigned char *)ifi + NLMSG_ALIGN(sizeof(*ifi));
+	size_t left = h->nlmsg_len - NLMSG_LENGTH(sizeof(*ifi));
+	while (left >= sizeof(struct rtattr)) {
+		struct rtattr *ra = (struct rtattr *)a;
+		if (ra->rta_len < sizeof(struct rtattr) || ra->rta_len > left) {
+			t->malformed++;
+			break;
+		}
+		if (ra->rta_type == IFLA_IFNAME) {
+			size_t n = ra->rta_len - RTA_LENGTH(0), k = 0;
+			const char *s = (const char *)(a + RTA_LENGTH(0));
+			while (k < n && k < HAL_LINK_NAME - 1 && s[k])
+				k++;
+			memcpy(f->name, s, k);
+			f->name[k] = 0;
+		}
+		size_t step = RTA_ALIGN(ra->rta_len);
+		if (step > left)
+			step = left;
+		a += step;
+		left -= step;
 	}
 	int was = f->running;
 	f->flags = ifi->ifi_flags;
@@ -79,14 +91,13 @@ static int on_link(struct hal_link_tracker *t, const struct nlmsghdr *h, hal_lin
 	return 0;
 }
 
-static int on_addr(struct hal_link_tracker *t, const struct nlmsghdr *h, hal_link_up_fn up,
-                   void *arg)
+static int on_addr(struct hal_link_tracker *t, struct nlmsghdr *h, hal_link_up_fn up, void *arg)
 {
 	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifaddrmsg))) {
 		t->malformed++;
 		return 0;
 	}
-	const struct ifaddrmsg *ifa = NLMSG_DATA(h);
+	struct ifaddrmsg *ifa = NLMSG_DATA(h);
 	if (h->nlmsg_type != RTM_NEWADDR || ifa->ifa_family != AF_INET)
 		return 0;
 	struct hal_link_if *f = find(t, (int)ifa->ifa_index, 0);
@@ -102,14 +113,19 @@ int hal_link_parse(struct hal_link_tracker *t, const void *buf, size_t len, hal_
                    void *arg)
 {
 	int calls = 0;
-	const struct nlmsghdr *h = buf;
-	/* NLMSG_OK takes an int-sized length */
-	int left = len > (size_t)1 << 30 ? 1 << 30 : (int)len;
+	/* through uintptr_t: the records are read, never written */
+	unsigned char *p = (unsigned char *)(uintptr_t)buf;
 	if (((uintptr_t)buf & (NLMSG_ALIGNTO - 1)) != 0) {
 		t->malformed++;
 		return 0;
 	}
-	for (; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+	size_t left = len;
+	while (left >= sizeof(struct nlmsghdr)) {
+		struct nlmsghdr *h = (struct nlmsghdr *)p;
+		if (h->nlmsg_len < sizeof(*h) || h->nlmsg_len > left) {
+			t->malformed++;
+			return calls;
+		}
 		t->messages++;
 		switch (h->nlmsg_type) {
 		case RTM_NEWLINK:
@@ -127,6 +143,11 @@ int hal_link_parse(struct hal_link_tracker *t, const void *buf, size_t len, hal_
 		default:
 			break;
 		}
+		size_t step = NLMSG_ALIGN(h->nlmsg_len);
+		if (step > left)
+			step = left;
+		p += step;
+		left -= step;
 	}
 	if (left > 0)
 		t->malformed++; /* a truncated tail */
