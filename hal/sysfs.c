@@ -128,7 +128,8 @@ int hal_sysfs_each(const char *dir, int (*fn)(void *arg, const char *name), void
 	}
 	closedir(d);
 	if (rc == 0) {
-		qsort(names, n, sizeof(*names), cmp_str);
+		if (n)
+			qsort(names, n, sizeof(*names), cmp_str);
 		for (size_t i = 0; i < n && rc == 0; i++)
 			rc = fn(arg, names[i]);
 	}
