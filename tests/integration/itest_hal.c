@@ -5,20 +5,26 @@
  *   - a new silent assignment lights the LED and never sounds the buzzer;
  *     a normal one sounds it;
  *   - a double press on the panic button (an evdev FIFO) raises an SOS
- *     that the server accepts once.
+ *     that the server accepts once;
+ *   - in a private network namespace (root): while the server fails and
+ *     essd's backoff holds for seconds, a veth link coming up makes essd
+ *     deliver its queued SOS at once (netlink -> sync_link_up).
  * essd and the server are stopped by pid, also on failure (teardown). */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "agent/ctl_client.h"
 #include "tests/lib/faketree.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/input.h>
 #include <signal.h>
 #include <stdio.h>
@@ -160,6 +166,14 @@ static void incident(struct env *e, const char *id, int silent)
 	cJSON_Delete(admin(e, "POST", "/admin/incidents", doc));
 }
 
+static void need_server(struct env *e)
+{
+	char prog[500];
+	snprintf(prog, sizeof(prog), "%s/ess-refserver", e->build);
+	if (access(prog, X_OK) != 0)
+		fail_msg("no reference server program at %s (build it first)", prog);
+}
+
 static const char *rd(struct env *e, const char *rel, char *buf, size_t cap)
 {
 	return ft_read(e->root, rel, buf, cap);
@@ -176,27 +190,11 @@ static void key(int fd, int value)
 	assert_int_equal(write(fd, ev, sizeof(ev)), (ssize_t)sizeof(ev));
 }
 
-static void test_essd_hardware(void **state)
+/* The server, then essd provisioned and running with the fake tree's
+ * hardware; extra: more configuration lines. */
+static void start_all(struct env *e, const char *extra)
 {
-	struct env *e = *state;
-	char prog[500], buf[128];
-	snprintf(prog, sizeof(prog), "%s/ess-refserver", e->build);
-	if (access(prog, X_OK) != 0)
-		fail_msg("no reference server program at %s (build it first)", prog);
-	ft_write(e->root, "sys/class/leds/status/trigger", "[none] timer\n");
-	ft_write(e->root, "sys/class/leds/status/max_brightness", "1\n");
-	ft_write(e->root, "sys/class/leds/status/brightness", "0\n");
-	ft_write(e->root, "sys/class/leds/buzzer/max_brightness", "1\n");
-	ft_write(e->root, "sys/class/leds/buzzer/brightness", "0\n");
-	ft_write(e->root, "sys/class/power_supply/BAT0/type", "Battery\n");
-	ft_write(e->root, "sys/class/power_supply/BAT0/capacity", "55\n");
-	ft_write(e->root, "sys/class/power_supply/BAT0/status", "Discharging\n");
-	ft_mkdir(e->root, "dev/input");
-	char fifo[800];
-	snprintf(fifo, sizeof(fifo), "%s/dev/input/event0", e->root);
-	assert_int_equal(mkfifo(fifo, 0600), 0);
-
-	char log[700];
+	char log[700], prog[500];
 	snprintf(log, sizeof(log), "%s/srv.log", e->dir);
 	assert_int_equal(refsrv_start(&e->srv, e->dir, log), 0);
 	assert_int_equal(refsrv_token(&e->srv, UNIT, "hal-token-1"), 0);
@@ -213,8 +211,8 @@ static void test_essd_hardware(void **state)
 	         "[alert]\nbackend = sysfs\nled = status\nsounder = led:buzzer\nsound_s = 60\n"
 	         "[input]\nbackend = evdev\ndevice = /dev/input/event0\nlong_press_ms = 1500\n"
 	         "double_press_ms = 1000\n"
-	         "[power]\nbackend = sysfs\npoll_s = 1\n",
-	         e->dir, e->dir, e->srv.api_url, tu_free_port(), e->dir, serial);
+	         "[power]\nbackend = sysfs\npoll_s = 1\n%s",
+	         e->dir, e->dir, e->srv.api_url, tu_free_port(), e->dir, serial, extra);
 	ft_write(e->dir, "essd.conf", text);
 
 	snprintf(prog, sizeof(prog), "%s/essd", e->build);
@@ -227,6 +225,27 @@ static void test_essd_hardware(void **state)
 
 	char *run[] = {prog, "run", "-c", e->conf, NULL};
 	e->essd = spawn(e, "essd.log", run);
+}
+
+static void test_essd_hardware(void **state)
+{
+	struct env *e = *state;
+	char buf[128], log[700];
+	need_server(e);
+	ft_write(e->root, "sys/class/leds/status/trigger", "[none] timer\n");
+	ft_write(e->root, "sys/class/leds/status/max_brightness", "1\n");
+	ft_write(e->root, "sys/class/leds/status/brightness", "0\n");
+	ft_write(e->root, "sys/class/leds/buzzer/max_brightness", "1\n");
+	ft_write(e->root, "sys/class/leds/buzzer/brightness", "0\n");
+	ft_write(e->root, "sys/class/power_supply/BAT0/type", "Battery\n");
+	ft_write(e->root, "sys/class/power_supply/BAT0/capacity", "55\n");
+	ft_write(e->root, "sys/class/power_supply/BAT0/status", "Discharging\n");
+	ft_mkdir(e->root, "dev/input");
+	char fifo[800];
+	snprintf(fifo, sizeof(fifo), "%s/dev/input/event0", e->root);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+
+	start_all(e, "");
 
 	/* the first heartbeat tells the battery, not a made-up "vehicle" */
 	char power[32];
@@ -270,10 +289,105 @@ static void test_essd_hardware(void **state)
 	assert_true(tu_file_count(log, "panic button (double press): SOS queued", 39) == 1);
 }
 
+static void ip(const char *args)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "ip %s", args);
+	int rc = system(cmd);
+	if (rc != 0)
+		fail_msg("'%s' failed (%d)", cmd, rc);
+}
+
+/* The last "backing off N ms" essd logged, and how many such lines. */
+static long long last_backoff(struct env *e, int *count)
+{
+	char path[700];
+	snprintf(path, sizeof(path), "%s/essd.log", e->dir);
+	size_t len;
+	unsigned char *raw = tu_read_file(path, &len);
+	long long v = -1;
+	*count = 0;
+	if (!raw)
+		return -1;
+	raw[len] = 0; /* tu_read_file leaves room */
+	for (char *p = (char *)raw; (p = strstr(p, "sync: backing off ")); p++) {
+		v = atoll(p + 18);
+		(*count)++;
+	}
+	free(raw);
+	return v;
+}
+
+static void test_link_up_syncs_now(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	/* a private network namespace: its own lo and the veth pair below,
+	 * inherited by the server and essd; the host's links are untouched */
+	if (unshare(CLONE_NEWNET) < 0)
+		fail_msg("unshare(CLONE_NEWNET): %s: this test needs root (CAP_SYS_ADMIN)",
+		         strerror(errno));
+	ip("link set lo up");
+	ft_mkdir(e->root, "dev/input");
+	start_all(e, "[link]\nbackend = netlink\n");
+	char sock[700];
+	snprintf(sock, sizeof(sock), "%s/essd.sock", e->dir);
+	struct ctl_conn *c = NULL;
+	char err[256];
+	WAIT_FOR(ctl_conn_open(sock, &c, err, sizeof(err)) == 0, 10000);
+	assert_non_null(c);
+
+	/* the server fails (502, no Retry-After) until essd backs off for a
+	 * while; then an SOS is queued */
+	cJSON_Delete(admin(e, "POST", "/admin/faults", "{\"fail_for_s\":120,\"fail_status\":502}"));
+	cJSON *ans = NULL;
+	assert_int_equal(ctl_conn_call(c, "sos", NULL, 5000, &ans), 0);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(ans, "ok")));
+	cJSON_Delete(ans);
+	ctl_conn_close(c);
+	int n = 0, seen = 0;
+	long long hold = -1;
+	int64_t t_seen = 0, until = tu_now_ms() + 60000;
+	while (tu_now_ms() < until) {
+		long long v = last_backoff(e, &n);
+		if (n > seen) {
+			seen = n;
+			if (v > 3000) {
+				hold = v;
+				t_seen = tu_now_ms();
+				break;
+			}
+		}
+		usleep(20000);
+	}
+	if (hold < 0)
+		fail_msg("essd never backed off for more than 3 s");
+	assert_int_equal(accepted_sos(e), 0);
+
+	/* the server is fine again and a link comes up: the SOS goes now, not
+	 * when the backoff ends */
+	cJSON_Delete(admin(e, "POST", "/admin/faults", "{\"fail_for_s\":0}"));
+	ip("link add essv0 type veth peer name essv1");
+	ip("link set essv1 up");
+	ip("link set essv0 up");
+	WAIT_FOR(accepted_sos(e) == 1, 15000);
+	int64_t t_done = tu_now_ms();
+	assert_int_equal(accepted_sos(e), 1);
+	if (t_done >= t_seen + hold - 300)
+		fail_msg("the SOS went %lld ms after a %lld ms backoff began: not at link up",
+		         (long long)(t_done - t_seen), hold);
+	char log[700];
+	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
+	assert_true(tu_file_count(log, "link: essv0 up (carrier)", 24) >= 1);
+	stop_pid(&e->essd);
+	refsrv_stop(&e->srv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_essd_hardware, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_link_up_syncs_now, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
