@@ -459,6 +459,7 @@ static int hw_start(struct daemon *d, char *err, size_t errlen)
 	int rc = hw_open(d->loop, &d->cfg, &cb, &d->hw, err, errlen);
 	if (rc < 0)
 		return rc;
+	d->m.hw = d->hw;
 	on_power(d); /* the GPS policy for the power found at start */
 	hw_clock_log(d->hw, track_clock_str(track_clock_state(d->track)));
 	return 0;
@@ -568,6 +569,7 @@ static int ctl_start(struct daemon *d, char *err, size_t errlen)
 
 static void daemon_free(struct daemon *d)
 {
+	d->m.hw = NULL;
 	hw_close(d->hw);
 	sync_close(d->sync);
 	ctl_close(d->ctl);

@@ -10,6 +10,7 @@
 #include "hal/link.h"
 #include "hal/power.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,4 +189,65 @@ void hw_clock_log(struct hw *h, const char *clock_state)
 	if (!strcmp(a, "no-time") || !strcmp(a, "rtc-drift"))
 		log_warnx(
 		    "clock: no trusted time yet; event times follow the GPS once it has a fix");
+}
+
+/* -1 means unknown: null in JSON */
+static int add_int(cJSON *o, const char *k, long long v)
+{
+	return v < 0 ? cJSON_AddNullToObject(o, k) != NULL
+	             : cJSON_AddNumberToObject(o, k, (double)v) != NULL;
+}
+
+cJSON *hw_status(struct hw *h, const char *clock_state)
+{
+	cJSON *o = cJSON_CreateObject(), *a, *b, *p, *l, *r;
+	if (!o)
+		return NULL;
+	struct hal_alert_stats as;
+	struct hal_input_stats is;
+	struct hal_power_state ps;
+	struct hal_link_stats ls;
+	struct hal_clock_info ci;
+	int64_t drift;
+	hal_alert_stats(h->alert, &as);
+	hal_input_stats(h->input, &is);
+	hal_power_get(h->power, &ps);
+	hal_link_stats(h->link, &ls);
+	hal_clock_read(h->clock, &ci);
+	const char *assess = hal_clock_assess(&ci, clock_state, loop_wall_ms() / 1000, &drift);
+	int ok = (a = cJSON_AddObjectToObject(o, "alert")) &&
+	         cJSON_AddStringToObject(a, "backend", hal_alert_name(h->alert)) &&
+	         cJSON_AddBoolToObject(a, "led_on", as.led_on) &&
+	         cJSON_AddBoolToObject(a, "sounding", as.sounding) &&
+	         add_int(a, "alerts", (long long)as.alerts) &&
+	         add_int(a, "silent", (long long)as.silent) &&
+	         add_int(a, "sounded", (long long)as.sounded) &&
+	         add_int(a, "missing",
+	                 (long long)(as.led_missing + as.sounder_missing + as.wake_missing)) &&
+	         (b = cJSON_AddObjectToObject(o, "panic_button")) &&
+	         cJSON_AddStringToObject(b, "backend", hal_input_name(h->input)) &&
+	         cJSON_AddBoolToObject(b, "attached", is.attached) &&
+	         add_int(b, "presses", (long long)is.presses) &&
+	         add_int(b, "panics", (long long)is.panics) &&
+	         add_int(b, "losses", (long long)is.losses) &&
+	         (p = cJSON_AddObjectToObject(o, "power")) &&
+	         cJSON_AddStringToObject(p, "backend", hal_power_name(h->power)) &&
+	         cJSON_AddStringToObject(p, "source", hal_power_source_str(ps.source)) &&
+	         add_int(p, "battery_pct", ps.raw.battery_pct) &&
+	         (ps.raw.charging < 0 ? cJSON_AddNullToObject(p, "charging")
+	                              : cJSON_AddBoolToObject(p, "charging", ps.raw.charging)) &&
+	         (ps.raw.ignition < 0 ? cJSON_AddNullToObject(p, "ignition")
+	                              : cJSON_AddBoolToObject(p, "ignition", ps.raw.ignition)) &&
+	         (l = cJSON_AddObjectToObject(o, "link")) &&
+	         cJSON_AddStringToObject(l, "backend", hal_link_name(h->link)) &&
+	         add_int(l, "running", ls.running) && add_int(l, "ups", (long long)ls.ups) &&
+	         (r = cJSON_AddObjectToObject(o, "rtc")) &&
+	         cJSON_AddStringToObject(r, "backend", hal_clock_name(h->clock)) &&
+	         cJSON_AddBoolToObject(r, "present", ci.rtc_present) &&
+	         cJSON_AddStringToObject(r, "assessment", assess);
+	if (!ok) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
 }

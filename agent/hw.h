@@ -47,4 +47,13 @@ int hw_gps_interval(const struct hw *h, const struct config *cfg);
  * track_clock_str(track_clock_state(...)). */
 void hw_clock_log(struct hw *h, const char *clock_state);
 
+/* The hardware as essctl status shows it (no personal data):
+ * {"alert": {backend, led_on, sounding, alerts, silent, sounded, missing},
+ *  "panic_button": {backend, attached, presses, panics, losses},
+ *  "power": {backend, source, battery_pct, charging, ignition},
+ *  "link": {backend, running, ups},
+ *  "rtc": {backend, present, assessment}}
+ * clock_state as for hw_clock_log. NULL on ENOMEM. */
+struct cJSON *hw_status(struct hw *h, const char *clock_state);
+
 #endif

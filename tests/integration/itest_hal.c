@@ -281,7 +281,37 @@ static void test_essd_hardware(void **state)
 	key(w, 0);
 	WAIT_FOR(accepted_sos(e) == 1, 15000);
 	assert_int_equal(accepted_sos(e), 1);
-	close(w);
+
+	/* essctl status shows the hardware */
+	char sock[700], err[256];
+	snprintf(sock, sizeof(sock), "%s/essd.sock", e->dir);
+	struct ctl_conn *c;
+	cJSON *ans = NULL;
+	assert_int_equal(ctl_conn_open(sock, &c, err, sizeof(err)), 0);
+	assert_int_equal(ctl_conn_call(c, "status", NULL, 5000, &ans), 0);
+	ctl_conn_close(c);
+	const cJSON *hw = cJSON_GetObjectItem(cJSON_GetObjectItem(ans, "result"), "hardware");
+	const cJSON *pw = cJSON_GetObjectItem(hw, "power");
+	const cJSON *pb = cJSON_GetObjectItem(hw, "panic_button");
+	const cJSON *al = cJSON_GetObjectItem(hw, "alert");
+	assert_string_equal(cJSON_GetObjectItem(pw, "source")->valuestring, "battery");
+	assert_int_equal(cJSON_GetObjectItem(pw, "battery_pct")->valueint, 55);
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(pw, "charging")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(pb, "attached")));
+	assert_int_equal(cJSON_GetObjectItem(pb, "presses")->valueint, 3);
+	assert_int_equal(cJSON_GetObjectItem(pb, "panics")->valueint, 1);
+	assert_int_equal(cJSON_GetObjectItem(al, "alerts")->valueint, 2);
+	assert_int_equal(cJSON_GetObjectItem(al, "silent")->valueint, 1);
+	assert_int_equal(cJSON_GetObjectItem(al, "sounded")->valueint, 1);
+	cJSON_Delete(ans);
+	close(w); /* the button's device goes away: essd rescans, keeps running */
+
+	/* plugged in: the next poll says so */
+	ft_write(e->root, "sys/class/power_supply/AC/type", "Mains\n");
+	ft_write(e->root, "sys/class/power_supply/AC/online", "1\n");
+	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
+	WAIT_FOR(tu_file_count(log, "power: ac", 9) >= 1, 5000);
+	assert_true(tu_file_count(log, "power: ac", 9) >= 1);
 
 	stop_pid(&e->essd);
 	/* the panic was logged once, as a double press */
