@@ -452,6 +452,15 @@ static void on_link_up(void *arg, const char *ifname)
 		sync_link_up(d->sync);
 }
 
+/* The responder acted on the device (ack, status, note, sos): the alert
+ * has done its job. */
+static void on_local_action(void *arg)
+{
+	struct daemon *d = arg;
+	hw_alert_stop(d->hw);
+	update_active(d);
+}
+
 static int hw_start(struct daemon *d, char *err, size_t errlen)
 {
 	struct hw_callbacks cb = {
@@ -600,7 +609,7 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	if ((rc = loop_open(&d.loop)) < 0)
 		return fmt_err(err, errlen, rc, "event loop: %s", strerror(-rc));
 	d.m.started_mono_ms = loop_now_ms();
-	d.m.changed = update_active;
+	d.m.changed = on_local_action;
 	d.m.changed_arg = &d;
 	if ((rc = open_store(&d.cfg, 0, &d.ks, &d.store, err, errlen)) < 0)
 		goto out;

@@ -304,6 +304,18 @@ static void test_essd_hardware(void **state)
 	assert_int_equal(cJSON_GetObjectItem(al, "silent")->valueint, 1);
 	assert_int_equal(cJSON_GetObjectItem(al, "sounded")->valueint, 1);
 	cJSON_Delete(ans);
+
+	/* the responder acknowledges: the sound and the light stop at once */
+	assert_string_equal(rd(e, "sys/class/leds/buzzer/brightness", buf, sizeof(buf)), "1");
+	assert_int_equal(ctl_conn_open(sock, &c, err, sizeof(err)), 0);
+	assert_int_equal(
+	    ctl_conn_call(c, "ack", cJSON_Parse("{\"id\":\"INC-HAL-LOUD\"}"), 5000, &ans), 0);
+	ctl_conn_close(c);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(ans, "ok")));
+	cJSON_Delete(ans);
+	assert_string_equal(rd(e, "sys/class/leds/buzzer/brightness", buf, sizeof(buf)), "0");
+	assert_string_equal(rd(e, "sys/class/leds/status/trigger", buf, sizeof(buf)), "none");
+	assert_string_equal(rd(e, "sys/class/leds/status/brightness", buf, sizeof(buf)), "0");
 	close(w); /* the button's device goes away: essd rescans, keeps running */
 
 	/* plugged in: the next poll says so */
