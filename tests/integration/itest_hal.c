@@ -166,6 +166,15 @@ static void incident(struct env *e, const char *id, int silent)
 	cJSON_Delete(admin(e, "POST", "/admin/incidents", doc));
 }
 
+/* After essd stopped: under SANITIZE=1 its reports go to its log. */
+static void essd_log_clean(struct env *e)
+{
+	char log[700];
+	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
+	assert_int_equal(tu_file_count(log, "Sanitizer", 9), 0);
+	assert_int_equal(tu_file_count(log, "runtime error", 13), 0);
+}
+
 static void need_server(struct env *e)
 {
 	char prog[500];
@@ -326,6 +335,7 @@ static void test_essd_hardware(void **state)
 	assert_true(tu_file_count(log, "power: ac", 9) >= 1);
 
 	stop_pid(&e->essd);
+	essd_log_clean(e);
 	/* the panic was logged once, as a double press */
 	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
 	assert_true(tu_file_count(log, "panic button (double press): SOS queued", 39) == 1);
@@ -422,6 +432,7 @@ static void test_link_up_syncs_now(void **state)
 	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
 	assert_true(tu_file_count(log, "link: essv0 up (carrier)", 24) >= 1);
 	stop_pid(&e->essd);
+	essd_log_clean(e);
 	refsrv_stop(&e->srv);
 }
 
