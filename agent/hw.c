@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,9 @@ static void on_link(void *arg, const char *ifname, enum hal_link_why why)
 		h->cb.link_up(h->cb.arg, ifname);
 }
 
+static const char *const alert_names[] = {"none", "sysfs"};
+static const char *const input_names[] = {"none", "evdev", "gpio"};
+
 static int failed(struct hw *h, int rc, char *err, size_t errlen, const char *what, const char *why)
 {
 	if (err)
@@ -60,8 +64,6 @@ static int failed(struct hw *h, int rc, char *err, size_t errlen, const char *wh
 int hw_open(struct loop *l, const struct config *cfg, const struct hw_callbacks *cb,
             struct hw **out, char *err, size_t errlen)
 {
-	static const char *const alerts[] = {"none", "sysfs"};
-	static const char *const inputs[] = {"none", "evdev", "gpio"};
 	static const char *const powers[] = {"none", "sysfs"};
 	static const char *const links[] = {"netlink", "none"};
 	static const char *const clocks[] = {"sysfs", "none"};
@@ -79,7 +81,8 @@ int hw_open(struct loop *l, const struct config *cfg, const struct hw_callbacks 
 	                              .backlight = cfg->alert.backlight,
 	                              .duration_ms = cfg->alert.duration_s * 1000,
 	                              .sound_ms = cfg->alert.sound_s * 1000};
-	if ((rc = hal_alert_open(alerts[cfg->alert.backend], &ap, &h->alert, why, sizeof(why))) < 0)
+	if ((rc = hal_alert_open(alert_names[cfg->alert.backend], &ap, &h->alert, why,
+	                         sizeof(why))) < 0)
 		return failed(h, rc, err, errlen, "alert", why);
 
 	struct hal_input_params ip = {.loop = l,
@@ -90,7 +93,8 @@ int hw_open(struct loop *l, const struct config *cfg, const struct hw_callbacks 
 	                              .double_press_ms = cfg->input.double_press_ms,
 	                              .on_panic = on_panic,
 	                              .arg = h};
-	if ((rc = hal_input_open(inputs[cfg->input.backend], &ip, &h->input, why, sizeof(why))) < 0)
+	if ((rc = hal_input_open(input_names[cfg->input.backend], &ip, &h->input, why,
+	                         sizeof(why))) < 0)
 		return failed(h, rc, err, errlen, "input", why);
 
 	struct hal_power_params pp = {.loop = l,
@@ -250,4 +254,125 @@ cJSON *hw_status(struct hw *h, const char *clock_state)
 		return NULL;
 	}
 	return o;
+}
+
+/* ---- self-test checks ---- */
+
+static void check_set(struct hw_check *out, enum hw_check_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void check_set(struct hw_check *out, enum hw_check_status st, const char *fmt, ...)
+{
+	va_list ap;
+	out->status = st;
+	va_start(ap, fmt);
+	vsnprintf(out->detail, sizeof(out->detail), fmt, ap);
+	va_end(ap);
+}
+
+static void run_for(struct loop *l, int ms)
+{
+	int64_t end = loop_now_ms() + ms;
+	while (loop_now_ms() < end)
+		loop_run_once(l, (int)(end - loop_now_ms()));
+}
+
+void hw_check_alert(const struct config *cfg, struct loop *l, struct hw_check *out)
+{
+	if (cfg->alert.backend == CONFIG_ALERT_NONE) {
+		check_set(out, HW_CHECK_SKIP,
+		          "no alert outputs configured ([alert] backend = none)");
+		return;
+	}
+	struct hal_alert *a;
+	char why[256];
+	struct hal_alert_params ap = {.loop = l,
+	                              .led = cfg->alert.led,
+	                              .sounder = cfg->alert.sounder,
+	                              .backlight = cfg->alert.backlight,
+	                              .duration_ms = 1000,
+	                              .sound_ms = 500};
+	if (hal_alert_open(alert_names[cfg->alert.backend], &ap, &a, why, sizeof(why)) < 0) {
+		check_set(out, HW_CHECK_FAIL, "alert: %s", why);
+		return;
+	}
+	hal_alert_incident(a, 0);
+	run_for(l, 1100); /* the timers switch everything off again */
+	struct hal_alert_stats st;
+	hal_alert_stats(a, &st);
+	hal_alert_close(a);
+	const char *led = cfg->alert.led[0] ? cfg->alert.led : "(the first one)";
+	int snd_missing = cfg->alert.sounder[0] && st.sounder_missing;
+	if (st.led_missing || snd_missing)
+		check_set(out, HW_CHECK_FAIL,
+		          "%s%s%s%s%s not found: check the wiring and the driver",
+		          st.led_missing ? "LED " : "", st.led_missing ? led : "",
+		          st.led_missing && snd_missing ? " and " : "",
+		          snd_missing ? "sounder " : "", snd_missing ? cfg->alert.sounder : "");
+	else if (st.wake_missing)
+		check_set(out, HW_CHECK_WARN, "LED%s exercised; no backlight to wake the screen",
+		          cfg->alert.sounder[0] ? " and sounder" : "");
+	else
+		check_set(out, HW_CHECK_PASS, "LED%s and screen exercised: did you see%s it?",
+		          cfg->alert.sounder[0] ? ", sounder" : "",
+		          cfg->alert.sounder[0] ? " and hear" : "");
+}
+
+struct panic_wait {
+	int seen;
+	const char *how;
+};
+
+static void panic_seen(void *arg, enum hal_panic_kind k)
+{
+	struct panic_wait *w = arg;
+	w->seen = 1;
+	w->how = hal_panic_str(k);
+}
+
+void hw_check_panic(const struct config *cfg, struct loop *l, int timeout_ms, struct hw_check *out)
+{
+	if (cfg->input.backend == CONFIG_INPUT_NONE) {
+		check_set(out, HW_CHECK_SKIP,
+		          "no panic button configured ([input] backend = none)");
+		return;
+	}
+	struct panic_wait w = {0, NULL};
+	struct hal_input *in;
+	char why[256];
+	struct hal_input_params ip = {.loop = l,
+	                              .device = cfg->input.device,
+	                              .key = cfg->input.key,
+	                              .active_low = cfg->input.level == CONFIG_LEVEL_LOW,
+	                              .long_press_ms = cfg->input.long_press_ms,
+	                              .double_press_ms = cfg->input.double_press_ms,
+	                              .on_panic = panic_seen,
+	                              .arg = &w};
+	if (hal_input_open(input_names[cfg->input.backend], &ip, &in, why, sizeof(why)) < 0) {
+		check_set(out, HW_CHECK_FAIL, "panic button: %s", why);
+		return;
+	}
+	struct hal_input_stats st;
+	hal_input_stats(in, &st);
+	if (!st.attached) {
+		hal_input_close(in);
+		check_set(out, HW_CHECK_FAIL,
+		          "panic button %s not found (or held by another program, e.g. a running "
+		          "essd for a GPIO line)",
+		          cfg->input.device);
+		return;
+	}
+	int64_t end = loop_now_ms() + timeout_ms;
+	while (!w.seen && loop_now_ms() < end)
+		loop_run_once(l, (int)(end - loop_now_ms()));
+	hal_input_stats(in, &st);
+	hal_input_close(in);
+	if (w.seen)
+		check_set(out, HW_CHECK_PASS, "panic button works (%s press)", w.how);
+	else if (st.presses)
+		check_set(out, HW_CHECK_FAIL,
+		          "the button was pressed %llu time(s) but never long or twice in time",
+		          (unsigned long long)st.presses);
+	else
+		check_set(out, HW_CHECK_FAIL, "no press of the panic button within %d s",
+		          timeout_ms / 1000);
 }

@@ -56,4 +56,23 @@ void hw_clock_log(struct hw *h, const char *clock_state);
  * clock_state as for hw_clock_log. NULL on ENOMEM. */
 struct cJSON *hw_status(struct hw *h, const char *clock_state);
 
+/* ---- for the self-test (essd selftest: a process of its own, essd may be
+ * running beside it) ---- */
+enum hw_check_status { HW_CHECK_PASS = 0, HW_CHECK_WARN, HW_CHECK_FAIL, HW_CHECK_SKIP };
+struct hw_check {
+	enum hw_check_status status;
+	char detail[256]; /* one line a technician can act on */
+};
+
+/* Opens the configured alert outputs and exercises them once as a normal
+ * (sounding) alert of about a second, on l. FAIL when the LED or a
+ * configured sounder is not there, WARN when no backlight is, SKIP with
+ * backend none. */
+void hw_check_alert(const struct config *cfg, struct loop *l, struct hw_check *out);
+/* Opens the configured panic button and waits on l, at most timeout_ms, for
+ * a long or double press (the caller has prompted the technician). FAIL
+ * when the device is not there or nothing came in time, SKIP with backend
+ * none. A GPIO line essd already holds reads as busy (FAIL, said so). */
+void hw_check_panic(const struct config *cfg, struct loop *l, int timeout_ms, struct hw_check *out);
+
 #endif
