@@ -25,13 +25,15 @@ PKGS := sqlite3 libcurl libgps libcjson libsodium zlib
 # Evaluated on first use and then kept: on a fresh machine the packages
 # appear only when the deps step has run, after this file was read.
 lazy = $(eval $1 := $$(shell $2))$($1)
-PKG_CFLAGS = $(call lazy,PKG_CFLAGS,$(PKG_CONFIG) --cflags $(PKGS) $(SYSTEMD_PKG))
-PKG_LIBS   = $(call lazy,PKG_LIBS,$(PKG_CONFIG) --libs $(PKGS) $(SYSTEMD_PKG))
+PKG_CFLAGS = $(call lazy,PKG_CFLAGS,$(PKG_CONFIG) --cflags $(PKGS) $(SYSTEMD_PKG) $(GPIOD_PKG))
+PKG_LIBS   = $(call lazy,PKG_LIBS,$(PKG_CONFIG) --libs $(PKGS) $(SYSTEMD_PKG) $(GPIOD_PKG))
 CMOCKA_LIBS = $(call lazy,CMOCKA_LIBS,$(PKG_CONFIG) --libs cmocka)
 # Optional: the journal and sd_notify when libsystemd is there (#ifdef on the
 # feature, never on a board name).
 SYSTEMD_PKG = $(call lazy,SYSTEMD_PKG,$(PKG_CONFIG) --exists libsystemd 2>/dev/null && echo libsystemd)
-FEATURE_CFLAGS = $(if $(SYSTEMD_PKG),-DHAVE_SYSTEMD)
+# Optional: GPIO lines through libgpiod (hal/gpio.c says -ENOTSUP without).
+GPIOD_PKG = $(call lazy,GPIOD_PKG,$(PKG_CONFIG) --exists libgpiod 2>/dev/null && echo libgpiod)
+FEATURE_CFLAGS = $(if $(SYSTEMD_PKG),-DHAVE_SYSTEMD) $(if $(GPIOD_PKG),-DHAVE_LIBGPIOD)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wmissing-declarations -Wpointer-arith -Wcast-qual -Wsign-compare \

@@ -1,5 +1,8 @@
 #include "agent/config.h"
 
+#include "hal/gpio.h"
+#include "hal/sysfs.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -14,6 +17,14 @@
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum log_level is not int-sized");
 _Static_assert(sizeof(enum log_target) == sizeof(int), "enum log_target is not int-sized");
 _Static_assert(sizeof(enum config_keystore) == sizeof(int), "enum config_keystore not int-sized");
+_Static_assert(sizeof(enum config_alert) == sizeof(int) &&
+                   sizeof(enum config_input) == sizeof(int) &&
+                   sizeof(enum config_power) == sizeof(int) &&
+                   sizeof(enum config_power_source) == sizeof(int) &&
+                   sizeof(enum config_level) == sizeof(int) &&
+                   sizeof(enum config_link) == sizeof(int) &&
+                   sizeof(enum config_clock) == sizeof(int),
+               "hardware enums are not int-sized");
 _Static_assert(LOG_LEVEL_ERR == 0 && LOG_LEVEL_WARN == 1 && LOG_LEVEL_INFO == 2 &&
                    LOG_LEVEL_DEBUG == 3,
                "log_levels[] follows enum log_level");
@@ -36,6 +47,13 @@ struct key {
 static const char *const log_levels[] = {"err", "warn", "info", "debug", NULL};
 static const char *const log_targets[] = {"stderr", "journal", NULL};
 static const char *const keystores[] = {"file", "none", NULL};
+static const char *const alerts[] = {"none", "sysfs", NULL};
+static const char *const inputs[] = {"none", "evdev", "gpio", NULL};
+static const char *const powers[] = {"none", "sysfs", NULL};
+static const char *const power_sources[] = {"vehicle", "ac", "battery", NULL};
+static const char *const levels[] = {"high", "low", NULL};
+static const char *const links[] = {"netlink", "none", NULL};
+static const char *const clocks[] = {"sysfs", "none", NULL};
 
 static int check_url(const char *v, char *msg, size_t msglen);
 static int check_pin(const char *v, char *msg, size_t msglen);
@@ -44,6 +62,10 @@ static int check_token(const char *v, char *msg, size_t msglen);
 static int check_host(const char *v, char *msg, size_t msglen);
 static int check_group(const char *v, char *msg, size_t msglen);
 static int check_board(const char *v, char *msg, size_t msglen);
+static int check_hwname(const char *v, char *msg, size_t msglen);
+static int check_sounder(const char *v, char *msg, size_t msglen);
+static int check_input_device(const char *v, char *msg, size_t msglen);
+static int check_ignition(const char *v, char *msg, size_t msglen);
 
 #define MSIZE(m) sizeof(((struct config *)0)->m)
 #define KINT(sec, k, m, lo, hi, d, text)                                                           \
@@ -125,6 +147,9 @@ static const struct key keys[] = {
          "A fix nearer than this to the last recorded one is not recorded (0: record all)."),
     KINT("gps", "active_interval_s", gps.active_interval_s, 1, 3600, 1,
          "Seconds between recorded fixes while on an active incident."),
+    KINT("gps", "battery_interval_s", gps.battery_interval_s, 0, 3600, 30,
+         "Seconds between recorded fixes when not on an incident and on battery (power "
+         "source battery); used only when longer than interval_s; 0: no battery policy."),
 
     KPATH("control", "socket", control.socket, "/run/ess/essd.sock", 0,
           "Unix socket of the local control interface (at most 107 bytes: sun_path)."),
@@ -138,6 +163,53 @@ static const struct key keys[] = {
 
     KINT("heartbeat", "interval_s", heartbeat.interval_s, 10, 3600, 60,
          "Seconds between heartbeats to the server."),
+
+    KENUM("alert", "backend", alert.backend, alerts, "none",
+          "Alert outputs for a new assignment: sysfs (LED class, backlight, sounder) or none."),
+    KSTR("alert", "led", alert.led, "", OPT, check_hwname,
+         "LED class device to light (/sys/class/leds/NAME); empty: the first one."),
+    KSTR("alert", "sounder", alert.sounder, "", OPT, check_sounder,
+         "Buzzer or vibration motor: led:NAME (an LED class device) or gpio:CHIP:OFFSET; "
+         "empty: none. Never sounds for a silent incident."),
+    KSTR("alert", "backlight", alert.backlight, "", OPT, check_hwname,
+         "Backlight to wake (/sys/class/backlight/NAME); empty: the first one."),
+    KINT("alert", "duration_s", alert.duration_s, 1, 600, 30,
+         "How long the LED stays lit for a new assignment."),
+    KINT("alert", "sound_s", alert.sound_s, 1, 60, 3,
+         "How long the sounder sounds for a new (not silent) assignment."),
+
+    KENUM("input", "backend", input.backend, inputs, "none",
+          "Panic button: evdev (a key of an input device), gpio (a GPIO line) or none."),
+    KSTR("input", "device", input.device, "", OPT, check_input_device,
+         "evdev: the input device (/dev/input/...); gpio: CHIP:OFFSET."),
+    KINT("input", "key", input.key, 0, 767, 0,
+         "evdev: the key code of the panic button (linux/input-event-codes.h); 0: "
+         "KEY_PROG1 (148)."),
+    KENUM("input", "level", input.level, levels, "high",
+          "gpio: the line's level while the button is pressed."),
+    KINT("input", "long_press_ms", input.long_press_ms, 500, 10000, 2000,
+         "Holding the button this long raises SOS."),
+    KINT("input", "double_press_ms", input.double_press_ms, 150, 2000, 600,
+         "A second press within this of the first raises SOS."),
+
+    KENUM("power", "backend", power.backend, powers, "none",
+          "Power sensing: sysfs (power_supply class and ignition) or none."),
+    KSTR("power", "ignition", power.ignition, "", OPT, check_ignition,
+         "Ignition sense: file:PATH (a 0/1 value file) or gpio:CHIP:OFFSET; empty: none."),
+    KENUM("power", "ignition_level", power.ignition_level, levels, "high",
+          "The ignition line's level while the ignition is on."),
+    KINT("power", "poll_s", power.poll_s, 1, 3600, 10,
+         "Seconds between readings of the power supplies and the ignition."),
+    KENUM("power", "fallback", power.fallback, power_sources, "vehicle",
+          "Power source reported in heartbeats when nothing is sensed."),
+
+    KENUM("link", "backend", link.backend, links, "netlink",
+          "Link events that start a sync at once: netlink or none."),
+
+    KENUM("clock", "backend", clock.backend, clocks, "sysfs",
+          "Real-time clock presence: sysfs (/sys/class/rtc) or none."),
+    KSTR("clock", "rtc", clock.rtc, "", OPT, check_hwname,
+         "RTC device (/sys/class/rtc/NAME); empty: the first one."),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -354,6 +426,43 @@ static int check_board(const char *v, char *msg, size_t msglen)
 	return 0;
 }
 
+static int check_hwname(const char *v, char *msg, size_t msglen)
+{
+	if (!hal_sysfs_name_ok(v))
+		return fail(msg, msglen, "must be a device name (no '/', not . or ..)");
+	return 0;
+}
+
+static int gpio_ok(const char *v)
+{
+	char chip[HAL_GPIO_CHIP_MAX];
+	unsigned off;
+	return hal_gpio_parse(v, chip, &off) == 0;
+}
+
+static int check_sounder(const char *v, char *msg, size_t msglen)
+{
+	if ((!strncmp(v, "led:", 4) && hal_sysfs_name_ok(v + 4)) ||
+	    (!strncmp(v, "gpio:", 5) && gpio_ok(v + 5)))
+		return 0;
+	return fail(msg, msglen, "must be led:NAME or gpio:CHIP:OFFSET (offset 0..1023)");
+}
+
+static int check_input_device(const char *v, char *msg, size_t msglen)
+{
+	if ((!strncmp(v, "/dev/input/", 11) && v[11] && !strstr(v, "..")) || gpio_ok(v))
+		return 0;
+	return fail(msg, msglen, "must be a path under /dev/input/ or CHIP:OFFSET");
+}
+
+static int check_ignition(const char *v, char *msg, size_t msglen)
+{
+	if ((!strncmp(v, "file:/", 6) && v[6] && !strstr(v, "..")) ||
+	    (!strncmp(v, "gpio:", 5) && gpio_ok(v + 5)))
+		return 0;
+	return fail(msg, msglen, "must be file:/ABSOLUTE/PATH or gpio:CHIP:OFFSET");
+}
+
 static int enum_index(const char *const *names, const char *v)
 {
 	for (int i = 0; names[i]; i++)
@@ -440,6 +549,14 @@ static int cross_check(const struct config *c, char *msg, size_t msglen, const c
 		            "server.long_poll_s (%d) must be shorter than "
 		            "server.request_timeout_s (%d)",
 		            c->server.long_poll_s, c->server.request_timeout_s);
+	*a = "input.backend";
+	*b = "input.device";
+	const char *dev = c->input.device;
+	if (c->input.backend == CONFIG_INPUT_EVDEV && strncmp(dev, "/dev/input/", 11) != 0)
+		return fail(msg, msglen,
+		            "input.backend evdev needs input.device under /dev/input/");
+	if (c->input.backend == CONFIG_INPUT_GPIO && !gpio_ok(dev))
+		return fail(msg, msglen, "input.backend gpio needs input.device as CHIP:OFFSET");
 	return 0;
 }
 
@@ -678,9 +795,17 @@ static void parse_line(struct parser *p, const char *s, size_t n)
 		parse_keyval(p, t);
 }
 
+/* key: "section.key", or a bare key of [server]. */
 static unsigned line_of(const struct parser *p, const char *key)
 {
-	const struct key *k = find_key("server", key);
+	char sec[32] = "server";
+	const char *dot = strchr(key, '.');
+	if (dot && (size_t)(dot - key) < sizeof(sec)) {
+		memcpy(sec, key, (size_t)(dot - key));
+		sec[dot - key] = 0;
+		key = dot + 1;
+	}
+	const struct key *k = find_key(sec, key);
 	return k ? p->seen[k - keys] : 0;
 }
 

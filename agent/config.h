@@ -37,6 +37,16 @@
 #define CONFIG_LINE_MAX 4096
 
 enum config_keystore { CONFIG_KEYSTORE_FILE = 0, CONFIG_KEYSTORE_NONE };
+/* Hardware backends (docs/hal.md); the values index the names in config.c. */
+enum config_alert { CONFIG_ALERT_NONE = 0, CONFIG_ALERT_SYSFS };
+enum config_input { CONFIG_INPUT_NONE = 0, CONFIG_INPUT_EVDEV, CONFIG_INPUT_GPIO };
+enum config_power { CONFIG_POWER_NONE = 0, CONFIG_POWER_SYSFS };
+enum config_power_source { CONFIG_POWER_VEHICLE = 0, CONFIG_POWER_AC, CONFIG_POWER_BATTERY };
+enum config_level { CONFIG_LEVEL_HIGH = 0, CONFIG_LEVEL_LOW };
+enum config_link { CONFIG_LINK_NETLINK = 0, CONFIG_LINK_NONE };
+enum config_clock { CONFIG_CLOCK_SYSFS = 0, CONFIG_CLOCK_NONE };
+#define CONFIG_HWNAME_SIZE 65 /* a device name under /sys/class/<class>/ */
+#define CONFIG_HWSPEC_SIZE 81 /* "led:NAME", "gpio:CHIP:OFFSET" */
 
 /* The effective configuration. Empty strings mean "not set" for optional
  * keys. See docs/config.md for every key. */
@@ -72,6 +82,7 @@ struct config {
 		int interval_s;
 		int min_distance_m;
 		int active_interval_s;
+		int battery_interval_s;
 	} gps;
 	struct {
 		char socket[CONFIG_SOCKET_SIZE];
@@ -84,6 +95,36 @@ struct config {
 	struct {
 		int interval_s;
 	} heartbeat;
+	struct {
+		enum config_alert backend;
+		char led[CONFIG_HWNAME_SIZE];
+		char sounder[CONFIG_HWSPEC_SIZE];
+		char backlight[CONFIG_HWNAME_SIZE];
+		int duration_s;
+		int sound_s;
+	} alert;
+	struct {
+		enum config_input backend;
+		char device[CONFIG_PATH_SIZE];
+		int key;
+		enum config_level level;
+		int long_press_ms;
+		int double_press_ms;
+	} input;
+	struct {
+		enum config_power backend;
+		char ignition[CONFIG_PATH_SIZE];
+		enum config_level ignition_level;
+		int poll_s;
+		enum config_power_source fallback;
+	} power;
+	struct {
+		enum config_link backend;
+	} link;
+	struct {
+		enum config_clock backend;
+		char rtc[CONFIG_HWNAME_SIZE];
+	} clock;
 };
 
 /* Receives one error. line is 0 when the error belongs to the whole file (a

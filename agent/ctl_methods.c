@@ -1,6 +1,7 @@
 /* The control socket's method table (ctl_methods.h). */
 #include "agent/ctl_methods.h"
 
+#include "agent/hw.h"
 #include "agent/loop.h"
 #include "agent/store.h"
 #include "agent/track.h"
@@ -204,6 +205,10 @@ cJSON *ctlm_status(struct ctlm *m)
 		if (m->gps)
 			hal_gps_stats(m->gps, &gs);
 		ok = cJSON_AddBoolToObject(o, "gps_connected", gs.connected) != NULL;
+	}
+	if (ok && m->hw) {
+		cJSON *hwo = hw_status(m->hw, track_clock_str(clk));
+		ok = hwo && cJSON_AddItemToObject(o, "hardware", hwo);
 	}
 	if (!ok) {
 		cJSON_Delete(o);

@@ -11,7 +11,7 @@
  *
  * Methods:
  *   status                      sync, queues, last fix, clock, unit, lock,
- *                               disk_full
+ *                               disk_full, hardware
  *   list                        incident summaries, active first
  *   show      {id}              the whole incident and its local state
  *   ack       {id}              status acknowledged
@@ -44,6 +44,7 @@ struct store;
 struct track;
 struct sync;
 struct hal_gps;
+struct hw;
 
 #define CTLM_STATE_LOCKED "ui_locked" /* store state key: "1" while locked */
 
@@ -53,6 +54,7 @@ struct ctlm {
 	struct sync *sync;     /* NULL: not syncing (not enrolled, stopped) */
 	struct ctl *ctl;       /* NULL: publications go nowhere */
 	struct hal_gps *gps;   /* NULL: no GPS source */
+	struct hw *hw;         /* NULL: no hardware section in status (agent/hw.h) */
 	char unit[PROTO_ID_MAX + 1];
 	int locked;
 	int wiping;    /* a wipe is pending: every method but status refuses */

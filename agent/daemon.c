@@ -4,6 +4,7 @@
 #include "agent/config.h"
 #include "agent/ctl.h"
 #include "agent/ctl_methods.h"
+#include "agent/hw.h"
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/responder.h"
@@ -50,6 +51,7 @@ struct daemon {
 	struct hal_gps *gps;
 	struct sync *sync;
 	struct ctl *ctl;
+	struct hw *hw; /* alert, panic button, power, link, clock (agent/hw.h) */
 	struct ctlm m;
 	struct loop_timer *flush_t, *purge_t, *maint_t, *wd_t, *wipe_t;
 	int wipe_now; /* revoked: no result to wait for */
@@ -181,9 +183,11 @@ static int64_t flush_timer(struct loop *l, void *arg)
 	return -1;
 }
 
-static int track_params_of(const struct config *c, struct track_params *p)
+/* The GPS policy: the configuration's, with the power policy's interval. */
+static int track_params_of(const struct daemon *d, struct track_params *p)
 {
-	*p = (struct track_params){.interval_s = c->gps.interval_s,
+	const struct config *c = &d->cfg;
+	*p = (struct track_params){.interval_s = hw_gps_interval(d->hw, c),
 	                           .min_distance_m = c->gps.min_distance_m,
 	                           .active_interval_s = c->gps.active_interval_s};
 	return 0;
@@ -323,7 +327,7 @@ static void apply_server_config(struct daemon *d, const cJSON *cfg)
 		d->cfg.server.long_poll_s = v;
 	if (changed) {
 		struct track_params tp;
-		track_params_of(&d->cfg, &tp);
+		track_params_of(d, &tp);
 		track_set_params(d->track, &tp);
 		log_info("server configuration applied: interval %d s, min distance %d m, "
 		         "retention %d h",
@@ -341,6 +345,8 @@ static void on_note(void *arg, const struct sync_note *n)
 		store_audit_add(d->store, STORE_AUDIT_RECEIVED, n->id, n->is_new ? "new" : "update",
 		                loop_wall_ms());
 		ctlm_publish_incident(&d->m, n->id, n->is_new ? "new" : "updated");
+		if (n->is_new)
+			hw_alert(d->hw, n->silent); /* silent: never a sound (hal/alert) */
 		update_active(d);
 		break;
 	case SYNC_NOTE_CONFLICT:
@@ -409,8 +415,7 @@ static void on_status(void *arg, struct sync_device_status *st)
 	struct daemon *d = arg;
 	struct hal_gps_fix f;
 	st->uptime_s = (loop_now_ms() - d->m.started_mono_ms) / 1000;
-	st->power = "vehicle"; /* no power HAL yet */
-	st->battery_pct = -1;
+	st->power = hw_power(d->hw, &d->cfg, &st->battery_pct);
 	st->has_fix = d->track && track_last_fix(d->track, &f) == 0;
 	if (st->has_fix) {
 		st->fix_t_ms = f.t_ms;
@@ -441,6 +446,71 @@ static int sync_begin(struct daemon *d, char *err, size_t errlen)
 	d->m.sync = d->sync;
 	if ((rc = sync_start(d->sync)) < 0)
 		return fmt_err(err, errlen, rc, "sync: cannot start: %s", strerror(-rc));
+	return 0;
+}
+
+/* ---- hardware (agent/hw.h) ---- */
+
+static void on_panic(void *arg, const char *how)
+{
+	struct daemon *d = arg;
+	struct responder_done done;
+	char why[256];
+	if (d->m.wiping || !d->store) {
+		log_warnx("panic button (%s press): ignored, the device is being wiped", how);
+		return;
+	}
+	/* the same path as essctl sos: first in the outbox, allowed while locked */
+	int rc = responder_sos(&d->m.resp, NULL, &done, why, sizeof(why));
+	if (rc < 0) {
+		log_errx("panic button (%s press): SOS not queued: %s", how, why);
+		return;
+	}
+	log_warnx("panic button (%s press): SOS queued (seq %lld)", how, (long long)done.seq);
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddNumberToObject(e, "seq", (double)done.seq);
+	cJSON_AddStringToObject(e, "source", "button");
+	ctlm_publish(&d->m, "sos", e);
+	if (d->sync)
+		sync_kick(d->sync);
+}
+
+static void on_power(void *arg)
+{
+	struct daemon *d = arg;
+	struct track_params tp;
+	track_params_of(d, &tp);
+	if (d->track)
+		track_set_params(d->track, &tp);
+}
+
+static void on_link_up(void *arg, const char *ifname)
+{
+	struct daemon *d = arg;
+	(void)ifname;
+	if (d->sync)
+		sync_link_up(d->sync);
+}
+
+/* The responder acted on the device (ack, status, note, sos): the alert
+ * has done its job. */
+static void on_local_action(void *arg)
+{
+	struct daemon *d = arg;
+	hw_alert_stop(d->hw);
+	update_active(d);
+}
+
+static int hw_start(struct daemon *d, char *err, size_t errlen)
+{
+	struct hw_callbacks cb = {
+	    .panic = on_panic, .power = on_power, .link_up = on_link_up, .arg = d};
+	int rc = hw_open(d->loop, &d->cfg, &cb, &d->hw, err, errlen);
+	if (rc < 0)
+		return rc;
+	d->m.hw = d->hw;
+	on_power(d); /* the GPS policy for the power found at start */
+	hw_clock_log(d->hw, track_clock_str(track_clock_state(d->track)));
 	return 0;
 }
 
@@ -476,17 +546,28 @@ static void on_hup(struct loop *l, int signo, void *arg)
 	}
 	if (strcmp(nc.store.dir, d->cfg.store.dir) ||
 	    memcmp(&nc.keystore, &d->cfg.keystore, sizeof(nc.keystore)) ||
-	    memcmp(&nc.control, &d->cfg.control, sizeof(nc.control)))
-		log_warnx("reload: [store] dir, [keystore] and [control] take effect at restart");
+	    memcmp(&nc.control, &d->cfg.control, sizeof(nc.control)) ||
+	    memcmp(&nc.alert, &d->cfg.alert, sizeof(nc.alert)) ||
+	    memcmp(&nc.input, &d->cfg.input, sizeof(nc.input)) ||
+	    memcmp(&nc.power, &d->cfg.power, sizeof(nc.power)) ||
+	    memcmp(&nc.link, &d->cfg.link, sizeof(nc.link)) ||
+	    memcmp(&nc.clock, &d->cfg.clock, sizeof(nc.clock)))
+		log_warnx("reload: [store] dir, [keystore], [control] and the hardware sections "
+		          "take effect at restart");
 	strcpy(nc.store.dir, d->cfg.store.dir);
 	nc.keystore = d->cfg.keystore;
 	nc.control = d->cfg.control;
+	nc.alert = d->cfg.alert; /* the hardware stays as opened */
+	nc.input = d->cfg.input;
+	nc.power = d->cfg.power;
+	nc.link = d->cfg.link;
+	nc.clock = d->cfg.clock;
 	int restart_gps = strcmp(nc.gps.host, d->cfg.gps.host) || nc.gps.port != d->cfg.gps.port;
 	int restart_sync = !same_server(&nc, &d->file_cfg) && d->sync && !sync_stopped(d->sync);
 	d->cfg = d->file_cfg = nc;
 	log_set_level(nc.log.level);
 	struct track_params tp;
-	track_params_of(&d->cfg, &tp);
+	track_params_of(d, &tp);
 	track_set_params(d->track, &tp);
 	if (restart_gps) {
 		hal_gps_close(d->gps);
@@ -537,6 +618,8 @@ static int ctl_start(struct daemon *d, char *err, size_t errlen)
 
 static void daemon_free(struct daemon *d)
 {
+	d->m.hw = NULL;
+	hw_close(d->hw);
 	sync_close(d->sync);
 	ctl_close(d->ctl);
 	hal_gps_close(d->gps);
@@ -566,13 +649,13 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	if ((rc = loop_open(&d.loop)) < 0)
 		return fmt_err(err, errlen, rc, "event loop: %s", strerror(-rc));
 	d.m.started_mono_ms = loop_now_ms();
-	d.m.changed = update_active;
+	d.m.changed = on_local_action;
 	d.m.changed_arg = &d;
 	if ((rc = open_store(&d.cfg, 0, &d.ks, &d.store, err, errlen)) < 0)
 		goto out;
 	d.m.resp.store = d.store;
 	disk_check(&d);
-	track_params_of(&d.cfg, &tp);
+	track_params_of(&d, &tp);
 	if ((rc = track_open(&tp, &d.track)) < 0) {
 		fmt_err(err, errlen, rc, "gps policy: bad parameters");
 		goto out;
@@ -583,6 +666,8 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	if ((rc = sync_begin(&d, err, errlen)) < 0)
 		goto out;
 	if ((rc = gps_start(&d, err, errlen)) < 0)
+		goto out;
+	if ((rc = hw_start(&d, err, errlen)) < 0)
 		goto out;
 	if ((rc = ctl_start(&d, err, errlen)) < 0)
 		goto out;

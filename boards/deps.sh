@@ -6,7 +6,7 @@ set -eu
 
 PACKAGES="build-essential pkg-config clang clang-format
 libsqlite3-dev sqlite3 libcurl4-openssl-dev libgps-dev libcjson-dev
-libsodium-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev zlib1g-dev
+libsodium-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev zlib1g-dev libgpiod-dev iproute2
 gpsd gpsd-clients python3 curl util-linux nginx-light openssl valgrind"
 
 missing=""

@@ -68,6 +68,7 @@ struct sync {
 	int started, stopped, online;
 	int64_t last_success_ms; /* unix */
 	int64_t gate_ms;         /* monotonic: nothing to the server before */
+	int64_t server_gate_ms;  /* monotonic: the part of gate_ms a Retry-After set */
 	struct backoff bo;
 	struct chan poll, events, pos, hb;
 	struct flight fl[SYNC_EVENTS_WINDOW_MAX];
@@ -241,6 +242,8 @@ static enum verdict judge(struct sync *s, struct chan *c, const struct http_resp
 			int64_t until = loop_now_ms() + r->retry_after_s * 1000;
 			if (until > s->gate_ms)
 				s->gate_ms = until;
+			if (until > s->server_gate_ms)
+				s->server_gate_ms = until;
 		} else {
 			fail_backoff(s);
 		}
@@ -1246,6 +1249,28 @@ void sync_kick(struct sync *s)
 		s->events.again = 1; /* looked at when a batch in flight ends */
 	else if (!s->events.timer || s->gate_ms <= loop_now_ms())
 		chan_schedule(&s->events, 0);
+}
+
+void sync_link_up(struct sync *s)
+{
+	if (!s->started || s->stopped)
+		return;
+	int64_t now = loop_now_ms();
+	/* The backoff was waiting for a link; this is it. A server's
+	 * Retry-After is the server's wish and still holds. */
+	s->gate_ms = s->server_gate_ms > now ? s->server_gate_ms : 0;
+	/* a new link is a fresh start: a request still in flight on the old
+	 * one that fails now backs off from the shortest delay */
+	backoff_reset(&s->bo);
+	int64_t d = s->gate_ms > now ? s->gate_ms - now : 0;
+	s->stats.link_kicks++;
+	struct chan *cs[] = {&s->poll, &s->events, &s->pos};
+	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
+		if (cs[i]->req)
+			cs[i]->again = 1; /* may be stuck on the old link: go again after */
+		else
+			chan_schedule(cs[i], d);
+	}
 }
 
 int sync_online(const struct sync *s)

@@ -139,6 +139,12 @@ void sync_stop(struct sync *s);
  * backoff or Retry-After holds. */
 void sync_kick(struct sync *s);
 
+/* A network link came up (hal/link): the transport backoff was waiting for
+ * exactly this, so it is dropped (and its level reset) and the assignments
+ * poll, the outbox and the trail go now. A server's Retry-After still
+ * holds. */
+void sync_link_up(struct sync *s);
+
 int sync_online(const struct sync *s);
 int sync_stopped(const struct sync *s);             /* revoked, unknown device, sync_stop */
 int64_t sync_last_success_ms(const struct sync *s); /* unix ms of the last 2xx; 0 never */
@@ -159,6 +165,7 @@ struct sync_stats {
 	uint64_t events_batches; /* events requests started */
 	uint64_t events_overlap; /* …of them while another batch was in flight */
 	uint64_t events_max_flight;
+	uint64_t link_kicks; /* sync_link_up calls that acted */
 };
 void sync_get_stats(const struct sync *s, struct sync_stats *out);
 

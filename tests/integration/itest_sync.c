@@ -542,6 +542,47 @@ static void test_outage_drain_exact(void **state)
 	free(sos);
 }
 
+/* A link coming up (hal/link -> sync_link_up) ends the wait of the
+ * transport backoff at once; a server's Retry-After still holds. */
+static void test_link_up_goes_now(void **state)
+{
+	struct env *e = *state;
+	need_server(e);
+	enroll_and_open(e);
+	assert_int_equal(sync_start(e->s), 0);
+	RUN_UNTIL(e, sync_online(e->s), 5000);
+	/* 502s (no Retry-After) until the backoff holds for a while */
+	cJSON_Delete(admin(e, "/admin/faults", "{\"fail_for_s\":60,\"fail_status\":502}"));
+	queue_note(e, 0, NULL);
+	sync_kick(e->s);
+	RUN_UNTIL(e, sync_backoff_until_ms(e->s) > tu_now_ms() + 2000, 40000);
+	int64_t until = sync_backoff_until_ms(e->s);
+	assert_true(until > tu_now_ms() + 2000);
+	/* the "link" is back: the event goes well before the backoff ends */
+	cJSON_Delete(admin(e, "/admin/faults", "{\"fail_for_s\":0}"));
+	sync_link_up(e->s);
+	assert_int_equal(sync_backoff_until_ms(e->s), 0);
+	RUN_UNTIL(e, outbox(e) == 0, 5000);
+	assert_int_equal(outbox(e), 0);
+	assert_true(tu_now_ms() < until - 500);
+	struct sync_stats st;
+	sync_get_stats(e->s, &st);
+	assert_int_equal(st.link_kicks, 1);
+
+	/* a Retry-After is the server's wish: a link coming up keeps it */
+	cJSON_Delete(
+	    admin(e, "/admin/faults", "{\"fail_next\":1,\"fail_status\":503,\"retry_after_s\":5}"));
+	queue_note(e, 0, NULL);
+	sync_kick(e->s);
+	RUN_UNTIL(e, sync_backoff_until_ms(e->s) > tu_now_ms() + 3000, 5000);
+	until = sync_backoff_until_ms(e->s);
+	assert_true(until > tu_now_ms() + 3000);
+	sync_link_up(e->s);
+	assert_true(sync_backoff_until_ms(e->s) >= until - 5);
+	RUN_UNTIL(e, 0, 1000);
+	assert_int_equal(outbox(e), 1);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -562,6 +603,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_clock_skew_recovered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_revoked_stops, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outage_drain_exact, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_link_up_goes_now, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();

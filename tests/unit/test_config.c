@@ -131,7 +131,7 @@ static void test_key_table(void **state)
 {
 	(void)state;
 	size_t n = config_key_count();
-	assert_int_equal(n, 27);
+	assert_int_equal(n, 48);
 	assert_null(config_key_at(n));
 	struct config c;
 	config_defaults(&c);
@@ -1106,11 +1106,77 @@ static void test_error_log(void **state)
 	assert_non_null(strstr(l.line[1], "/etc/ess/essd.conf: server.url is required"));
 }
 
+/* The hardware sections (hal/): defaults, device names and specs checked
+ * at load, and the input backend's need of a matching device. */
+static void test_hal_keys(void **state)
+{
+	(void)state;
+	struct errs *e = errs_new();
+	struct config c;
+	assert_int_equal(load_text(URL_LINES, &c, e), 0);
+	assert_int_equal(c.alert.backend, CONFIG_ALERT_NONE);
+	assert_int_equal(c.input.backend, CONFIG_INPUT_NONE);
+	assert_int_equal(c.power.backend, CONFIG_POWER_NONE);
+	assert_int_equal(c.power.fallback, CONFIG_POWER_VEHICLE);
+	assert_int_equal(c.link.backend, CONFIG_LINK_NETLINK);
+	assert_int_equal(c.clock.backend, CONFIG_CLOCK_SYSFS);
+	assert_int_equal(c.gps.battery_interval_s, 30);
+	assert_int_equal(c.input.long_press_ms, 2000);
+
+	assert_int_equal(load_text(URL_LINES "[alert]\nbackend = sysfs\nled = status\n"
+	                                     "sounder = gpio:gpiochip0:17\n"
+	                                     "[input]\nbackend = evdev\n"
+	                                     "device = /dev/input/by-path/platform-keys-event\n"
+	                                     "key = 148\n"
+	                                     "[power]\nbackend = sysfs\n"
+	                                     "ignition = file:/sys/class/gpio/gpio5/value\n"
+	                                     "ignition_level = low\nfallback = ac\n",
+	                           &c, e),
+	                 0);
+	assert_string_equal(c.alert.sounder, "gpio:gpiochip0:17");
+	assert_int_equal(c.input.key, 148);
+	assert_int_equal(c.power.ignition_level, CONFIG_LEVEL_LOW);
+	assert_int_equal(c.power.fallback, CONFIG_POWER_AC);
+
+	char err[256];
+	static const char *const bad[][3] = {
+	    {"alert", "led", "../leds"},
+	    {"alert", "led", "a/b"},
+	    {"alert", "sounder", "buzzer"},
+	    {"alert", "sounder", "gpio:chip"},
+	    {"alert", "sounder", "gpio:c:4096"},
+	    {"alert", "sounder", "led:"},
+	    {"input", "device", "/etc/passwd"},
+	    {"input", "device", "/dev/input/../sda"},
+	    {"power", "ignition", "file:rel"},
+	    {"power", "ignition", "file:/a/../b"},
+	    {"power", "ignition", "17"},
+	    {"clock", "rtc", ".."},
+	    {"input", "key", "768"},
+	    {"input", "long_press_ms", "100"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(config_set(&c, bad[i][0], bad[i][1], bad[i][2], err, sizeof(err)),
+		                 -EINVAL);
+	/* the backend and the device must agree */
+	assert_int_equal(load_text(URL_LINES "[input]\nbackend = evdev\n", &c, e), -EINVAL);
+	assert_int_equal(e->n, 1);
+	assert_non_null(strstr(e->msg[0], "t.conf:4: input.backend evdev needs"));
+	assert_int_equal(
+	    load_text(URL_LINES "[input]\ndevice = /dev/input/event0\nbackend = gpio\n", &c, e),
+	    -EINVAL);
+	assert_non_null(strstr(e->msg[0], "t.conf:5: input.backend gpio needs"));
+	assert_int_equal(
+	    load_text(URL_LINES "[input]\nbackend = gpio\ndevice = gpiochip1:3\n", &c, e), 0);
+	free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_key_table),
+	    cmocka_unit_test(test_hal_keys),
 	    cmocka_unit_test(test_docs_match_table),
 	    cmocka_unit_test_setup_teardown(test_full_file, setup, teardown),
 	    cmocka_unit_test(test_sample_file),

@@ -1,0 +1,144 @@
+/* Power state and policy over any backend (power.h). */
+#include "hal/power.h"
+
+#include "agent/loop.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct hal_power {
+	const struct hal_power_ops *ops;
+	void *priv;
+	struct loop *loop;
+	struct loop_timer *t;
+	int poll_ms;
+	hal_power_change_fn on_change;
+	void *arg;
+	struct hal_power_state st;
+};
+
+static const struct hal_power_ops *const backends[] = {
+    &hal_power_sysfs_ops,
+    &hal_power_none_ops,
+};
+
+const char *hal_power_source_str(enum hal_power_source s)
+{
+	switch (s) {
+	case HAL_POWER_VEHICLE:
+		return "vehicle";
+	case HAL_POWER_AC:
+		return "ac";
+	case HAL_POWER_BATTERY:
+		return "battery";
+	case HAL_POWER_UNKNOWN:
+		break;
+	}
+	return "unknown";
+}
+
+enum hal_power_source hal_power_decide(const struct hal_power_raw *r)
+{
+	if (r->ignition == 1)
+		return HAL_POWER_VEHICLE;
+	if (r->mains == 1)
+		return HAL_POWER_AC;
+	if (r->ignition == 0 || r->battery == 1)
+		return HAL_POWER_BATTERY;
+	return HAL_POWER_UNKNOWN;
+}
+
+int hal_power_gps_interval(const struct hal_power_state *st, int interval_s, int battery_interval_s)
+{
+	if (st->source == HAL_POWER_BATTERY && battery_interval_s > interval_s)
+		return battery_interval_s;
+	return interval_s;
+}
+
+int hal_power_refresh(struct hal_power *pw)
+{
+	struct hal_power_state n;
+	memset(&n, 0, sizeof(n));
+	n.raw = (struct hal_power_raw){-1, -1, 0, -1, -1};
+	pw->ops->read(pw->priv, &n.raw);
+	/* clamp what a backend (a driver, a fake) may get wrong */
+	if (n.raw.battery_pct < -1 || n.raw.battery_pct > 100 || !n.raw.battery)
+		n.raw.battery_pct = -1;
+	n.source = hal_power_decide(&n.raw);
+	if (memcmp(&n, &pw->st, sizeof(n)) == 0)
+		return 0;
+	pw->st = n;
+	if (pw->on_change)
+		pw->on_change(pw->arg, &pw->st);
+	return 1;
+}
+
+static int64_t poll_timer(struct loop *l, void *arg)
+{
+	(void)l;
+	struct hal_power *pw = arg;
+	hal_power_refresh(pw);
+	return pw->poll_ms;
+}
+
+int hal_power_open(const char *name, const struct hal_power_params *p, struct hal_power **out,
+                   char *err, size_t errlen)
+{
+	const struct hal_power_ops *ops = NULL;
+	*out = NULL;
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+		if (strcmp(backends[i]->name, name) == 0)
+			ops = backends[i];
+	if (!ops) {
+		if (err)
+			snprintf(err, errlen, "unknown power backend '%.32s'", name);
+		return -ENOENT;
+	}
+	if (!p->loop || p->poll_ms < 0) {
+		if (err)
+			snprintf(err, errlen, "power: bad parameters");
+		return -EINVAL;
+	}
+	struct hal_power *pw = calloc(1, sizeof(*pw));
+	if (!pw)
+		return -ENOMEM;
+	pw->ops = ops;
+	pw->loop = p->loop;
+	pw->poll_ms = p->poll_ms ? p->poll_ms : 10000;
+	int rc = ops->open(p, &pw->priv, err, errlen);
+	if (rc < 0) {
+		free(pw);
+		return rc;
+	}
+	hal_power_refresh(pw); /* the first reading, before anyone listens */
+	pw->on_change = p->on_change;
+	pw->arg = p->arg;
+	if (!(pw->t = loop_timer_add(pw->loop, pw->poll_ms, poll_timer, pw))) {
+		ops->close(pw->priv);
+		free(pw);
+		return -ENOMEM;
+	}
+	*out = pw;
+	return 0;
+}
+
+void hal_power_close(struct hal_power *pw)
+{
+	if (!pw)
+		return;
+	loop_timer_cancel(pw->loop, pw->t);
+	pw->ops->close(pw->priv);
+	free(pw);
+}
+
+const char *hal_power_name(const struct hal_power *pw)
+{
+	return pw->ops->name;
+}
+
+void hal_power_get(const struct hal_power *pw, struct hal_power_state *st)
+{
+	*st = pw->st;
+}
