@@ -84,7 +84,7 @@ all: $(BUILD)/.deps $(LIB) $(PROGS) $(REFSERVER)
 
 # Installs missing Debian packages (as root) or says what to run.
 deps $(BUILD)/.deps: boards/deps.sh
-	@boards/deps.sh ensure
+	@boards/deps.sh ensure $(BOARD)
 	@mkdir -p $(BUILD) && touch $(BUILD)/.deps
 
 $(BUILD)/obj/%.o: %.c | $(BUILD)/.deps
@@ -117,8 +117,15 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# A cross board (board.mk sets TEST_WRAPPER, e.g. qemu-user) runs the unit
+# tests only: the integration tests need gpsd, nginx and the host's tools.
+ifeq ($(TEST_WRAPPER),)
 check: all $(UNIT_BINS) $(ITEST_BINS) $(TOOL_BINS)
 	@tests/run.sh $(BUILD)
+else
+check: all $(UNIT_BINS)
+	@ESS_TEST_WRAPPER='$(TEST_WRAPPER)' ESS_UNIT_ONLY=1 tests/run.sh $(BUILD)
+endif
 
 bench: all $(BENCH_BINS) $(TOOL_BINS)
 	@tests/bench/run.sh $(BUILD)

@@ -2,12 +2,36 @@
 # Installs (or checks for) the Debian packages that building, testing and the
 # demo need. "deps.sh check" only reports; "deps.sh ensure" installs what is
 # missing when run as root and otherwise prints the command to run.
+# The optional second argument is the board: a cross board (one whose
+# board.mk sets DEB_ARCH) also needs its cross compiler and the target
+# architecture's -dev packages (Debian multiarch), and qemu-user to run the
+# unit tests.
 set -eu
 
 PACKAGES="build-essential pkg-config clang clang-format
 libsqlite3-dev sqlite3 libcurl4-openssl-dev libgps-dev libcjson-dev
 libsodium-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev zlib1g-dev
-gpsd gpsd-clients python3 curl util-linux nginx-light openssl"
+gpsd gpsd-clients python3 curl util-linux nginx-light openssl
+dpkg-dev fakeroot lintian systemd adduser"
+
+# The libraries the agent links, for a foreign architecture.
+CROSS_LIBS="libsqlite3-dev libcurl4-openssl-dev libgps-dev libcjson-dev
+libsodium-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev zlib1g-dev
+libgpiod-dev"
+
+board=${2:-host}
+dir=$(dirname "$0")
+arch=""
+if [ -f "$dir/$board/board.mk" ]; then
+	arch=$(sed -n 's/^DEB_ARCH[[:space:]]*[:?]*=[[:space:]]*//p' "$dir/$board/board.mk")
+fi
+if [ -n "$arch" ]; then
+	gnu=$(sed -n 's/^DEB_HOST_MULTIARCH[[:space:]]*[:?]*=[[:space:]]*//p' "$dir/$board/board.mk")
+	PACKAGES="$PACKAGES gcc-$gnu qemu-user"
+	for p in $CROSS_LIBS; do
+		PACKAGES="$PACKAGES $p:$arch"
+	done
+fi
 
 missing=""
 for p in $PACKAGES; do
@@ -22,17 +46,25 @@ check)
 	exit 1 ;;
 ensure)
 	[ -z "$missing" ] && exit 0
+	addarch=""
+	if [ -n "$arch" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+		addarch="dpkg --add-architecture $arch && "
+	fi
 	if [ "$(id -u)" != 0 ]; then
 		echo "missing Debian packages:$missing" >&2
-		echo "run as root:  apt-get update && apt-get install -y$missing" >&2
+		echo "run as root:  ${addarch}apt-get update && apt-get install -y$missing" >&2
 		exit 1
 	fi
 	echo "installing:$missing" >&2
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
+	[ -n "$addarch" ] && dpkg --add-architecture "$arch"
+	# Other people install on the same machine: wait for the lock.
+	# A mirror caught mid-sync fails one index; the install below still says
+	# clearly what it cannot find.
+	apt-get -o DPkg::Lock::Timeout=600 update -qq || echo "apt-get update failed; trying with the indexes there are" >&2
 	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $missing ;;
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing ;;
 *)
-	echo "usage: $0 [check|ensure]" >&2
+	echo "usage: $0 [check|ensure] [BOARD]" >&2
 	exit 2 ;;
 esac
