@@ -91,6 +91,12 @@ $(BUILD)/obj/%.o: %.c | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
+# libgps hands out gps_data_t, which holds struct timespec: the one file
+# that uses it must see the struct with libgps's own time_t. Debian 12's
+# armhf libgps is built with a 32-bit time_t (board.mk: LIBGPS_TIME_BITS);
+# the file converts to int64 ms at once (docs/boards.md).
+$(BUILD)/obj/hal/gps_gpsd.o: override CFLAGS += $(if $(filter 32,$(LIBGPS_TIME_BITS)),-U_TIME_BITS)
+
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^

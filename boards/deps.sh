@@ -3,7 +3,7 @@
 # demo need. "deps.sh check" only reports; "deps.sh ensure" installs what is
 # missing when run as root and otherwise prints the command to run.
 # The optional second argument is the board: a cross board (one whose
-# board.mk sets DEB_ARCH) also needs its cross compiler and the target
+# board.mk sets DEB_HOST_MULTIARCH and DEB_ARCH) also needs its cross compiler and the target
 # architecture's -dev packages (Debian multiarch), and qemu-user to run the
 # unit tests.
 set -eu
@@ -22,11 +22,13 @@ libgpiod-dev"
 board=${2:-host}
 dir=$(dirname "$0")
 arch=""
+gnu=""
 if [ -f "$dir/$board/board.mk" ]; then
-	arch=$(sed -n 's/^DEB_ARCH[[:space:]]*[:?]*=[[:space:]]*//p' "$dir/$board/board.mk")
-fi
-if [ -n "$arch" ]; then
+	# a cross board names its GNU triplet; the host board does not
 	gnu=$(sed -n 's/^DEB_HOST_MULTIARCH[[:space:]]*[:?]*=[[:space:]]*//p' "$dir/$board/board.mk")
+fi
+if [ -n "$gnu" ]; then
+	arch=$(sed -n 's/^DEB_ARCH[[:space:]]*[:?]*=[[:space:]]*//p' "$dir/$board/board.mk")
 	PACKAGES="$PACKAGES gcc-$gnu qemu-user"
 	for p in $CROSS_LIBS; do
 		PACKAGES="$PACKAGES $p:$arch"

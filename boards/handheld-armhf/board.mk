@@ -14,3 +14,8 @@ PKG_CONFIG         := PKG_CONFIG_LIBDIR=/usr/lib/arm-linux-gnueabihf/pkgconfig:/
 # -L /usr/arm-linux-gnueabihf: qemu 7.2 then hangs in every fork()ed child.
 TEST_WRAPPER       := qemu-arm
 BOARD_FEATURES     := gpsd builtin-gnss battery vibration panic-button
+# libgps's gps_data_t embeds struct timespec. Debian 12's armhf libgps28 was
+# built with a 32-bit time_t (the 64-bit time_t transition renamed it with a
+# t64 suffix in Debian 13), so hal/gps_gpsd.c alone is compiled with the
+# library's time_t; everything else, and every value it passes on, is 64-bit.
+LIBGPS_TIME_BITS   := $(shell dpkg-query -W -f='$${Package}\n' 'libgps*:armhf' 2>/dev/null | grep -q 't64$$' && echo 64 || echo 32)
