@@ -79,7 +79,8 @@ FUZZ_SECONDS ?= 300
 BENCH_SRCS   := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps check bench install clean format format-check demo fuzz fuzz-build fuzzers soak
+.PHONY: all deps check bench install clean format format-check demo fuzz fuzz-build fuzzers soak \
+        package lintian package-test
 all: $(BUILD)/.deps $(LIB) $(PROGS) $(REFSERVER)
 
 # Installs missing Debian packages (as root) or says what to run.
@@ -160,6 +161,18 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/doc/ess-agent
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/ess-agent/
 	install -m 0644 boards/$(BOARD)/essd.conf $(DESTDIR)$(PREFIX)/share/doc/ess-agent/essd.conf.example
+
+# The board's Debian package (boards/package.sh, docs/boards.md), lintian
+# on it, and (as root, never in make check) dpkg -i / dpkg -r of it here.
+PACKAGE_CONF ?= boards/$(BOARD)/essd.conf
+DEB_ARCH     ?= $(shell dpkg --print-architecture)
+PACKAGE_DEB  := $(BUILD)/ess-agent_$(VERSION)_$(DEB_ARCH).deb
+package: all
+	@boards/package.sh $(BUILD) $(BOARD) $(VERSION) $(DEB_ARCH) $(CROSS_COMPILE)strip $(PACKAGE_CONF)
+lintian: package
+	lintian --info --display-info --pedantic $(PACKAGE_DEB)
+package-test: package
+	@sh tests/package/dpkg_install.sh $(PACKAGE_DEB) $(BUILD)
 
 format:
 	clang-format -i $(wildcard */*.[ch] tests/*/*.[ch])

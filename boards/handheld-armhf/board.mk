@@ -19,3 +19,7 @@ BOARD_FEATURES     := gpsd builtin-gnss battery vibration panic-button
 # t64 suffix in Debian 13), so hal/gps_gpsd.c alone is compiled with the
 # library's time_t; everything else, and every value it passes on, is 64-bit.
 LIBGPS_TIME_BITS   := $(shell dpkg-query -W -f='$${Package}\n' 'libgps*:armhf' 2>/dev/null | grep -q 't64$$' && echo 64 || echo 32)
+# Field units get the Debian hardening flags (lintian's hardening checks):
+# fortified libc calls, stack protector, full RELRO with immediate binding.
+BOARD_CFLAGS       += -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+LDFLAGS            += -Wl,-z,relro,-z,now
