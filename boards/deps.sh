@@ -5,14 +5,17 @@
 # The optional second argument is the board: a cross board (one whose
 # board.mk sets DEB_HOST_MULTIARCH and DEB_ARCH) also needs its cross compiler and the target
 # architecture's -dev packages (Debian multiarch), and qemu-user to run the
-# unit tests.
+# unit tests. The host list has the armhf cross compiler and qemu-user too:
+# make check proves, with a probe, that libgps's armhf struct layout is kept
+# (tests/integration/boards.sh).
 set -eu
 
 PACKAGES="build-essential pkg-config clang clang-format
 libsqlite3-dev sqlite3 libcurl4-openssl-dev libgps-dev libcjson-dev
 libsodium-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev zlib1g-dev
 gpsd gpsd-clients python3 curl util-linux nginx-light openssl
-dpkg-dev fakeroot lintian systemd adduser"
+dpkg-dev fakeroot lintian systemd adduser
+gcc-arm-linux-gnueabihf qemu-user"
 
 # The libraries the agent links, for a foreign architecture.
 CROSS_LIBS="libsqlite3-dev libcurl4-openssl-dev libgps-dev libcjson-dev
@@ -61,9 +64,12 @@ ensure)
 	export DEBIAN_FRONTEND=noninteractive
 	[ -n "$addarch" ] && dpkg --add-architecture "$arch"
 	# Other people install on the same machine: wait for the lock.
-	# A mirror caught mid-sync fails one index; the install below still says
-	# clearly what it cannot find.
-	apt-get -o DPkg::Lock::Timeout=600 update -qq || echo "apt-get update failed; trying with the indexes there are" >&2
+	# A caching proxy may hand out an index older than its Release file
+	# ("File has unexpected size"): ask once more with no-cache. If that
+	# fails too, the install below says clearly what it cannot find.
+	apt-get -o DPkg::Lock::Timeout=600 update -qq ||
+		apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::No-Cache=true update -qq ||
+		echo "apt-get update failed; trying with the indexes there are" >&2
 	# shellcheck disable=SC2086
 	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing ;;
 *)

@@ -125,6 +125,37 @@ if [ $g = 1 ] && [ $o = 0 ]; then ok "handheld-armhf: only hal/gps_gpsd.c is bui
 	not_ok "handheld-armhf: -U_TIME_BITS on gps_gpsd.o ($g) and nowhere else ($o)"
 fi
 
+# ...and that is what keeps the layouts equal: a probe built with the flags
+# gps_gpsd.o gets sees libgps's gps_data_t as libgps28:armhf (built with the
+# default 32-bit time_t) does, where the plain 64-bit flags would move every
+# field after the first timespec (fix.latitude: 48 -> 64 bytes). The probe
+# needs only the cross libc and gps.h (architecture-independent), runs
+# under qemu-arm.
+if command -v arm-linux-gnueabihf-gcc >/dev/null && command -v qemu-arm >/dev/null && [ -f /usr/include/gps.h ]; then
+	cat >"$tmp/gpsabi.c" <<'PROBE'
+#include <gps.h>
+#include <stddef.h>
+#include <stdio.h>
+int main(void)
+{
+	printf("%zu %zu %zu\n", sizeof(struct gps_data_t), offsetof(struct gps_data_t, fix.time),
+	       offsetof(struct gps_data_t, fix.latitude));
+	return 0;
+}
+PROBE
+	flags=$(echo "$gpsd_cmd" | grep -o -- '-[DU]_[A-Z_]*BITS[=0-9]*' | tr '\n' ' ')
+	lib=$(arm-linux-gnueabihf-gcc -static -o "$tmp/abi-lib" "$tmp/gpsabi.c" 2>&1 && qemu-arm "$tmp/abi-lib")
+	ours=$(arm-linux-gnueabihf-gcc $flags -static -o "$tmp/abi-ours" "$tmp/gpsabi.c" 2>&1 && qemu-arm "$tmp/abi-ours")
+	t64=$(arm-linux-gnueabihf-gcc -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64 -static -o "$tmp/abi-64" "$tmp/gpsabi.c" 2>&1 && qemu-arm "$tmp/abi-64")
+	if [ -n "$lib" ] && [ "$lib" = "$ours" ] && [ "$lib" != "$t64" ]; then
+		ok "handheld-armhf: gps_gpsd.o's flags ($flags) give libgps's gps_data_t layout ($lib; 64-bit time_t would be $t64)"
+	else
+		not_ok "handheld-armhf: gps_data_t layout: library '$lib', gps_gpsd.o '$ours', 64-bit '$t64'"
+	fi
+else
+	not_ok "arm-linux-gnueabihf-gcc, qemu-arm or gps.h missing (boards/deps.sh ensure handheld-armhf)"
+fi
+
 # The host package: built from this build, lintian without errors or warnings.
 if command -v lintian >/dev/null && command -v dpkg-shlibdeps >/dev/null; then
 	version=$(cat VERSION)
