@@ -35,7 +35,8 @@ struct env {
 	char token_path[600];
 	int gps_port;
 	struct refsrv srv;
-	pid_t fake; /* gpsfake's process group */
+	pid_t fake;   /* gpsfake's process group */
+	pid_t daemon; /* essd run */
 };
 
 static struct env *g_env; /* for the atexit cleanup */
@@ -57,10 +58,32 @@ static void fake_stop(struct env *e)
 	e->fake = 0;
 }
 
+/* SIGTERM by pid, SIGKILL after 5 s; returns the exit status (-1: killed). */
+static int daemon_stop(struct env *e)
+{
+	int status = 0, rc = -1;
+	if (e->daemon <= 0)
+		return 0;
+	kill(e->daemon, SIGTERM);
+	for (int i = 0; i < 100; i++) {
+		if (waitpid(e->daemon, &status, WNOHANG) == e->daemon) {
+			rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+			e->daemon = 0;
+			return rc;
+		}
+		usleep(50000);
+	}
+	kill(e->daemon, SIGKILL);
+	waitpid(e->daemon, NULL, 0);
+	e->daemon = 0;
+	return -1;
+}
+
 static void cleanup(void)
 {
 	if (!g_env)
 		return;
+	daemon_stop(g_env);
 	fake_stop(g_env);
 	refsrv_stop(&g_env->srv);
 }
@@ -182,6 +205,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct env *e = *state;
+	daemon_stop(e);
 	fake_stop(e);
 	refsrv_stop(&e->srv);
 	g_env = NULL;
@@ -298,6 +322,30 @@ static void test_selftest_passes(void **state)
 	assert_int_equal(status, 200);
 	assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(hb, "heartbeats")) >= 1);
 	cJSON_Delete(hb);
+
+	/* beside the running daemon (the technician's usual case): both use
+	 * the store, the daemon keeps running and stops cleanly */
+	char sock[700], dlog[700];
+	snprintf(sock, sizeof(sock), "%s/essd.sock", e->dir);
+	snprintf(dlog, sizeof(dlog), "%s/essd-run.log", e->dir);
+	e->daemon = fork();
+	assert_true(e->daemon >= 0);
+	if (e->daemon == 0) {
+		int fd = open(dlog, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(e->essd, "essd", "run", "-c", e->conf, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && access(sock, F_OK) != 0; i++)
+		usleep(50000);
+	assert_int_equal(access(sock, F_OK), 0);
+	rc = essd(e, out, sizeof(out), "selftest", "-c", e->conf, "--gps-timeout", "60", NULL);
+	if (rc != 0)
+		print_message("%s", out);
+	assert_int_equal(rc, 0);
+	assert_int_equal(kill(e->daemon, 0), 0);
+	assert_int_equal(daemon_stop(e), 0);
 
 	/* the same as JSON, for scripts; the server's clock an hour ahead
 	 * (clock_skew, retried with the server's time like the daemon does) */
