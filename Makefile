@@ -85,7 +85,7 @@ all: $(BUILD)/.deps $(LIB) $(PROGS) $(REFSERVER)
 
 # Installs missing Debian packages (as root) or says what to run.
 deps $(BUILD)/.deps: boards/deps.sh
-	@boards/deps.sh ensure $(BOARD)
+	@ESS_SYSROOT='$(SYSROOT)' boards/deps.sh ensure $(BOARD)
 	@mkdir -p $(BUILD) && touch $(BUILD)/.deps
 
 $(BUILD)/obj/%.o: %.c | $(BUILD)/.deps

@@ -33,9 +33,13 @@ fi
 if [ -n "$gnu" ]; then
 	arch=$(sed -n 's/^DEB_ARCH[[:space:]]*[:?]*=[[:space:]]*//p' "$dir/$board/board.mk")
 	PACKAGES="$PACKAGES gcc-$gnu qemu-user"
-	for p in $CROSS_LIBS; do
-		PACKAGES="$PACKAGES $p:$arch"
-	done
+	# ESS_SYSROOT (make SYSROOT=…): the libraries come from a private
+	# sysroot (boards/sysroot.sh), nothing of the target is installed
+	if [ -z "${ESS_SYSROOT:-}" ]; then
+		for p in $CROSS_LIBS; do
+			PACKAGES="$PACKAGES $p:$arch"
+		done
+	fi
 fi
 
 missing=""

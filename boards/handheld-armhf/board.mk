@@ -23,3 +23,18 @@ LIBGPS_TIME_BITS   := $(shell dpkg-query -W -f='$${Package}\n' 'libgps*:armhf' 2
 # fortified libc calls, stack protector, full RELRO with immediate binding.
 BOARD_CFLAGS       += -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 LDFLAGS            += -Wl,-z,relro,-z,now
+# SYSROOT=build/handheld-armhf-sysroot/root (boards/sysroot.sh handheld-armhf): the target's
+# libraries unpacked privately instead of installed with multiarch (when the
+# mirror's foreign index lags the host's versions). The C library is the
+# cross toolchain's; tests run with its loader named explicitly.
+ifneq ($(SYSROOT),)
+override SYSROOT   := $(abspath $(SYSROOT))
+PKG_CONFIG         := PKG_CONFIG_SYSROOT_DIR=$(SYSROOT) PKG_CONFIG_LIBDIR=$(SYSROOT)/usr/lib/arm-linux-gnueabihf/pkgconfig:$(SYSROOT)/usr/share/pkgconfig pkg-config
+# -isystem: warnings about library headers are not ours (gps.h declares a
+# global enumerator p), as for the host's /usr/include
+BOARD_CFLAGS       += -isystem $(SYSROOT)/usr/include -isystem $(SYSROOT)/usr/include/arm-linux-gnueabihf
+SYSROOT_LIBS       := $(SYSROOT)/usr/lib/arm-linux-gnueabihf:$(SYSROOT)/lib/arm-linux-gnueabihf
+LDFLAGS            += -L$(SYSROOT)/usr/lib/arm-linux-gnueabihf -L$(SYSROOT)/lib/arm-linux-gnueabihf \
+                      -Wl,-rpath-link,$(SYSROOT)/usr/lib/arm-linux-gnueabihf -Wl,-rpath-link,$(SYSROOT)/lib/arm-linux-gnueabihf
+TEST_WRAPPER       := qemu-arm /usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --library-path $(SYSROOT_LIBS):/usr/arm-linux-gnueabihf/lib
+endif

@@ -17,3 +17,18 @@ BOARD_FEATURES     := gpsd serial-gnss ignition buzzer panic-button
 # fortified libc calls, stack protector, full RELRO with immediate binding.
 BOARD_CFLAGS       += -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 LDFLAGS            += -Wl,-z,relro,-z,now
+# SYSROOT=build/vehicle-arm64-sysroot/root (boards/sysroot.sh vehicle-arm64): the target's
+# libraries unpacked privately instead of installed with multiarch (when the
+# mirror's foreign index lags the host's versions). The C library is the
+# cross toolchain's; tests run with its loader named explicitly.
+ifneq ($(SYSROOT),)
+override SYSROOT   := $(abspath $(SYSROOT))
+PKG_CONFIG         := PKG_CONFIG_SYSROOT_DIR=$(SYSROOT) PKG_CONFIG_LIBDIR=$(SYSROOT)/usr/lib/aarch64-linux-gnu/pkgconfig:$(SYSROOT)/usr/share/pkgconfig pkg-config
+# -isystem: warnings about library headers are not ours (gps.h declares a
+# global enumerator p), as for the host's /usr/include
+BOARD_CFLAGS       += -isystem $(SYSROOT)/usr/include -isystem $(SYSROOT)/usr/include/aarch64-linux-gnu
+SYSROOT_LIBS       := $(SYSROOT)/usr/lib/aarch64-linux-gnu:$(SYSROOT)/lib/aarch64-linux-gnu
+LDFLAGS            += -L$(SYSROOT)/usr/lib/aarch64-linux-gnu -L$(SYSROOT)/lib/aarch64-linux-gnu \
+                      -Wl,-rpath-link,$(SYSROOT)/usr/lib/aarch64-linux-gnu -Wl,-rpath-link,$(SYSROOT)/lib/aarch64-linux-gnu
+TEST_WRAPPER       := qemu-aarch64 /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 --library-path $(SYSROOT_LIBS):/usr/aarch64-linux-gnu/lib
+endif
