@@ -168,7 +168,7 @@ PACKAGE_CONF ?= boards/$(BOARD)/essd.conf
 DEB_ARCH     ?= $(shell dpkg --print-architecture)
 PACKAGE_DEB  := $(BUILD)/ess-agent_$(VERSION)_$(DEB_ARCH).deb
 package: all
-	@boards/package.sh $(BUILD) $(BOARD) $(VERSION) $(DEB_ARCH) $(CROSS_COMPILE)strip $(PACKAGE_CONF)
+	@boards/package.sh $(BUILD) $(BOARD) $(VERSION) $(DEB_ARCH) $(CROSS_COMPILE)strip $(PACKAGE_CONF) $(SYSROOT)
 lintian: package
 	lintian --info --display-info --pedantic $(PACKAGE_DEB)
 package-test: package

@@ -1,11 +1,11 @@
 #!/bin/sh
 # Builds the ess-agent Debian package for one board from a staged tree:
-#   boards/package.sh BUILD BOARD VERSION DEB_ARCH STRIP CONF
+#   boards/package.sh BUILD BOARD VERSION DEB_ARCH STRIP CONF [SYSROOT]
 # (make BOARD=… package calls it). Everything comes from the build
 # directory and boards/: the board's own files where it has them, else
 # boards/common. The result is BUILD/ess-agent_VERSION_ARCH.deb.
 set -eu
-build=$1 board=$2 version=$3 arch=$4 strip=$5 conf=$6
+build=$1 board=$2 version=$3 arch=$4 strip=$5 conf=$6 sysroot=${7:-}
 here=$(cd "$(dirname "$0")" && pwd)
 pick() { # the board's file, else the common one
 	if [ -f "$here/$board/$1" ]; then echo "$here/$board/$1"; else echo "$here/common/$1"; fi
@@ -62,7 +62,15 @@ done
 # architecture's shlibs/symbols from the multiarch packages).
 mkdir -p "$build/pkg/debian"
 printf 'Source: ess-agent\n\nPackage: ess-agent\nArchitecture: any\n' >"$build/pkg/debian/control"
-shlibs=$(cd "$build/pkg" && DEB_HOST_ARCH=$arch dpkg-shlibdeps -O \
+set --
+if [ -n "$sysroot" ]; then
+	# boards/sysroot.sh's private database next to the unpacked tree
+	sysroot=$(cd "$sysroot" && pwd)
+	triplet=$(dpkg-architecture -a"$arch" -qDEB_HOST_MULTIARCH 2>/dev/null)
+	set -- "--admindir=$(dirname "$sysroot")/admin" \
+		-l"$sysroot/usr/lib/$triplet" -l"$sysroot/lib/$triplet"
+fi
+shlibs=$(cd "$build/pkg" && DEB_HOST_ARCH=$arch dpkg-shlibdeps "$@" -O \
 	-e root/usr/bin/essd -e root/usr/bin/essctl 2>/dev/null |
 	sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] || { echo "package: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
