@@ -26,7 +26,9 @@ LDFLAGS            += -Wl,-z,relro,-z,now
 # SYSROOT=build/handheld-armhf-sysroot/root (boards/sysroot.sh handheld-armhf): the target's
 # libraries unpacked privately instead of installed with multiarch (when the
 # mirror's foreign index lags the host's versions). The C library is the
-# cross toolchain's; tests run with its loader named explicitly.
+# cross toolchain's; tests run with its loader named explicitly, its libc
+# first (libc6:ARCH in the sysroot is only for dpkg-shlibdeps; mixing the
+# two glibc builds crashes forked children).
 ifneq ($(SYSROOT),)
 override SYSROOT   := $(abspath $(SYSROOT))
 PKG_CONFIG         := PKG_CONFIG_SYSROOT_DIR=$(SYSROOT) PKG_CONFIG_LIBDIR=$(SYSROOT)/usr/lib/arm-linux-gnueabihf/pkgconfig:$(SYSROOT)/usr/share/pkgconfig pkg-config
@@ -36,5 +38,5 @@ BOARD_CFLAGS       += -isystem $(SYSROOT)/usr/include -isystem $(SYSROOT)/usr/in
 SYSROOT_LIBS       := $(SYSROOT)/usr/lib/arm-linux-gnueabihf:$(SYSROOT)/lib/arm-linux-gnueabihf
 LDFLAGS            += -L$(SYSROOT)/usr/lib/arm-linux-gnueabihf -L$(SYSROOT)/lib/arm-linux-gnueabihf \
                       -Wl,-rpath-link,$(SYSROOT)/usr/lib/arm-linux-gnueabihf -Wl,-rpath-link,$(SYSROOT)/lib/arm-linux-gnueabihf
-TEST_WRAPPER       := qemu-arm /usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --library-path $(SYSROOT_LIBS):/usr/arm-linux-gnueabihf/lib
+TEST_WRAPPER       := qemu-arm /usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --library-path /usr/arm-linux-gnueabihf/lib:$(SYSROOT_LIBS)
 endif

@@ -20,7 +20,9 @@ LDFLAGS            += -Wl,-z,relro,-z,now
 # SYSROOT=build/vehicle-arm64-sysroot/root (boards/sysroot.sh vehicle-arm64): the target's
 # libraries unpacked privately instead of installed with multiarch (when the
 # mirror's foreign index lags the host's versions). The C library is the
-# cross toolchain's; tests run with its loader named explicitly.
+# cross toolchain's; tests run with its loader named explicitly, its libc
+# first (libc6:ARCH in the sysroot is only for dpkg-shlibdeps; mixing the
+# two glibc builds crashes forked children).
 ifneq ($(SYSROOT),)
 override SYSROOT   := $(abspath $(SYSROOT))
 PKG_CONFIG         := PKG_CONFIG_SYSROOT_DIR=$(SYSROOT) PKG_CONFIG_LIBDIR=$(SYSROOT)/usr/lib/aarch64-linux-gnu/pkgconfig:$(SYSROOT)/usr/share/pkgconfig pkg-config
@@ -30,5 +32,5 @@ BOARD_CFLAGS       += -isystem $(SYSROOT)/usr/include -isystem $(SYSROOT)/usr/in
 SYSROOT_LIBS       := $(SYSROOT)/usr/lib/aarch64-linux-gnu:$(SYSROOT)/lib/aarch64-linux-gnu
 LDFLAGS            += -L$(SYSROOT)/usr/lib/aarch64-linux-gnu -L$(SYSROOT)/lib/aarch64-linux-gnu \
                       -Wl,-rpath-link,$(SYSROOT)/usr/lib/aarch64-linux-gnu -Wl,-rpath-link,$(SYSROOT)/lib/aarch64-linux-gnu
-TEST_WRAPPER       := qemu-aarch64 /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 --library-path $(SYSROOT_LIBS):/usr/aarch64-linux-gnu/lib
+TEST_WRAPPER       := qemu-aarch64 /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 --library-path /usr/aarch64-linux-gnu/lib:$(SYSROOT_LIBS)
 endif

@@ -15,6 +15,9 @@ failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
 say() { sed 's/^/# /'; }
+# make -n below must not inherit the calling make's variables (SANITIZE=1
+# moves every build directory)
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 
 boards=""
 for d in boards/*/; do
