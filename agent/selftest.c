@@ -4,6 +4,7 @@
 #include "agent/selftest.h"
 
 #include "agent/config.h"
+#include "agent/ctl_client.h"
 #include "agent/fmt.h"
 #include "agent/log.h"
 #include "agent/loop.h"
@@ -599,6 +600,48 @@ static void run_network(struct run *x)
 		loop_run(x->loop);
 }
 
+/* The running agent, through its control socket: a self-test may run while
+ * essd is stopped for service, so a missing daemon is a warning. */
+static void check_daemon(struct run *x)
+{
+	struct selftest_check *c = add(x, "daemon");
+	struct ctl_conn *conn = NULL;
+	char why[512];
+	int rc = ctl_conn_open(x->cfg.control.socket, &conn, why, sizeof(why));
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		set(c, SELFTEST_WARN, "essd is not running (systemctl start essd)");
+		return;
+	}
+	if (rc < 0) {
+		set(c, SELFTEST_WARN, "%s", why);
+		return;
+	}
+	cJSON *ans = NULL;
+	rc = ctl_conn_call(conn, "status", NULL, 5000, &ans);
+	ctl_conn_close(conn);
+	const cJSON *res = cJSON_GetObjectItemCaseSensitive(ans, "result");
+	if (rc < 0 || !cJSON_IsObject(res)) {
+		set(c, SELFTEST_FAIL, "essd does not answer on %s (%s)", x->cfg.control.socket,
+		    rc < 0 ? strerror(-rc) : "no status");
+		cJSON_Delete(ans);
+		return;
+	}
+	const cJSON *online = cJSON_GetObjectItemCaseSensitive(res, "online");
+	const cJSON *locked = cJSON_GetObjectItemCaseSensitive(res, "locked");
+	const cJSON *gps = cJSON_GetObjectItemCaseSensitive(res, "gps_connected");
+	const cJSON *clk = cJSON_GetObjectItemCaseSensitive(res, "clock");
+	const cJSON *q = cJSON_GetObjectItemCaseSensitive(res, "queue");
+	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(q, "events");
+	set(c, cJSON_IsTrue(locked) ? SELFTEST_WARN : SELFTEST_PASS,
+	    "essd running: %s, %s, gpsd %s, clock %s, %d event%s queued",
+	    cJSON_IsTrue(locked) ? "LOCKED (a responder must unlock it)" : "unlocked",
+	    cJSON_IsTrue(online) ? "online" : "offline",
+	    cJSON_IsTrue(gps) ? "connected" : "not connected",
+	    cJSON_IsString(clk) ? clk->valuestring : "?", cJSON_IsNumber(ev) ? ev->valueint : 0,
+	    cJSON_IsNumber(ev) && ev->valueint == 1 ? "" : "s");
+	cJSON_Delete(ans);
+}
+
 int selftest_run(const struct selftest_params *p, struct selftest_report *r)
 {
 	struct run x = {.p = p, .r = r};
@@ -613,6 +656,7 @@ int selftest_run(const struct selftest_params *p, struct selftest_report *r)
 		check_disk(&x);
 		run_network(&x); /* before the clock: it learns the server's time */
 		check_clock(&x);
+		check_daemon(&x);
 	}
 	http_close(x.http);
 	hal_gps_close(x.gps);

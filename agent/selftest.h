@@ -11,6 +11,8 @@
  *   identity   the device key signs; device id, unit and server key present
  *   disk       free space on the store's file system
  *   clock      the system clock is plausible, NTP state, offset to the server
+ *   daemon     essd answers on its control socket (a warning when it is not
+ *              running: it may be stopped for service), locked or not
  *   gpsd       gpsd answers at gps.host:gps.port
  *   gps-fix    a fix that passes the plausibility filter, within a bound
  *   server     a signed heartbeat is accepted, and every signed document in
