@@ -26,6 +26,7 @@ static void usage(FILE *f)
 	           "                                     make the device key and enroll; a token\n"
 	           "                                     file is deleted after success\n"
 	           "       essd selftest -c FILE [--json] [--gps-timeout S] [--no-gps]\n"
+	           "                     [--min-free-mb N]\n"
 	           "                                     check the device; exit 1 on a failure\n"
 	           "       essd check -c FILE [--dump]   validate the configuration\n"
 	           "       essd inspect -c FILE          store health (no personal data)\n"

@@ -16,8 +16,8 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
 say() { sed 's/^/# /'; }
 # make -n below must not inherit the calling make's variables (SANITIZE=1
-# moves every build directory)
-unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+# moves every build directory; make exports command-line variables)
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES SANITIZE FUZZ BUILD BOARD SYSROOT
 
 boards=""
 for d in boards/*/; do
