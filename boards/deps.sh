@@ -75,7 +75,14 @@ ensure)
 		apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::No-Cache=true update -qq ||
 		echo "apt-get update failed; trying with the indexes there are" >&2
 	# shellcheck disable=SC2086
-	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing ;;
+	if ! apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing; then
+		if [ -n "$arch" ]; then
+			echo "the $arch libraries cannot be installed next to the host's (a lagging" >&2
+			echo "mirror index?): build with a private sysroot instead (docs/boards.md):" >&2
+			echo "  boards/sysroot.sh $board && make BOARD=$board SYSROOT=build/$board-sysroot/root" >&2
+		fi
+		exit 1
+	fi ;;
 *)
 	echo "usage: $0 [check|ensure] [BOARD]" >&2
 	exit 2 ;;
