@@ -79,6 +79,15 @@ if command -v systemd-analyze >/dev/null; then
 	if [ -n "$out" ]; then ok "systemd-analyze verify catches a misspelt key"; else
 		not_ok "systemd-analyze verify catches a misspelt key"
 	fi
+	# systemd's own score of the sandbox (0 best .. 10 worst): a guard
+	# against a hardening line lost in an edit
+	for u in essd.service ess-firstboot.service; do
+		score=$(systemd-analyze security --offline=true --no-pager "$tmp/$u" 2>/dev/null |
+			sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+		if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.5) }'; then
+			ok "systemd-analyze security: $u exposure $score (at most 2.5)"
+		else not_ok "systemd-analyze security: $u exposure '$score' (at most 2.5)"; fi
+	done
 else
 	not_ok "systemd-analyze is not installed (boards/deps.sh installs systemd)"
 fi
