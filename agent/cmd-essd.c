@@ -3,7 +3,9 @@
 #include "agent/config.h"
 #include "agent/daemon.h"
 #include "agent/log.h"
+#include "agent/selftest.h"
 #include "agent/store.h"
+#include "agent/tokenfile.h"
 #include "hal/keystore.h"
 #include "sync/proto.h"
 
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
@@ -19,8 +22,12 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: essd --version\n"
 	           "       essd run -c FILE              the daemon, in the foreground\n"
-	           "       essd provision -c FILE [--token TOKEN] [--force]\n"
-	           "                                     make the device key and enroll\n"
+	           "       essd provision -c FILE [--token TOKEN | --token-file PATH] [--force]\n"
+	           "                                     make the device key and enroll; a token\n"
+	           "                                     file is deleted after success\n"
+	           "       essd selftest -c FILE [--json] [--gps-timeout S] [--no-gps]\n"
+	           "                     [--min-free-mb N]\n"
+	           "                                     check the device; exit 1 on a failure\n"
 	           "       essd check -c FILE [--dump]   validate the configuration\n"
 	           "       essd inspect -c FILE          store health (no personal data)\n"
 	           "       essd wipe -c FILE --yes       crypto-shred the local store\n");
@@ -29,17 +36,30 @@ static void usage(FILE *f)
 struct opts {
 	const char *config;
 	const char *token;
+	const char *token_file;
 	int dump;
 	int yes;
 	int force;
+	int json;
+	int no_gps;
+	int gps_timeout_s;
+	int min_free_mb;
 };
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-	static const struct option longs[] = {
-	    {"config", required_argument, NULL, 'c'}, {"dump", no_argument, NULL, 'd'},
-	    {"yes", no_argument, NULL, 'y'},          {"token", required_argument, NULL, 't'},
-	    {"force", no_argument, NULL, 'f'},        {NULL, 0, NULL, 0}};
+	static const struct option longs[] = {{"config", required_argument, NULL, 'c'},
+	                                      {"dump", no_argument, NULL, 'd'},
+	                                      {"yes", no_argument, NULL, 'y'},
+	                                      {"token", required_argument, NULL, 't'},
+	                                      {"force", no_argument, NULL, 'f'},
+	                                      {"token-file", required_argument, NULL, 'T'},
+	                                      {"json", no_argument, NULL, 'j'},
+	                                      {"no-gps", no_argument, NULL, 'G'},
+	                                      {"gps-timeout", required_argument, NULL, 'g'},
+	                                      {"min-free-mb", required_argument, NULL, 'm'},
+	                                      {NULL, 0, NULL, 0}};
+	long long v;
 	int ch;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "c:", longs, NULL)) != -1) {
@@ -58,6 +78,25 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'f':
 			o->force = 1;
+			break;
+		case 'T':
+			o->token_file = optarg;
+			break;
+		case 'j':
+			o->json = 1;
+			break;
+		case 'G':
+			o->no_gps = 1;
+			break;
+		case 'g':
+			if (config_parse_int(optarg, &v) < 0 || v < 1 || v > 3600)
+				return -EINVAL;
+			o->gps_timeout_s = (int)v;
+			break;
+		case 'm':
+			if (config_parse_int(optarg, &v) < 0 || v < 1 || v > 1048576)
+				return -EINVAL;
+			o->min_free_mb = (int)v;
 			break;
 		default:
 			return -EINVAL;
@@ -204,17 +243,73 @@ static int cmd_run(const struct opts *o)
 	return EXIT_OK;
 }
 
+/* Where the token comes from: --token, --token-file, the file named by
+ * server.enroll_token_file when it exists (first boot), or the config's
+ * server.enroll_token (daemon_provision's default). */
 static int cmd_provision(const struct opts *o)
 {
 	char err[512] = "", unit[PROTO_ID_MAX + 1] = "", id[PROTO_ID_MAX + 1] = "";
-	struct daemon_provision_info info = {.token = o->token, .force = o->force};
+	const char *file = o->token ? NULL : o->token_file;
+	if (o->token && o->token_file) {
+		fprintf(stderr, "essd: provision: give --token or --token-file, not both\n");
+		return EXIT_USAGE;
+	}
+	if (!o->token && !file) {
+		struct config cfg;
+		if (load_config(o->config, &cfg) < 0)
+			return EXIT_USAGE;
+		explicit_bzero(cfg.server.enroll_token, sizeof(cfg.server.enroll_token));
+		static char cfg_file[CONFIG_PATH_SIZE];
+		memcpy(cfg_file, cfg.server.enroll_token_file, sizeof(cfg_file));
+		if (cfg_file[0] && access(cfg_file, F_OK) == 0)
+			file = cfg_file;
+	}
+	char *token = NULL;
+	if (file && tokenfile_read(file, &token, err, sizeof(err)) < 0) {
+		fprintf(stderr, "essd: provision: %s\n", err);
+		return EXIT_FAIL;
+	}
+	struct daemon_provision_info info = {.token = token ? token : o->token, .force = o->force};
 	int rc = daemon_provision(o->config, &info, unit, id, err, sizeof(err));
+	tokenfile_free(token);
 	if (rc < 0) {
+		/* the token file stays: the next boot (or the technician) tries again */
 		fprintf(stderr, "essd: provision: %s\n", err);
 		return rc == -EEXIST || rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
 	}
 	printf("provisioned: device %s, unit %s\n", id, unit);
+	if (file && tokenfile_consume(file, err, sizeof(err)) < 0)
+		/* enrolled all the same; a copy the first-boot unit was handed
+		 * (systemd credential) is read-only, and the unit deletes the
+		 * original itself */
+		fprintf(stderr, "essd: provision: note: %s\n", err);
+	else if (file)
+		printf("token file %s deleted\n", file);
 	return EXIT_OK;
+}
+
+static int cmd_selftest(const struct opts *o)
+{
+	/* the table is the output; only errors from modules go to stderr */
+	log_open("essd", LOG_TARGET_STDERR, LOG_LEVEL_ERR);
+	struct selftest_params p = {.config_path = o->config,
+	                            .gps_timeout_s = o->gps_timeout_s,
+	                            .min_free_bytes = (int64_t)o->min_free_mb << 20,
+	                            .skip_gps = o->no_gps};
+	struct selftest_report r;
+	int failed = selftest_run(&p, &r);
+	if (failed < 0) {
+		fprintf(stderr, "essd: selftest: %s\n", strerror(-failed));
+		return EXIT_FAIL;
+	}
+	if (o->json) {
+		if (selftest_print_json(&r, stdout) < 0)
+			return EXIT_FAIL;
+	} else {
+		selftest_print_text(&r, stdout);
+	}
+	fflush(stdout);
+	return failed ? EXIT_FAIL : EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -243,6 +338,8 @@ int main(int argc, char **argv)
 		return cmd_provision(&o);
 	if (strcmp(cmd, "check") == 0)
 		return cmd_check(&o);
+	if (strcmp(cmd, "selftest") == 0)
+		return cmd_selftest(&o);
 	if (strcmp(cmd, "inspect") == 0)
 		return cmd_inspect(&o);
 	if (strcmp(cmd, "wipe") == 0)

@@ -131,6 +131,9 @@ static const struct key keys[] = {
          "with another key is refused."),
     KSTR("server", "enroll_token", server.enroll_token, "", OPT | SECRET, check_token,
          "One-time enrollment token given at provisioning; never logged or dumped."),
+    KPATH("server", "enroll_token_file", server.enroll_token_file, "", OPT,
+          "File holding the one-time enrollment token (first boot); essd provision reads it "
+          "when no token is given and deletes it after a successful enrollment."),
     KINT("server", "connect_timeout_s", server.connect_timeout_s, 1, 120, 10,
          "Longest time to set up a connection (TCP and TLS)."),
     KINT("server", "request_timeout_s", server.request_timeout_s, 5, 600, 60,

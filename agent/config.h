@@ -72,6 +72,7 @@ struct config {
 		char pinned_pubkey[CONFIG_PIN_SIZE];
 		char server_key[CONFIG_KEY64_SIZE]; /* validated to decode to 32 bytes */
 		char enroll_token[CONFIG_TOKEN_SIZE];
+		char enroll_token_file[CONFIG_PATH_SIZE];
 		int connect_timeout_s;
 		int request_timeout_s;
 		int long_poll_s;

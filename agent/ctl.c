@@ -358,7 +358,8 @@ int ctl_open(struct loop *l, const char *path, gid_t gid, const struct ctl_metho
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	*out = NULL;
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		SETERR("%s: socket path too long", path);
+		/* bounded: a 32-bit build warns that an unbounded %s may pass INT_MAX */
+		SETERR("%.256s: socket path too long", path);
 		return -ENAMETOOLONG;
 	}
 	strcpy(sa.sun_path, path);

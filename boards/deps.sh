@@ -2,12 +2,45 @@
 # Installs (or checks for) the Debian packages that building, testing and the
 # demo need. "deps.sh check" only reports; "deps.sh ensure" installs what is
 # missing when run as root and otherwise prints the command to run.
+# The optional second argument is the board: a cross board (one whose
+# board.mk sets DEB_HOST_MULTIARCH and DEB_ARCH) also needs its cross compiler and the target
+# architecture's -dev packages (Debian multiarch), and qemu-user to run the
+# unit tests. The host list has the armhf cross compiler and qemu-user too:
+# make check proves, with a probe, that libgps's armhf struct layout is kept
+# (tests/integration/boards.sh).
 set -eu
 
 PACKAGES="build-essential pkg-config clang clang-format
 libsqlite3-dev sqlite3 libcurl4-openssl-dev libgps-dev libcjson-dev
 libsodium-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev zlib1g-dev libgpiod-dev iproute2
-gpsd gpsd-clients python3 curl util-linux nginx-light openssl valgrind"
+gpsd gpsd-clients python3 curl util-linux nginx-light openssl valgrind
+dpkg-dev fakeroot lintian systemd adduser
+gcc-arm-linux-gnueabihf qemu-user"
+
+# The libraries the agent links, for a foreign architecture.
+CROSS_LIBS="libsqlite3-dev libcurl4-openssl-dev libgps-dev libcjson-dev
+libsodium-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev zlib1g-dev
+libgpiod-dev"
+
+board=${2:-host}
+dir=$(dirname "$0")
+arch=""
+gnu=""
+if [ -f "$dir/$board/board.mk" ]; then
+	# a cross board names its GNU triplet; the host board does not
+	gnu=$(sed -n 's/^DEB_HOST_MULTIARCH[[:space:]]*[:?]*=[[:space:]]*//p' "$dir/$board/board.mk")
+fi
+if [ -n "$gnu" ]; then
+	arch=$(sed -n 's/^DEB_ARCH[[:space:]]*[:?]*=[[:space:]]*//p' "$dir/$board/board.mk")
+	PACKAGES="$PACKAGES gcc-$gnu qemu-user"
+	# ESS_SYSROOT (make SYSROOT=…): the libraries come from a private
+	# sysroot (boards/sysroot.sh), nothing of the target is installed
+	if [ -z "${ESS_SYSROOT:-}" ]; then
+		for p in $CROSS_LIBS; do
+			PACKAGES="$PACKAGES $p:$arch"
+		done
+	fi
+fi
 
 missing=""
 for p in $PACKAGES; do
@@ -22,17 +55,35 @@ check)
 	exit 1 ;;
 ensure)
 	[ -z "$missing" ] && exit 0
+	addarch=""
+	if [ -n "$arch" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+		addarch="dpkg --add-architecture $arch && "
+	fi
 	if [ "$(id -u)" != 0 ]; then
 		echo "missing Debian packages:$missing" >&2
-		echo "run as root:  apt-get update && apt-get install -y$missing" >&2
+		echo "run as root:  ${addarch}apt-get update && apt-get install -y$missing" >&2
 		exit 1
 	fi
 	echo "installing:$missing" >&2
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
+	[ -n "$addarch" ] && dpkg --add-architecture "$arch"
+	# Other people install on the same machine: wait for the lock.
+	# A caching proxy may hand out an index older than its Release file
+	# ("File has unexpected size"): ask once more with no-cache. If that
+	# fails too, the install below says clearly what it cannot find.
+	apt-get -o DPkg::Lock::Timeout=600 update -qq ||
+		apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::No-Cache=true update -qq ||
+		echo "apt-get update failed; trying with the indexes there are" >&2
 	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $missing ;;
+	if ! apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing; then
+		if [ -n "$arch" ]; then
+			echo "the $arch libraries cannot be installed next to the host's (a lagging" >&2
+			echo "mirror index?): build with a private sysroot instead (docs/boards.md):" >&2
+			echo "  boards/sysroot.sh $board && make BOARD=$board SYSROOT=build/$board-sysroot/root" >&2
+		fi
+		exit 1
+	fi ;;
 *)
-	echo "usage: $0 [check|ensure]" >&2
+	echo "usage: $0 [check|ensure] [BOARD]" >&2
 	exit 2 ;;
 esac

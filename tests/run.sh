@@ -47,12 +47,20 @@ run_one() {
 	fi
 }
 
+# A cross build: ESS_TEST_WRAPPER runs each binary (qemu-user) and
+# ESS_UNIT_ONLY=1 leaves out the integration tests, which need the host's
+# gpsd, nginx and programs.
+wrapper=${ESS_TEST_WRAPPER:-}
+unit_only=${ESS_UNIT_ONLY:-0}
 for t in "$build"/tests/test_* "$build"/tests/itest_*; do
 	[ -x "$t" ] || continue
-	run_one "$(basename "$t")" "$t"
+	case "$(basename "$t")" in itest_*) [ "$unit_only" = 1 ] && continue ;; esac
+	# shellcheck disable=SC2086
+	run_one "$(basename "$t")" $wrapper "$t"
 done
 for t in tests/integration/*.sh; do
 	[ -f "$t" ] || continue
+	[ "$unit_only" = 1 ] && continue
 	run_one "$(basename "$t" .sh)" sh "$t"
 done
 # last: no canary (personal datum, token, key) in any log of the suite

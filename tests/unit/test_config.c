@@ -112,6 +112,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c.server.pinned_pubkey, "");
 	assert_string_equal(c.server.server_key, "");
 	assert_string_equal(c.server.enroll_token, "");
+	assert_string_equal(c.server.enroll_token_file, "");
 	assert_int_equal(c.server.connect_timeout_s, 10);
 	assert_int_equal(c.server.request_timeout_s, 60);
 	assert_int_equal(c.server.long_poll_s, 25);
@@ -131,7 +132,7 @@ static void test_key_table(void **state)
 {
 	(void)state;
 	size_t n = config_key_count();
-	assert_int_equal(n, 48);
+	assert_int_equal(n, 49);
 	assert_null(config_key_at(n));
 	struct config c;
 	config_defaults(&c);
@@ -155,7 +156,7 @@ static void test_key_table(void **state)
 		else
 			assert_int_equal(rc, 0);
 	}
-	const struct config_key_info *port = config_key_at(18);
+	const struct config_key_info *port = config_key_at(19);
 	assert_string_equal(port->section, "gps");
 	assert_string_equal(port->key, "port");
 	assert_string_equal(port->type, "int");
