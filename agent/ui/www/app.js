@@ -282,7 +282,8 @@ function renderDetail() {
     field(dl, 'notes', ul);
   }
   if (doc.location) field(dl, 'location', doc.location.lat.toFixed(5) + ', ' + doc.location.lon.toFixed(5));
-  field(dl, 'reported', doc.reported_at || s.reported_at);
+  const rep = Date.parse(doc.reported_at || s.reported_at);
+  if (rep) field(dl, 'reported', new Date(rep).toLocaleString(S.lang === 'th' ? 'th-TH' : 'en-GB'));
   renderDetailLive();
 }
 
