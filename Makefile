@@ -174,9 +174,9 @@ install: all
 	install -m 0644 boards/$(BOARD)/essd.conf $(DESTDIR)$(PREFIX)/share/doc/ess-agent/essd.conf.example
 
 format:
-	clang-format -i $(wildcard */*.[ch] */*/*.[ch] tests/*/*.[ch])
+	clang-format -i $(wildcard */*.[ch] agent/ui/*.[ch] tests/*/*.[ch])
 format-check:
-	clang-format --dry-run -Werror $(wildcard */*.[ch] */*/*.[ch] tests/*/*.[ch])
+	clang-format --dry-run -Werror $(wildcard */*.[ch] agent/ui/*.[ch] tests/*/*.[ch])
 
 clean:
 	rm -rf build

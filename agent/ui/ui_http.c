@@ -166,7 +166,7 @@ static void wake_streams(struct ui_http *h)
 
 static void publish_text(struct ui_http *h, const char *name, const char *json)
 {
-	size_t cap = strlen(name) + strlen(json) + 32;
+	size_t cap = strlen(name) + (json ? strlen(json) : 0) + 32;
 	char *t = malloc(cap);
 	if (!t)
 		return; /* a stream that misses one catches up on the next "essd"/state poll */

@@ -30,7 +30,7 @@ if ! ui_stack_start "$build" "$dir"; then
 	exit 1
 fi
 UI_PORT=$ui_port UI_TOKEN=$ui_token SRV_PORT=$srv_port SRV_PID=$srv_pid ADMIN=$UI_ADMIN \
-	DEVICE=$device UNIT=$UI_UNIT ART="$build/artifacts" \
+	DEVICE=$device UNIT=$UI_UNIT ART="$build/artifacts" ESSCTL="$build/essctl" SOCK="$dir/essd.sock" \
 	timeout -k 5 150 node tests/ui/e2e.mjs
 rc=$?
 if [ "$rc" -ne 0 ]; then

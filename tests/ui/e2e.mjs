@@ -1,10 +1,11 @@
 // End-to-end test of the touch UI in Debian's headless Chromium, against
 // the real programs (tests/ui/stack.sh: refserver, gpsd via gpsfake, essd,
 // ess-ui). Prints TAP ("ok N - …" / "not ok N - …") for tests/run.sh.
-// Environment: UI_PORT UI_TOKEN SRV_PORT SRV_PID ADMIN DEVICE UNIT ART.
+// Environment: UI_PORT UI_TOKEN SRV_PORT SRV_PID ADMIN DEVICE UNIT ART ESSCTL SOCK.
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 
 const E = process.env;
 const UI = `http://127.0.0.1:${E.UI_PORT}`;
@@ -218,6 +219,31 @@ async function main() {
     await page.click('#list li[data-id="UI-0001"] button');
     ok(await until(20000, async () => (await page.textContent('#d-fields')).includes('back gate open')),
       'details: a new dispatch note appears');
+    // SOS: a tap does nothing, a 2 s hold sends it
+    const sosCount = async () => {
+      const j = await admin('GET', `/admin/devices/${E.DEVICE}/events`);
+      return (j.events || []).filter((e) => e.result === 'accepted' && e.event.type === 'sos').length;
+    };
+    const box = await page.locator('#sos').boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.down();
+    await sleep(400);
+    await page.mouse.up();
+    await sleep(2500);
+    ok((await sosCount()) === 0, 'SOS: a short tap sends nothing');
+    await page.mouse.down();
+    await sleep(2400);
+    await page.mouse.up();
+    ok(await until(20000, async () => (await sosCount()) === 1), 'SOS: a 2 s hold reaches the reference server');
+
+    // lock: dispatch locks the device, the screen hides everything but SOS
+    await admin('POST', `/admin/devices/${E.DEVICE}/commands`, { type: 'lock' });
+    ok(await until(20000, () => page.isVisible('#lock')), 'lock: the lock screen covers the incidents');
+    ok(await page.isVisible('#sos'), 'lock: SOS stays reachable');
+    await page.screenshot({ path: `${ART}/ui-1280x800-locked.png` });
+    execFileSync(E.ESSCTL, ['-s', E.SOCK, 'unlock']);
+    ok(await until(10000, async () => !(await page.isVisible('#lock'))), 'lock: unlocking on the device shows them again');
+
     // offline: the server goes away, an action is queued, the banner says so
     process.kill(Number(E.SRV_PID), 'SIGTERM');
     await page.click('#list li[data-id="UI-0001"] button');

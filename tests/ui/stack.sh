@@ -66,6 +66,9 @@ ui_stack_start() {
 	"$build/tools/nmeagen" --seed 11 --seconds 900 --start now >"$dir/drive.nmea" || return 1
 	setsid gpsfake -P "$gps_port" -1 -q -n -c 0.2 "$dir/drive.nmea" >"$dir/gpsfake.log" 2>&1 &
 	gps_pid=$!
+	# commands (lock) ride on the heartbeat: the shortest the contract allows
+	ui_admin PUT /admin/config "$(ui_admin GET /admin/config |
+		python3 -c 'import sys,json; c=json.load(sys.stdin); c["heartbeat_interval_s"]=10; print(json.dumps(c))')" >/dev/null
 	ui_admin POST /admin/tokens "{\"unit\":\"$UI_UNIT\",\"token\":\"ui-enroll-1\"}" >/dev/null
 	echo "SN-UI-0001" >"$dir/serial"
 	cat >"$dir/essd.conf" <<CONF
