@@ -45,6 +45,7 @@ struct ui_http {
 	struct loop_timer *ping;
 	int kicked;
 	int stopping;
+	int64_t ping_ms;
 	const struct ui_policy *policy;
 	struct ui_ctl *ctl;
 	struct ring_ev ring[UI_SSE_RING];
@@ -195,7 +196,7 @@ static int64_t on_ping(struct loop *l, void *arg)
 	 * alive, and finds streams whose reader went away */
 	if (h->nstreams)
 		publish_text(h, ": ping\n\n", NULL);
-	return UI_SSE_PING_MS;
+	return h->ping_ms;
 }
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -570,6 +571,7 @@ int ui_http_start(struct loop *l, const char *listen, struct ui_http **out, char
 	h->l = l;
 	h->epfd = -1;
 	h->next_seq = 1;
+	h->ping_ms = UI_SSE_PING_MS;
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
 	                 (fam == 6 ? MHD_USE_IPv6 : 0);
 	h->d = MHD_start_daemon(
@@ -625,6 +627,12 @@ void ui_http_set(struct ui_http *h, const struct ui_policy *p, struct ui_ctl *ct
 {
 	h->policy = p;
 	h->ctl = ctl;
+}
+
+void ui_http_set_ping_ms(struct ui_http *h, int64_t ms)
+{
+	h->ping_ms = ms;
+	loop_timer_set(h->l, h->ping, ms);
 }
 
 void ui_http_stop(struct ui_http *h)

@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct loop;
 struct ui_http;
@@ -38,6 +39,9 @@ unsigned ui_http_port(const struct ui_http *h);
 void ui_http_set(struct ui_http *h, const struct ui_policy *p, struct ui_ctl *ctl);
 /* Sends a publication to every event stream. data is borrowed (NULL: {}). */
 void ui_http_publish(struct ui_http *h, const char *name, const cJSON *data);
+/* The keepalive interval of the event streams (default UI_SSE_PING_MS;
+ * tests shorten it). */
+void ui_http_set_ping_ms(struct ui_http *h, int64_t ms);
 /* Ends every stream and stops listening. NULL is fine. */
 void ui_http_stop(struct ui_http *h);
 
