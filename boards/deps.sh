@@ -4,10 +4,13 @@
 # missing when run as root and otherwise prints the command to run.
 set -eu
 
+# chromium, fonts-thai-tlwg, nodejs: the touch UI's browser test (tests/ui/; npm
+# comes with the machine's nodejs, playwright-core from tests/ui/package-lock.json).
 PACKAGES="build-essential pkg-config clang clang-format
 libsqlite3-dev sqlite3 libcurl4-openssl-dev libgps-dev libcjson-dev
 libsodium-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev zlib1g-dev
-gpsd gpsd-clients python3 curl util-linux nginx-light openssl"
+gpsd gpsd-clients python3 curl util-linux nginx-light openssl
+chromium fonts-thai-tlwg nodejs"
 
 missing=""
 for p in $PACKAGES; do

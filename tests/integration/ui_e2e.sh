@@ -33,6 +33,17 @@ UI_PORT=$ui_port UI_TOKEN=$ui_token SRV_PORT=$srv_port SRV_PID=$srv_pid ADMIN=$U
 	DEVICE=$device UNIT=$UI_UNIT ART="$build/artifacts" ESSCTL="$build/essctl" SOCK="$dir/essd.sock" \
 	timeout -k 5 150 node tests/ui/e2e.mjs
 rc=$?
+# ess-ui stops cleanly on SIGTERM (under SANITIZE=1: no leak, no error)
+kill -TERM "$ui_pid" 2>/dev/null
+wait "$ui_pid"
+ui_rc=$?
+ui_pid=
+if [ "$ui_rc" -eq 0 ] && ! grep -q 'Sanitizer' "$dir/ui.log"; then
+	echo "ok - ess-ui stopped cleanly on SIGTERM"
+else
+	echo "not ok - ess-ui exited with $ui_rc"
+	rc=1
+fi
 if [ "$rc" -ne 0 ]; then
 	for f in "$dir"/ui.log "$dir"/essd.log; do echo "# --- $f"; tail -15 "$f" | sed 's/^/# /'; done
 fi
