@@ -14,6 +14,9 @@
 #include <unistd.h>
 
 #define OUT_MAX (4 * CTL_LINE_MAX)
+/* essd's lines are bounded by its per-client output bound (a long list or
+ * a big incident can pass CTL_LINE_MAX, which bounds requests only) */
+#define IN_MAX CTL_OUT_MAX
 
 struct call {
 	uint64_t id; /* 0: free slot */
@@ -38,7 +41,7 @@ struct ui_ctl {
 	char *out;
 	size_t outlen;
 	size_t inlen;
-	char in[CTL_LINE_MAX + 1];
+	char *in; /* IN_MAX */
 };
 
 static void disconnect(struct ui_ctl *c);
@@ -147,7 +150,7 @@ static void on_fd(struct loop *l, int fd, unsigned events, void *arg)
 	}
 	if (!(events & (LOOP_READ | LOOP_ERROR)))
 		return;
-	ssize_t n = recv(c->fd, c->in + c->inlen, CTL_LINE_MAX - c->inlen, MSG_DONTWAIT);
+	ssize_t n = recv(c->fd, c->in + c->inlen, IN_MAX - c->inlen, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -167,8 +170,8 @@ static void on_fd(struct loop *l, int fd, unsigned events, void *arg)
 	}
 	memmove(c->in, c->in + start, c->inlen - start);
 	c->inlen -= start;
-	if (c->inlen == CTL_LINE_MAX) {
-		log_warnx("ui: essd sent a line longer than %d bytes", CTL_LINE_MAX);
+	if (c->inlen == IN_MAX) {
+		log_warnx("ui: essd sent a line longer than %d bytes", IN_MAX);
 		disconnect(c);
 	}
 }
@@ -253,6 +256,10 @@ int ui_ctl_open(struct loop *l, const char *path, ui_ctl_event_fn on_event,
 	struct ui_ctl *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	if (!(c->in = malloc(IN_MAX))) {
+		free(c);
+		return -ENOMEM;
+	}
 	c->l = l;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	c->fd = -1;
@@ -264,6 +271,7 @@ int ui_ctl_open(struct loop *l, const char *path, ui_ctl_event_fn on_event,
 		c->calls[i].c = c;
 	/* the first attempt on the loop's first turn: the caller is wired by then */
 	if (!(c->retry = loop_timer_add(l, 0, on_retry, c))) {
+		free(c->in);
 		free(c);
 		return -ENOMEM;
 	}
@@ -280,6 +288,7 @@ void ui_ctl_close(struct ui_ctl *c)
 	c->on_state = NULL;
 	disconnect(c);
 	free(c->out);
+	free(c->in);
 	free(c);
 }
 

@@ -59,7 +59,23 @@ static int m_set(void *arg, struct ctl_client *c, const struct ctl_peer *peer, c
 	return -EPERM;
 }
 
-static const struct ctl_method methods[] = {{"status", m_status, 0}, {"set", m_set, 0}};
+/* An answer past CTL_LINE_MAX (which bounds requests, not answers). */
+static int m_list(void *arg, struct ctl_client *c, const struct ctl_peer *peer, const cJSON *params,
+                  cJSON **result, const char **code, char *msg, size_t msglen)
+{
+	(void)arg, (void)c, (void)peer, (void)params, (void)code, (void)msg, (void)msglen;
+	size_t n = 3 * CTL_LINE_MAX;
+	char *big = malloc(n + 1);
+	memset(big, 'y', n);
+	big[n] = 0;
+	*result = cJSON_CreateObject();
+	cJSON_AddStringToObject(*result, "big", big);
+	free(big);
+	return 0;
+}
+
+static const struct ctl_method methods[] = {
+    {"status", m_status, 0}, {"set", m_set, 0}, {"list", m_list, 0}};
 
 static void on_event(void *arg, const char *name, const cJSON *data)
 {
@@ -100,7 +116,7 @@ static int setup(void **state)
 	snprintf(e->sock, sizeof(e->sock), "%s/essd.sock", e->dir);
 	assert_int_equal(loop_open(&e->l), 0);
 	assert_int_equal(
-	    ctl_open(e->l, e->sock, (gid_t)-1, methods, 2, e, &e->essd, err, sizeof(err)), 0);
+	    ctl_open(e->l, e->sock, (gid_t)-1, methods, 3, e, &e->essd, err, sizeof(err)), 0);
 	assert_int_equal(ui_http_start(e->l, "127.0.0.1:0", &e->http, err, sizeof(err)), 0);
 	e->port = ui_http_port(e->http);
 	assert_true(e->port > 0);
@@ -201,6 +217,14 @@ static void test_calls(void **state)
 	post(e, "{\"method\":\"status\",\"params\":[]}", NULL, out, sizeof(out));
 	assert_non_null(strstr(out, "HTTP/1.1 400"));
 	assert_int_equal(e->calls, 1);
+	char *big = malloc(4 * CTL_LINE_MAX);
+	post(e, "{\"method\":\"list\"}", NULL, big, 4 * CTL_LINE_MAX);
+	assert_non_null(strstr(big, "HTTP/1.1 200"));
+	char *y = strstr(big, "\"big\":\"");
+	assert_non_null(y);
+	assert_int_equal(strspn(y + 7, "y"), 3 * CTL_LINE_MAX);
+	free(big);
+	assert_true(ui_ctl_connected(e->ctl));
 	/* the token exchange sets the session cookie, and it works alone */
 	char req[1024];
 	snprintf(req, sizeof(req),
