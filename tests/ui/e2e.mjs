@@ -244,6 +244,25 @@ async function main() {
     execFileSync(E.ESSCTL, ['-s', E.SOCK, 'unlock']);
     ok(await until(10000, async () => !(await page.isVisible('#lock'))), 'lock: unlocking on the device shows them again');
 
+    // conflict: dispatch cancels while the device cannot hear it; the
+    // status the responder taps meanwhile comes back "conflict"
+    await admin('POST', '/admin/incidents', incident('UI-0003', {
+      category: 'gang_gathering', priority: 3, address: 'ตลาดนัดจตุจักร', summary: 'กลุ่มวัยรุ่นมั่วสุม (youths gathering)',
+      subjects: [],
+    }));
+    await until(20000, async () => (await page.isVisible('#alert')) && (await page.textContent('#alert-addr')).includes('จตุจักร'));
+    await page.click('#alert-ack');
+    await until(20000, async () => (await serverStatuses('UI-0003')).includes('acknowledged'));
+    await admin('POST', '/admin/faults', { fail_for_s: 30 });
+    await sleep(7000); // the poll held before the switch ends; the next ones fail
+    await admin('POST', '/admin/incidents/UI-0003/cancel');
+    await until(5000, () => page.isVisible('#d-buttons button[data-status=en_route]'));
+    await page.click('#d-buttons button[data-status=en_route]');
+    await admin('DELETE', '/admin/faults');
+    ok(await until(60000, () => page.isVisible('#d-conflict')), 'conflict: the refused status is shown on the incident');
+    ok(await until(20000, () => page.isVisible('#d-cancel')), 'conflict: and the cancellation once it arrives');
+    await page.screenshot({ path: `${ART}/ui-1280x800-conflict.png` });
+
     // offline: the server goes away, an action is queued, the banner says so
     process.kill(Number(E.SRV_PID), 'SIGTERM');
     await page.click('#list li[data-id="UI-0001"] button');
