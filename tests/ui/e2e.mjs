@@ -1,7 +1,7 @@
 // End-to-end test of the touch UI in Debian's headless Chromium, against
 // the real programs (tests/ui/stack.sh: refserver, gpsd via gpsfake, essd,
 // ess-ui). Prints TAP ("ok N - …" / "not ok N - …") for tests/run.sh.
-// Environment: UI_PORT UI_TOKEN SRV_PORT SRV_PID ADMIN DEVICE UNIT ART ESSCTL SOCK.
+// Environment: UI_PORT UI_TOKEN SRV_PORT SRV_PID ESSD_PID ADMIN DEVICE UNIT ART ESSCTL SOCK.
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
@@ -291,6 +291,10 @@ async function main() {
       .map((b) => b.getBoundingClientRect()).filter((r) => r.width < 48 || r.height < 48).length);
     ok(small === 0, 'touch targets are at least 48 px', small);
     ok(cspErrors.length === 0, 'no CSP violation in the page', cspErrors.join('\n'));
+    // essd stops: ess-ui stays, the page says the device service is not reachable
+    process.kill(Number(E.ESSD_PID), 'SIGTERM');
+    ok(await until(15000, () => p2.isVisible('#essd-down')), 'essd gone: the page says so');
+    await p2.screenshot({ path: `${ART}/ui-480x854-essd-down.png` });
   } finally {
     await browser.close();
   }

@@ -419,9 +419,12 @@ async function refresh() {
   try {
     const st = await call('status');
     if (st.ok) S.status = st.result;
-    const l = await call('list');
-    S.incidents = l.ok && l.result.incidents ? l.result.incidents : [];
-    S.essd = true;
+    // ess-ui answers but essd does not: say so, keep the last picture
+    S.essd = st.ok || !(st.error && st.error.code === 'unavailable');
+    if (S.essd) {
+      const l = await call('list');
+      S.incidents = l.ok && l.result.incidents ? l.result.incidents : [];
+    }
   } catch (e) {
     if (String(e.message) !== 'unauthorized') S.essd = false;
   }
