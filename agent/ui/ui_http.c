@@ -450,6 +450,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *con, const ch
 	if (r->too_large)
 		return reply_error(con, 413, "too_large", "request body too large");
 	int post = strcmp(method, "POST") == 0;
+	if (strcmp(method, "HEAD") == 0 && strncmp(url, "/api/", 5) == 0)
+		return reply_error(con, 405, "method", "not for the API");
 	if (strcmp(url, "/api/login") == 0) {
 		if (!post)
 			return reply_error(con, 405, "method", "POST only");

@@ -288,6 +288,14 @@ static void test_bounds(void **state)
 	assert_non_null(strstr(out, "HTTP/1.1 200"));
 	assert_non_null(strstr(out, "<script src=\"/app.js\""));
 	assert_null(strstr(out, "<script>")); /* no inline script */
+	snprintf(r2, sizeof(r2),
+	         "HEAD /api/events HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nAuthorization: Bearer %s\r\n"
+	         "Connection: close\r\n\r\n",
+	         e->port, TOKEN);
+	fd = dial(e);
+	talk(e, fd, r2, out, sizeof(out), NULL, 5000);
+	close(fd);
+	assert_non_null(strstr(out, "HTTP/1.1 405"));
 	assert_int_equal(e->calls, 0);
 }
 
