@@ -75,6 +75,12 @@ TOOL_BINS    := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 REFSERVER_SRCS := $(wildcard sync/refserver/*.c)
 REFSERVER      := $(if $(REFSERVER_SRCS),$(BUILD)/ess-refserver)
 MHD_LIBS = $(call lazy,MHD_LIBS,$(PKG_CONFIG) --libs libmicrohttpd)
+# The touch UI (agent/ui/, docs/ui.md): its own program ess-ui, libmicrohttpd,
+# the web files (agent/ui/www/) compiled in; tests/ui/ drives it in Chromium.
+UI_SRCS   := $(filter-out agent/ui/main.c,$(wildcard agent/ui/*.c))
+UI_WWW    := $(sort $(wildcard agent/ui/www/*))
+UI_LIB    := $(if $(UI_SRCS),$(BUILD)/libessui.a)
+UI        := $(if $(UI_SRCS),$(BUILD)/ess-ui)
 FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BUILD   := build/$(BOARD)-fuzz
 FUZZ_SECONDS ?= 300
@@ -83,7 +89,7 @@ BENCH_BINS   := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps check bench bench-essd bench-long install clean format format-check demo fuzz fuzz-build fuzzers soak valgrind \
         package lintian package-test
-all: $(BUILD)/.deps $(LIB) $(PROGS) $(REFSERVER)
+all: $(BUILD)/.deps $(LIB) $(PROGS) $(REFSERVER) $(UI)
 
 # Installs missing Debian packages (as root) or says what to run.
 deps $(BUILD)/.deps: boards/deps.sh
@@ -121,6 +127,25 @@ $(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(TESTLIB_OBJS) $(LIB)
 
 $(BUILD)/ess-refserver: $(REFSERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MHD_LIBS)
+
+$(BUILD)/gen/ui_assets.c: agent/ui/gen-assets.sh $(UI_WWW)
+	@mkdir -p $(dir $@)
+	sh agent/ui/gen-assets.sh $@ $(UI_WWW)
+
+$(BUILD)/obj/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(UI_LIB): $(UI_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/ui_assets.o
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/ess-ui: $(BUILD)/obj/agent/ui/main.o $(UI_LIB) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MHD_LIBS)
+
+$(BUILD)/tests/test_ui_%: $(BUILD)/obj/tests/unit/test_ui_%.o $(TESTLIB_OBJS) $(UI_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MHD_LIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
@@ -181,7 +206,7 @@ demo: all $(TOOL_BINS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
-	$(if $(PROGS)$(REFSERVER),install -m 0755 $(PROGS) $(REFSERVER) $(DESTDIR)$(PREFIX)/bin/)
+	$(if $(PROGS)$(REFSERVER)$(UI),install -m 0755 $(PROGS) $(REFSERVER) $(UI) $(DESTDIR)$(PREFIX)/bin/)
 	install -d $(DESTDIR)$(PREFIX)/share/doc/ess-agent
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/ess-agent/
 	install -m 0644 boards/$(BOARD)/essd.conf $(DESTDIR)$(PREFIX)/share/doc/ess-agent/essd.conf.example
@@ -199,9 +224,9 @@ package-test: package
 	@sh tests/package/dpkg_install.sh $(PACKAGE_DEB) $(BUILD)
 
 format:
-	clang-format -i $(wildcard */*.[ch] tests/*/*.[ch])
+	clang-format -i $(wildcard */*.[ch] agent/ui/*.[ch] tests/*/*.[ch])
 format-check:
-	clang-format --dry-run -Werror $(wildcard */*.[ch] tests/*/*.[ch])
+	clang-format --dry-run -Werror $(wildcard */*.[ch] agent/ui/*.[ch] tests/*/*.[ch])
 
 clean:
 	rm -rf build

@@ -243,6 +243,27 @@ static int add_distance(struct responder *r, cJSON *o, const struct proto_incide
 	return 0;
 }
 
+/* The statuses the contract's rules accept next, so that a client (the
+ * touch UI) offers exactly those and never carries its own copy of them. */
+static int add_allowed(cJSON *o, const struct store_incident *inc)
+{
+	cJSON *arr = cJSON_AddArrayToObject(o, "allowed");
+	if (!arr)
+		return -ENOMEM;
+	for (int s = PROTO_STATUS_ACKNOWLEDGED; s <= PROTO_STATUS_DECLINED; s++) {
+		if (proto_status_check((enum proto_dispatch_state)inc->dispatch_state,
+		                       (enum proto_status)inc->local_status,
+		                       (enum proto_status)s) != PROTO_ACCEPT)
+			continue;
+		cJSON *n = cJSON_CreateString(proto_status_name((enum proto_status)s));
+		if (!n || !cJSON_AddItemToArray(arr, n)) {
+			cJSON_Delete(n);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 static cJSON *summary_of(struct responder *r, const struct store_incident *inc)
 {
 	struct proto_incident pi;
@@ -257,7 +278,8 @@ static cJSON *summary_of(struct responder *r, const struct store_incident *inc)
 	    cJSON_AddNumberToObject(o, "version", (double)inc->version) &&
 	    cJSON_AddStringToObject(
 	        o, "state", proto_state_name((enum proto_dispatch_state)inc->dispatch_state)) &&
-	    cJSON_AddStringToObject(o, "status", responder_local_status_name(inc->local_status));
+	    cJSON_AddStringToObject(o, "status", responder_local_status_name(inc->local_status)) &&
+	    add_allowed(o, inc) == 0;
 	if (ok && parsed) {
 		proto_time_format(pi.reported_at_ms, at);
 		ok = cJSON_AddStringToObject(o, "category", proto_category_name(pi.category)) &&

@@ -60,8 +60,9 @@ int responder_sos(struct responder *r, const char *text, struct responder_done *
  * characters other than newline and tab, at most PROTO_TEXT_MAX bytes. */
 int responder_text_valid(const char *text);
 
-/* [{id, version, category, priority, silent, state, status, reported_at,
- *   distance_m, bearing_deg (when a fix exists)}, …], active ones first.
+/* [{id, version, category, priority, silent, state, status, allowed (the
+ *   statuses the rules accept next), reported_at, distance_m, bearing_deg
+ *   (when a fix exists)}, …], active ones first.
  * *out is the caller's to cJSON_Delete. */
 int responder_list(struct responder *r, cJSON **out);
 /* {"incident": <the whole stored document>, "local": {status, dispatch_state,

@@ -13,7 +13,7 @@ build=${1:?usage: tests/demo.sh BUILD_DIR}
 build=$(cd "$build" && pwd)
 dir=$(mktemp -d /tmp/ess-demo-XXXXXX)
 start=$(date +%s.%N)
-srv_pid= essd_pid= gps_pid=
+srv_pid= essd_pid= gps_pid= ui_pid=
 UNIT=BKK-RESP-04
 TOKEN=demo-admin-token-0001
 
@@ -30,6 +30,7 @@ stop_pid() { # pid: TERM, wait up to 3 s, then KILL
 	kill -KILL "$1" 2>/dev/null
 }
 cleanup() {
+	stop_pid "$ui_pid"
 	stop_pid "$essd_pid"
 	stop_pid "$srv_pid"
 	if [ -n "$gps_pid" ]; then # gpsfake and its gpsd: the whole group
@@ -138,6 +139,18 @@ say "technician: enrolled as device $device of unit $UNIT"
 essd_pid=$!
 wait_for 10 essctl status || fail "essd did not start"
 say "device: essd runs (one event loop: gpsd, the server, the control socket)"
+if [ -x "$build/ess-ui" ]; then # the responder's screen, for a newcomer to watch
+	"$build/ess-ui" -s "$dir/essd.sock" --listen 127.0.0.1:0 --token-file "$dir/ui.token" \
+		--port-file "$dir/ui.port" >"$dir/ui.log" 2>&1 &
+	ui_pid=$!
+	if wait_for 10 test -s "$dir/ui.port"; then
+		say "device: the touch UI (ess-ui) — open in a browser on this machine to watch:"
+		echo "            http://127.0.0.1:$(cat "$dir/ui.port")/#token=$(cat "$dir/ui.token")"
+		[ -n "${ESS_DEMO_PAUSE:-}" ] && { say "waiting ${ESS_DEMO_PAUSE} s for you to open it"; sleep "$ESS_DEMO_PAUSE"; }
+	else
+		say "device: the touch UI did not start (see $dir/ui.log); going on without it"
+	fi
+fi
 
 say "dispatch: three incidents for $UNIT, one of them SILENT"
 admin POST /admin/incidents "{\"id\":\"BKK-0101\",\"unit\":\"$UNIT\",\"category\":\"confinement\",\"priority\":1,\"silent\":true,\"location\":{\"lat\":13.7465,\"lon\":100.5348,\"accuracy_m\":12},\"address\":\"ซอยสุขุมวิท 11\",\"summary\":\"Child (9) locked in a room; texts only\",\"reporter\":{\"name\":\"Somchai Jaidee\",\"phone\":\"081-234-5678\",\"contact_ok\":false},\"subjects\":[{\"role\":\"victim\",\"age_group\":\"child\",\"notes\":\"ไม่สามารถพูดได้\"}]}" >/dev/null

@@ -237,6 +237,46 @@ static void test_views(void **state)
 	cJSON_Delete(out);
 }
 
+/* The summary's "allowed" is exactly what responder_set_status accepts. */
+static char *allowed_of(struct env *e, const char *id)
+{
+	cJSON *out = NULL;
+	assert_int_equal(responder_summary(&e->m.resp, id, &out), 0);
+	const cJSON *a = cJSON_GetObjectItem(out, "allowed");
+	assert_true(cJSON_IsArray(a));
+	char *s = cJSON_PrintUnformatted(a);
+	cJSON_Delete(out);
+	return s;
+}
+
+static void test_allowed(void **state)
+{
+	struct env *e = *state;
+	struct responder_done d;
+	char err[256], *s;
+	put(e, "INC-A", 1, "assigned", 0);
+	put(e, "INC-C", 1, "cancelled", 0);
+	s = allowed_of(e, "INC-A");
+	assert_string_equal(s, "[\"acknowledged\",\"en_route\",\"on_scene\",\"resolved\","
+	                       "\"referred\",\"declined\"]");
+	free(s);
+	assert_int_equal(responder_set_status(&e->m.resp, "INC-A", PROTO_STATUS_ON_SCENE, NULL, &d,
+	                                      err, sizeof(err)),
+	                 0);
+	s = allowed_of(e, "INC-A"); /* no going back, no declining on scene */
+	assert_string_equal(s, "[\"resolved\",\"referred\",\"unable_to_locate\"]");
+	free(s);
+	assert_int_equal(responder_set_status(&e->m.resp, "INC-A", PROTO_STATUS_RESOLVED, NULL, &d,
+	                                      err, sizeof(err)),
+	                 0);
+	s = allowed_of(e, "INC-A"); /* final */
+	assert_string_equal(s, "[]");
+	free(s);
+	s = allowed_of(e, "INC-C"); /* no longer assigned */
+	assert_string_equal(s, "[]");
+	free(s);
+}
+
 /* Calls a method through the table as the control socket would. */
 static int call(struct env *e, const char *name, const char *params_json, cJSON **result,
                 const char **code)
@@ -401,6 +441,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_status_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_events_and_time, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_views, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_allowed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ctl_methods, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pos_thin, setup, teardown),
 	};
