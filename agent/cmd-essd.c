@@ -26,6 +26,7 @@ static void usage(FILE *f)
 	           "                                     make the device key and enroll; a token\n"
 	           "                                     file is deleted after success\n"
 	           "       essd selftest -c FILE [--json] [--gps-timeout S] [--no-gps]\n"
+	           "                              [--panic-timeout S]\n"
 	           "                     [--min-free-mb N]\n"
 	           "                                     check the device; exit 1 on a failure\n"
 	           "       essd check -c FILE [--dump]   validate the configuration\n"
@@ -44,6 +45,7 @@ struct opts {
 	int no_gps;
 	int gps_timeout_s;
 	int min_free_mb;
+	int panic_timeout_s;
 };
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -58,6 +60,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	                                      {"no-gps", no_argument, NULL, 'G'},
 	                                      {"gps-timeout", required_argument, NULL, 'g'},
 	                                      {"min-free-mb", required_argument, NULL, 'm'},
+	                                      {"panic-timeout", required_argument, NULL, 'P'},
 	                                      {NULL, 0, NULL, 0}};
 	long long v;
 	int ch;
@@ -97,6 +100,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (config_parse_int(optarg, &v) < 0 || v < 1 || v > 1048576)
 				return -EINVAL;
 			o->min_free_mb = (int)v;
+			break;
+		case 'P':
+			if (config_parse_int(optarg, &v) < 0 || v < 1 || v > 600)
+				return -EINVAL;
+			o->panic_timeout_s = (int)v;
 			break;
 		default:
 			return -EINVAL;
@@ -295,7 +303,8 @@ static int cmd_selftest(const struct opts *o)
 	struct selftest_params p = {.config_path = o->config,
 	                            .gps_timeout_s = o->gps_timeout_s,
 	                            .min_free_bytes = (int64_t)o->min_free_mb << 20,
-	                            .skip_gps = o->no_gps};
+	                            .skip_gps = o->no_gps,
+	                            .panic_timeout_s = o->panic_timeout_s};
 	struct selftest_report r;
 	int failed = selftest_run(&p, &r);
 	if (failed < 0) {

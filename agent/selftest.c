@@ -2,6 +2,7 @@
  * a fix, the server) run at the same time on one loop, so the whole test
  * takes as long as the slowest of them, bounded. */
 #include "agent/selftest.h"
+#include "agent/hw.h"
 
 #include "agent/config.h"
 #include "agent/ctl_client.h"
@@ -642,6 +643,33 @@ static void check_daemon(struct run *x)
 	cJSON_Delete(ans);
 }
 
+/* The alert outputs and the panic button, through the same HAL code essd
+ * uses (agent/hw): a board whose LED or button is missing fails here, on
+ * the bench, not on the street. */
+static void check_hardware(struct run *x)
+{
+	static const enum selftest_status of[] = {SELFTEST_PASS, SELFTEST_WARN, SELFTEST_FAIL,
+	                                          SELFTEST_SKIP};
+	struct selftest_check *ca = add(x, "alert"), *cp = add(x, "panic");
+	if (!x->loop && loop_open(&x->loop) < 0) {
+		set(ca, SELFTEST_FAIL, "cannot make an event loop");
+		return;
+	}
+	struct hw_check hc;
+	int64_t t = loop_now_ms();
+	hw_check_alert(&x->cfg, x->loop, &hc);
+	set(ca, of[hc.status], "%s", hc.detail);
+	ca->ms = loop_now_ms() - t;
+	if (x->p->panic_timeout_s <= 0) {
+		set(cp, SELFTEST_SKIP, "not asked for (--panic-timeout S, then press the button)");
+		return;
+	}
+	t = loop_now_ms();
+	hw_check_panic(&x->cfg, x->loop, x->p->panic_timeout_s * 1000, &hc);
+	set(cp, of[hc.status], "%s", hc.detail);
+	cp->ms = loop_now_ms() - t;
+}
+
 int selftest_run(const struct selftest_params *p, struct selftest_report *r)
 {
 	struct run x = {.p = p, .r = r};
@@ -657,6 +685,7 @@ int selftest_run(const struct selftest_params *p, struct selftest_report *r)
 		run_network(&x); /* before the clock: it learns the server's time */
 		check_clock(&x);
 		check_daemon(&x);
+		check_hardware(&x);
 	}
 	http_close(x.http);
 	hal_gps_close(x.gps);

@@ -17,6 +17,11 @@
  *   gps-fix    a fix that passes the plausibility filter, within a bound
  *   server     a signed heartbeat is accepted, and every signed document in
  *              the answer verifies against the enrolled server key
+ *   alert      the configured LED, sounder and backlight are there and take
+ *              one short (sounding) alert: the technician sees and hears it
+ *   panic      with --panic-timeout S: a long or double press of the panic
+ *              button arrives within S seconds (skipped when not asked: it
+ *              needs someone at the device)
  *
  * Nothing here prints a position, a token or key material. The store is
  * opened as the daemon opens it, so the self-test runs beside a running
@@ -32,7 +37,7 @@
 
 enum selftest_status { SELFTEST_PASS = 0, SELFTEST_WARN, SELFTEST_FAIL, SELFTEST_SKIP };
 
-#define SELFTEST_MAX_CHECKS 12
+#define SELFTEST_MAX_CHECKS 14
 #define SELFTEST_DETAIL     256
 
 struct selftest_check {
@@ -54,6 +59,7 @@ struct selftest_params {
 	int gpsd_timeout_s;     /* bound for reaching gpsd; 0: 10 */
 	int64_t min_free_bytes; /* disk; 0: 64 MiB */
 	int skip_gps;           /* a device without GPS: gpsd and gps-fix skipped */
+	int panic_timeout_s;    /* > 0: wait that long for a panic press; 0: skip */
 };
 
 /* Runs every check (a failed one does not stop the others that do not need

@@ -368,6 +368,10 @@ static void test_selftest_passes(void **state)
 	assert_string_equal(check_status(doc, "keystore"), "pass");
 	assert_string_equal(check_status(doc, "disk"), "pass");
 	assert_string_equal(check_status(doc, "daemon"), "warn");
+	/* no alert outputs configured (backend none); the panic button only
+	 * when asked for, since someone must press it */
+	assert_string_equal(check_status(doc, "alert"), "skip");
+	assert_string_equal(check_status(doc, "panic"), "skip");
 	/* an hour off the server: a warning, not a failure */
 	assert_string_equal(check_status(doc, "clock"), "warn");
 	assert_non_null(strstr(check_detail(doc, "clock"), "s from the server's clock"));
