@@ -141,6 +141,13 @@ static int disk_check(struct daemon *d)
 	return full;
 }
 
+static void on_gps_time_jump(void *arg)
+{
+	struct daemon *d = arg;
+	if (d->track)
+		track_gps_time_suspect(d->track);
+}
+
 static void on_fix(void *arg, const struct hal_gps_fix *fix)
 {
 	struct daemon *d = arg;
@@ -199,6 +206,7 @@ static int gps_start(struct daemon *d, char *err, size_t errlen)
 	                            .host = d->cfg.gps.host,
 	                            .port = d->cfg.gps.port,
 	                            .on_fix = on_fix,
+	                            .on_time_jump = on_gps_time_jump,
 	                            .arg = d};
 	char why[256];
 	int rc = hal_gps_open("gpsd", &gp, &d->gps, why, sizeof(why));

@@ -15,6 +15,7 @@ struct track {
 	struct track_params p;
 	bool active;
 	bool have_last;
+	bool gps_suspect;        /* a report since the last fix leapt in time */
 	struct hal_gps_fix last; /* last offered */
 	bool have_rec;
 	struct hal_gps_fix rec; /* last recorded */
@@ -97,6 +98,7 @@ int track_offer(struct track *t, const struct hal_gps_fix *fix, struct store_fix
 	t->offered++;
 	t->last = *fix;
 	t->have_last = true;
+	t->gps_suspect = false;
 	if (!rec)
 		return 0;
 	t->rec = *fix;
@@ -192,13 +194,23 @@ bool track_ntp_synced(void)
 
 static enum track_clock state_at(const struct track *t, int64_t mono_ms, bool ntp_synced)
 {
-	return track_clock_decide(t->have_last, t->last.t_ms, t->last.sys_ms,
+	return track_clock_decide(t->have_last && !t->gps_suspect, t->last.t_ms, t->last.sys_ms,
 	                          mono_ms - t->last.mono_ms, ntp_synced);
 }
 
 enum track_clock track_clock_state(const struct track *t)
 {
 	return state_at(t, loop_now_ms(), track_ntp_synced());
+}
+
+enum track_clock track_clock_state_at(const struct track *t, int64_t mono_ms, bool ntp_synced)
+{
+	return state_at(t, mono_ms, ntp_synced);
+}
+
+void track_gps_time_suspect(struct track *t)
+{
+	t->gps_suspect = true;
 }
 
 int64_t track_event_now_at(struct track *t, int64_t realtime_ms, int64_t mono_ms, bool ntp_synced)

@@ -91,8 +91,14 @@ enum track_clock track_clock_decide(bool have_fix, int64_t gps_ms, int64_t sys_m
 /* true when ntp_adjtime() reports a synchronised clock (no STA_UNSYNC, no
  * TIME_ERROR). */
 bool track_ntp_synced(void);
-/* track_clock_decide on the last fix, the monotonic clock and the kernel. */
+/* track_clock_decide on the last fix, the monotonic clock and the kernel;
+ * the _at form takes the clocks as arguments (tests). */
 enum track_clock track_clock_state(const struct track *t);
+enum track_clock track_clock_state_at(const struct track *t, int64_t mono_ms, bool ntp_synced);
+/* The receiver just reported a time that leaps against its own timeline
+ * (hal/gps refused it): its last fix no longer vouches for the clock, until
+ * the next accepted fix. Event times carried on the last good fix stay. */
+void track_gps_time_suspect(struct track *t);
 
 /* Time for events (unix ms), never less than a value it handed out before.
  * With an UNSYNCED clock and a fix, the time is the fix's receiver time plus

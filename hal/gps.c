@@ -131,6 +131,25 @@ static enum hal_gps_reject against(int64_t t_ms, int64_t mono_ms, int32_t lat_e7
 	return HAL_GPS_OK;
 }
 
+/* A receiver whose clock leaps (an hour ahead, a week rollover) for longer
+ * than HAL_GPS_REANCHOR reports must not win over the anchor: its fixes
+ * would be stored with future times and then block every true fix until
+ * real time caught up. When the system clock is plausible it arbitrates: the
+ * anchor's time carried forward by the monotonic clock is kept when it is
+ * nearer the system clock than the leaping report. With an implausible
+ * system clock there is no referee and the streak rule alone decides. */
+static int anchor_time_closer(const struct hal_gps_filter *f, const struct hal_gps_fix *fx,
+                              int64_t sys_ms)
+{
+	if (sys_ms < (int64_t)(HAL_GPS_MIN_TIME_S * 1000) ||
+	    sys_ms >= (int64_t)(HAL_GPS_MAX_TIME_S * 1000))
+		return 0;
+	int64_t projected = f->anchor_t_ms + (fx->mono_ms - f->anchor_mono_ms);
+	int64_t off_new = fx->t_ms > sys_ms ? fx->t_ms - sys_ms : sys_ms - fx->t_ms;
+	int64_t off_anchor = projected > sys_ms ? projected - sys_ms : sys_ms - projected;
+	return off_new > off_anchor + HAL_GPS_TIME_SLACK_MS;
+}
+
 enum hal_gps_reject hal_gps_filter_check(struct hal_gps_filter *f, const struct hal_gps_raw *raw,
                                          int64_t mono_ms, int64_t sys_ms, struct hal_gps_fix *out)
 {
@@ -169,6 +188,8 @@ enum hal_gps_reject hal_gps_filter_check(struct hal_gps_filter *f, const struct 
 		enum hal_gps_reject r = against(f->anchor_t_ms, f->anchor_mono_ms, f->anchor_lat_e7,
 		                                f->anchor_lon_e7, &fx);
 		if (r != HAL_GPS_OK) {
+			if (r == HAL_GPS_REJECT_TIME_JUMP && anchor_time_closer(f, &fx, sys_ms))
+				return r; /* the receiver's clock is off, not the anchor */
 			if (++f->streak >= HAL_GPS_REANCHOR) {
 				/* Consistently at odds: the anchor was the outlier. */
 				f->have_anchor = 0;

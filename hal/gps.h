@@ -34,12 +34,16 @@ struct hal_gps_fix {
 };
 
 typedef void (*hal_gps_fix_fn)(void *arg, const struct hal_gps_fix *fix);
+/* A report refused because its time leaps against the anchor: the
+ * receiver's clock cannot vouch for anything until the next good fix. */
+typedef void (*hal_gps_time_jump_fn)(void *arg);
 
 struct hal_gps_params {
 	struct loop *loop; /* borrowed; the backend registers fds and timers on it */
 	const char *host;  /* gpsd: host name or address */
 	int port;          /* gpsd: TCP port */
 	hal_gps_fix_fn on_fix;
+	hal_gps_time_jump_fn on_time_jump; /* optional */
 	void *arg;
 	/* Reconnect backoff, doubling from min to max; 0: 1000 and 30000 ms. */
 	int64_t backoff_min_ms;
@@ -118,6 +122,10 @@ struct hal_gps_raw {
  *   - after HAL_GPS_REANCHOR consecutive refusals against the anchor, the
  *     anchor was the outlier (or the receiver really moved on): the anchor
  *     is dropped and the last refused fix becomes the candidate.
+ *     A time jump does not count towards that when the system clock is
+ *     plausible and the anchor's time, carried forward by the monotonic
+ *     clock, is nearer to it than the jumped report (a receiver an hour
+ *     ahead must not store future fixes that block the trail afterwards).
  * Fields that are absent or out of range on their own (accuracy, speed,
  * track) become -1 instead of refusing the fix. */
 #define HAL_GPS_MIN_TIME_S       1577836800.0 /* 2020-01-01 */

@@ -109,6 +109,8 @@ static void handle_tpv(struct gpsd_src *s)
 	if (r != HAL_GPS_OK) {
 		s->st.rejected++;
 		log_debug("gps: report refused: %s", hal_gps_reject_str(r));
+		if (r == HAL_GPS_REJECT_TIME_JUMP && s->p.on_time_jump)
+			s->p.on_time_jump(s->p.arg);
 		return;
 	}
 	s->st.fixes++;

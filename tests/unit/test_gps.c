@@ -223,6 +223,44 @@ static void test_reanchor(void **state)
 	}
 }
 
+/* A receiver that leaps an hour ahead for a long time, while the system
+ * clock agrees with the anchor: refused throughout (never re-anchored),
+ * and the true timeline goes on being accepted afterwards. With an
+ * implausible system clock the streak rule alone decides (test_reanchor). */
+static void test_leap_refused_when_system_clock_agrees(void **state)
+{
+	(void)state;
+	struct hal_gps_filter f;
+	struct hal_gps_fix out;
+	int64_t sys0 = (int64_t)(T0 * 1000) - 2000; /* sys at mono 0 */
+	hal_gps_filter_reset(&f);
+	struct hal_gps_raw r = good(T0);
+	assert_int_equal(hal_gps_filter_check(&f, &r, 2000, sys0 + 2000, &out),
+	                 HAL_GPS_REJECT_UNCONFIRMED);
+	r = good(T0 + 1);
+	assert_int_equal(hal_gps_filter_check(&f, &r, 3000, sys0 + 3000, &out), HAL_GPS_OK);
+	int64_t mono = 4000;
+	for (int i = 0; i < 4 * HAL_GPS_REANCHOR; i++, mono += 1000) {
+		r = good(T0 + 3600 + 2 + i);
+		assert_int_equal(hal_gps_filter_check(&f, &r, mono, sys0 + mono, &out),
+		                 HAL_GPS_REJECT_TIME_JUMP);
+	}
+	r = good(T0 + (double)(mono - 2000) / 1000.0);
+	assert_int_equal(hal_gps_filter_check(&f, &r, mono, sys0 + mono, &out), HAL_GPS_OK);
+	assert_int_equal(out.t_ms, (int64_t)(T0 * 1000) + mono - 2000);
+	/* the system clock an hour ahead too (it was the anchor that was off):
+	 * the streak re-anchors as before */
+	anchored(&f);
+	mono = 3000;
+	int refused = 0;
+	do {
+		r = good(T0 + 3600 + 2 + refused);
+		refused++;
+		assert_true(refused <= HAL_GPS_REANCHOR + 1);
+	} while (hal_gps_filter_check(&f, &r, mono, sys0 + 3600 * 1000 + (mono += 1000), &out) !=
+	         HAL_GPS_OK);
+}
+
 static void test_distance(void **state)
 {
 	(void)state;
@@ -276,6 +314,7 @@ int main(void)
 	    cmocka_unit_test(test_speed_jumps),
 	    cmocka_unit_test(test_first_fix_needs_confirmation),
 	    cmocka_unit_test(test_reanchor),
+	    cmocka_unit_test(test_leap_refused_when_system_clock_agrees),
 	    cmocka_unit_test(test_distance),
 	    cmocka_unit_test(test_registry_and_none),
 	};

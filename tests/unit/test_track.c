@@ -219,6 +219,26 @@ static void test_clock_decide(void **state)
 	track_close(t);
 }
 
+/* A receiver whose time leaps: its last fix stops vouching for the clock at
+ * once (not after TRACK_CLOCK_FRESH_MS), and the next good fix restores it. */
+static void test_clock_time_jump(void **state)
+{
+	(void)state;
+	struct track *t = open_track(5, 10, 1);
+	struct hal_gps_fix f = fix_at(100, 0);
+	f.sys_ms = f.t_ms;
+	track_offer(t, &f, NULL);
+	assert_int_equal(track_clock_state_at(t, f.mono_ms + 500, false), TRACK_CLOCK_GPS);
+	track_gps_time_suspect(t);
+	assert_int_equal(track_clock_state_at(t, f.mono_ms + 600, false), TRACK_CLOCK_UNSYNCED);
+	assert_int_equal(track_clock_state_at(t, f.mono_ms + 600, true), TRACK_CLOCK_SYSTEM);
+	f = fix_at(101, 0);
+	f.sys_ms = f.t_ms;
+	track_offer(t, &f, NULL);
+	assert_int_equal(track_clock_state_at(t, f.mono_ms + 500, false), TRACK_CLOCK_GPS);
+	track_close(t);
+}
+
 static void test_event_time(void **state)
 {
 	(void)state;
@@ -252,6 +272,7 @@ int main(void)
 	    cmocka_unit_test(test_gap_and_order),
 	    cmocka_unit_test(test_last_fix_and_bearing),
 	    cmocka_unit_test(test_clock_decide),
+	    cmocka_unit_test(test_clock_time_jump),
 	    cmocka_unit_test(test_event_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
