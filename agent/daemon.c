@@ -148,6 +148,16 @@ static void on_gps_time_jump(void *arg)
 		track_gps_time_suspect(d->track);
 }
 
+/* While the disk is full the flush timer is what notices space coming back
+ * (disk_check), whoever found the disk full (a responder's action finds it
+ * through ctl_methods): it must be armed then even though no fix is stored. */
+static void arm_flush(struct daemon *d)
+{
+	if (!d->flush_t)
+		d->flush_t = loop_timer_add(d->loop, (int64_t)d->cfg.store.position_flush_s * 1000,
+		                            flush_timer, d);
+}
+
 static void on_fix(void *arg, const struct hal_gps_fix *fix)
 {
 	struct daemon *d = arg;
@@ -157,14 +167,14 @@ static void on_fix(void *arg, const struct hal_gps_fix *fix)
 	if (d->m.disk_full) { /* positions go first */
 		if (d->pos_errors++ % 100 == 0)
 			log_warnx("trail: a fix was not stored: the disk is full");
+		arm_flush(d);
 		return;
 	}
 	int rc = store_pos_append(d->store, &sf);
 	if (rc < 0 && d->pos_errors++ % 100 == 0)
 		log_warnx("trail: a fix was not stored: %s", strerror(-rc));
-	if (rc == 0 && !d->flush_t)
-		d->flush_t = loop_timer_add(d->loop, (int64_t)d->cfg.store.position_flush_s * 1000,
-		                            flush_timer, d);
+	if (rc == 0)
+		arm_flush(d);
 }
 
 static int64_t flush_timer(struct loop *l, void *arg)
@@ -175,8 +185,10 @@ static int64_t flush_timer(struct loop *l, void *arg)
 	if (disk_check(d))
 		return (int64_t)d->cfg.store.position_flush_s * 1000;
 	int rc = store_pos_flush(d->store);
-	if (rc == -ENOSPC)
+	if (rc == -ENOSPC) {
 		set_disk_full(d, 1);
+		return (int64_t)d->cfg.store.position_flush_s * 1000; /* watch for space */
+	}
 	if (rc == 0)
 		rc = store_pos_thin(d->store, d->cfg.store.max_positions, &dropped);
 	if (rc < 0)
@@ -242,6 +254,8 @@ static int64_t maint_timer(struct loop *l, void *arg)
 	struct daemon *d = arg;
 	store_checkpoint(d->store);
 	update_active(d);
+	if (d->m.disk_full) /* found full by an action, and no GPS to arm it */
+		arm_flush(d);
 	return MAINTENANCE_MS;
 }
 

@@ -297,8 +297,7 @@ static void test_hostile_gpsd(void **state)
 		from_ahead += ahead;
 		after_ahead += t > t0 + ahead_to * 100 + 1000 && t < t_end + 1000;
 		int bad = lat < BOX_LAT_MIN || lat > BOX_LAT_MAX || lon < BOX_LON_MIN ||
-		          lon > BOX_LON_MAX || t < t_begin - 1000 ||
-		          t > t_end + 1000;
+		          lon > BOX_LON_MAX || t < t_begin - 1000 || t > t_end + 1000;
 		if (t <= last_t)
 			back++;
 		last_t = t;
