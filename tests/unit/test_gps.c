@@ -253,12 +253,16 @@ static void test_leap_refused_when_system_clock_agrees(void **state)
 	anchored(&f);
 	mono = 3000;
 	int refused = 0;
-	do {
+	for (;;) {
 		r = good(T0 + 3600 + 2 + refused);
+		mono += 1000;
+		if (hal_gps_filter_check(&f, &r, mono, sys0 + 3600 * 1000 + mono, &out) ==
+		    HAL_GPS_OK)
+			break;
 		refused++;
 		assert_true(refused <= HAL_GPS_REANCHOR + 1);
-	} while (hal_gps_filter_check(&f, &r, mono, sys0 + 3600 * 1000 + (mono += 1000), &out) !=
-	         HAL_GPS_OK);
+	}
+	assert_int_equal(refused, HAL_GPS_REANCHOR);
 }
 
 static void test_distance(void **state)
