@@ -575,7 +575,8 @@ static void before_sleep(struct loop *l, void *arg)
 		loop_timer_set(l, h->timer, 60000);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt,
+                                                         va_list ap)
 {
 	(void)cls;
 	char line[512];
