@@ -53,6 +53,20 @@ static void on_link(void *arg, const char *ifname, enum hal_link_why why)
 static const char *const alert_names[] = {"none", "sysfs"};
 static const char *const input_names[] = {"none", "evdev", "gpio"};
 
+/* The panic button as configured: the daemon's and the self-test's alike. */
+static struct hal_input_params input_params(const struct config *cfg, struct loop *l,
+                                            hal_panic_fn on_panic_fn, void *arg)
+{
+	return (struct hal_input_params){.loop = l,
+	                                 .device = cfg->input.device,
+	                                 .key = cfg->input.key,
+	                                 .active_low = cfg->input.level == CONFIG_LEVEL_LOW,
+	                                 .long_press_ms = cfg->input.long_press_ms,
+	                                 .double_press_ms = cfg->input.double_press_ms,
+	                                 .on_panic = on_panic_fn,
+	                                 .arg = arg};
+}
+
 static int failed(struct hw *h, int rc, char *err, size_t errlen, const char *what, const char *why)
 {
 	if (err)
@@ -85,14 +99,7 @@ int hw_open(struct loop *l, const struct config *cfg, const struct hw_callbacks 
 	                         sizeof(why))) < 0)
 		return failed(h, rc, err, errlen, "alert", why);
 
-	struct hal_input_params ip = {.loop = l,
-	                              .device = cfg->input.device,
-	                              .key = cfg->input.key,
-	                              .active_low = cfg->input.level == CONFIG_LEVEL_LOW,
-	                              .long_press_ms = cfg->input.long_press_ms,
-	                              .double_press_ms = cfg->input.double_press_ms,
-	                              .on_panic = on_panic,
-	                              .arg = h};
+	struct hal_input_params ip = input_params(cfg, l, on_panic, h);
 	if ((rc = hal_input_open(input_names[cfg->input.backend], &ip, &h->input, why,
 	                         sizeof(why))) < 0)
 		return failed(h, rc, err, errlen, "input", why);
@@ -339,14 +346,7 @@ void hw_check_panic(const struct config *cfg, struct loop *l, int timeout_ms, st
 	struct panic_wait w = {0, NULL};
 	struct hal_input *in;
 	char why[256];
-	struct hal_input_params ip = {.loop = l,
-	                              .device = cfg->input.device,
-	                              .key = cfg->input.key,
-	                              .active_low = cfg->input.level == CONFIG_LEVEL_LOW,
-	                              .long_press_ms = cfg->input.long_press_ms,
-	                              .double_press_ms = cfg->input.double_press_ms,
-	                              .on_panic = panic_seen,
-	                              .arg = &w};
+	struct hal_input_params ip = input_params(cfg, l, panic_seen, &w);
 	if (hal_input_open(input_names[cfg->input.backend], &ip, &in, why, sizeof(why)) < 0) {
 		check_set(out, HW_CHECK_FAIL, "panic button: %s", why);
 		return;
