@@ -284,7 +284,9 @@ static int done_result(struct ctlm *m, int rc, const char *id, const struct resp
 {
 	if (rc < 0) {
 		*code = code_for(rc);
-		if (rc == -ENOSPC) /* the user hears it now, not at the next flush tick */
+		if (rc == -ENOSPC && m->disk_full_met) /* told now, not at a flush tick */
+			m->disk_full_met(m->changed_arg);
+		else if (rc == -ENOSPC)
 			ctlm_set_disk_full(m, 1);
 		return rc;
 	}

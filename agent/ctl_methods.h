@@ -63,6 +63,10 @@ struct ctlm {
 	/* Called after an action changed something (e.g. to re-check whether an
 	 * incident is active). May be NULL. */
 	void (*changed)(void *arg);
+	/* Called (with changed_arg) when an action met a full disk, so that the
+	 * owner of the disk-full state records it and watches for space. NULL:
+	 * only the status says disk_full. */
+	void (*disk_full_met)(void *arg);
 	void *changed_arg;
 };
 

@@ -149,13 +149,22 @@ static void on_gps_time_jump(void *arg)
 }
 
 /* While the disk is full the flush timer is what notices space coming back
- * (disk_check), whoever found the disk full (a responder's action finds it
- * through ctl_methods): it must be armed then even though no fix is stored. */
+ * (disk_check): it must be armed then even though no fix is stored. */
 static void arm_flush(struct daemon *d)
 {
 	if (!d->flush_t)
 		d->flush_t = loop_timer_add(d->loop, (int64_t)d->cfg.store.position_flush_s * 1000,
 		                            flush_timer, d);
+}
+
+/* Something met a full disk (a responder's action, the panic button): the
+ * user is told at once, and the flush timer watches for space coming back
+ * (disk_check) even though no fix is stored. */
+static void disk_full_met(void *arg)
+{
+	struct daemon *d = arg;
+	set_disk_full(d, 1);
+	arm_flush(d);
 }
 
 static void on_fix(void *arg, const struct hal_gps_fix *fix)
@@ -254,8 +263,6 @@ static int64_t maint_timer(struct loop *l, void *arg)
 	struct daemon *d = arg;
 	store_checkpoint(d->store);
 	update_active(d);
-	if (d->m.disk_full) /* found full by an action, and no GPS to arm it */
-		arm_flush(d);
 	return MAINTENANCE_MS;
 }
 
@@ -486,6 +493,8 @@ static void on_panic(void *arg, const char *how)
 	int rc = responder_sos(&d->m.resp, NULL, &done, why, sizeof(why));
 	if (rc < 0) {
 		log_errx("panic button (%s press): SOS not queued: %s", how, why);
+		if (rc == -ENOSPC)
+			disk_full_met(d);
 		return;
 	}
 	log_warnx("panic button (%s press): SOS queued (seq %lld)", how, (long long)done.seq);
@@ -521,6 +530,10 @@ static void on_local_action(void *arg)
 	struct daemon *d = arg;
 	hw_alert_stop(d->hw);
 	update_active(d);
+	/* the action may have taken the reserve (store_make_room): the trail
+	 * waits from now on; the flush timer makes the reserve again */
+	if (d->store && !store_reserve_present(d->store))
+		disk_full_met(d);
 }
 
 static int hw_start(struct daemon *d, char *err, size_t errlen)
@@ -672,6 +685,7 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 		return fmt_err(err, errlen, rc, "event loop: %s", strerror(-rc));
 	d.m.started_mono_ms = loop_now_ms();
 	d.m.changed = on_local_action;
+	d.m.disk_full_met = disk_full_met;
 	d.m.changed_arg = &d;
 	if ((rc = open_store(&d.cfg, 0, &d.ks, &d.store, err, errlen)) < 0)
 		goto out;
