@@ -294,20 +294,31 @@ static void after(struct sync *s, struct chan *c, enum verdict v)
 	}
 }
 
-static int chan_send(struct sync *s, struct chan *c, const char *method, const char *suffix,
-                     const void *body, size_t len, unsigned flags, int hold_s, http_done_fn cb)
+/* A signed request to the device's path + suffix for stream c, tracked in
+ * *slot (the stream's own, or an events batch's) with cb(arg). A request
+ * that cannot start backs off and c tries again after it. */
+static int send_signed(struct sync *s, struct chan *c, const char *method, const char *suffix,
+                       const void *body, size_t len, unsigned flags, int hold_s, http_done_fn cb,
+                       void *arg, struct http_req **slot)
 {
 	char pq[1400];
 	if ((size_t)snprintf(pq, sizeof(pq), "%s%s", s->path, suffix) >= sizeof(pq))
 		return -E2BIG;
-	int rc = http_request(s->http, method, pq, body, len, flags | HTTP_SIGNED, hold_s, cb, c,
-	                      &c->req);
+	int rc = http_request(s->http, method, pq, body, len, flags | HTTP_SIGNED, hold_s, cb, arg,
+	                      slot);
 	if (rc < 0) {
+		*slot = NULL;
 		log_warnx("sync: %s: request not started: %s", c->name, strerror(-rc));
 		fail_backoff(s);
 		after(s, c, V_FAIL);
 	}
 	return rc;
+}
+
+static int chan_send(struct sync *s, struct chan *c, const char *method, const char *suffix,
+                     const void *body, size_t len, unsigned flags, int hold_s, http_done_fn cb)
+{
+	return send_signed(s, c, method, suffix, body, len, flags, hold_s, cb, c, &c->req);
 }
 
 static void queue_own_event(struct sync *s, struct proto_event *ev)
@@ -771,17 +782,10 @@ static void send_batch(struct flight *f)
 	struct sync *s = f->s;
 	size_t len;
 	const char *json = batch_json(f->b, &len);
-	char pq[PROTO_ID_MAX + 64];
 	s->sent_since_drained = 1;
-	snprintf(pq, sizeof(pq), "%s/events", s->path);
-	int rc = http_request(s->http, "POST", pq, json, len, HTTP_GZIP | HTTP_SIGNED, 0, on_events,
-	                      f, &f->req);
-	if (rc < 0) {
-		f->req = NULL;
-		log_warnx("sync: events: request not started: %s", strerror(-rc));
+	if (send_signed(s, &s->events, "POST", "/events", json, len, HTTP_GZIP, 0, on_events, f,
+	                &f->req) < 0) {
 		events_restart(s);
-		fail_backoff(s);
-		after(s, &s->events, V_FAIL);
 		return;
 	}
 	s->stats.events_batches++;
