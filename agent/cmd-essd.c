@@ -141,9 +141,8 @@ static int load_config(const char *path, struct config *cfg)
 static int open_store(const struct config *cfg, struct hal_keystore **ks, struct store **s)
 {
 	char err[512];
-	static const char *const backends[] = {"file", "none"};
-	int rc = hal_keystore_open(backends[cfg->keystore.backend], cfg->keystore.key_file, ks, err,
-	                           sizeof(err));
+	int rc = hal_keystore_open(config_keystore_names[cfg->keystore.backend],
+	                           cfg->keystore.key_file, ks, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "essd: keystore: %s\n", err);
 		return rc;

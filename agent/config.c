@@ -46,14 +46,14 @@ struct key {
 
 static const char *const log_levels[] = {"err", "warn", "info", "debug", NULL};
 static const char *const log_targets[] = {"stderr", "journal", NULL};
-static const char *const keystores[] = {"file", "none", NULL};
-static const char *const alerts[] = {"none", "sysfs", NULL};
-static const char *const inputs[] = {"none", "evdev", "gpio", NULL};
-static const char *const powers[] = {"none", "sysfs", NULL};
-static const char *const power_sources[] = {"vehicle", "ac", "battery", NULL};
+const char *const config_keystore_names[] = {"file", "none", NULL};
+const char *const config_alert_names[] = {"none", "sysfs", NULL};
+const char *const config_input_names[] = {"none", "evdev", "gpio", NULL};
+const char *const config_power_names[] = {"none", "sysfs", NULL};
+const char *const config_power_source_names[] = {"vehicle", "ac", "battery", NULL};
 static const char *const levels[] = {"high", "low", NULL};
-static const char *const links[] = {"netlink", "none", NULL};
-static const char *const clocks[] = {"sysfs", "none", NULL};
+const char *const config_link_names[] = {"netlink", "none", NULL};
+const char *const config_clock_names[] = {"sysfs", "none", NULL};
 
 static int check_url(const char *v, char *msg, size_t msglen);
 static int check_pin(const char *v, char *msg, size_t msglen);
@@ -113,7 +113,7 @@ static const struct key keys[] = {
     KINT("store", "max_positions", store.max_positions, 10000, 10000000, 1000000,
          "Bound on the number of trail fixes stored while offline."),
 
-    KENUM("keystore", "backend", keystore.backend, keystores, "file",
+    KENUM("keystore", "backend", keystore.backend, config_keystore_names, "file",
           "Where the key-encryption key comes from: file, or none (the store cannot open)."),
     KPATH("keystore", "key_file", keystore.key_file, "/etc/ess/kek", 0,
           "The key-encryption key file; refused when opened unless mode 0600 or stricter."),
@@ -167,7 +167,7 @@ static const struct key keys[] = {
     KINT("heartbeat", "interval_s", heartbeat.interval_s, 10, 3600, 60,
          "Seconds between heartbeats to the server."),
 
-    KENUM("alert", "backend", alert.backend, alerts, "none",
+    KENUM("alert", "backend", alert.backend, config_alert_names, "none",
           "Alert outputs for a new assignment: sysfs (LED class, backlight, sounder) or none."),
     KSTR("alert", "led", alert.led, "", OPT, check_hwname,
          "LED class device to light (/sys/class/leds/NAME); empty: the first one."),
@@ -181,7 +181,7 @@ static const struct key keys[] = {
     KINT("alert", "sound_s", alert.sound_s, 1, 60, 3,
          "How long the sounder sounds for a new (not silent) assignment."),
 
-    KENUM("input", "backend", input.backend, inputs, "none",
+    KENUM("input", "backend", input.backend, config_input_names, "none",
           "Panic button: evdev (a key of an input device), gpio (a GPIO line) or none."),
     KSTR("input", "device", input.device, "", OPT, check_input_device,
          "evdev: the input device (/dev/input/...); gpio: CHIP:OFFSET."),
@@ -195,7 +195,7 @@ static const struct key keys[] = {
     KINT("input", "double_press_ms", input.double_press_ms, 150, 2000, 600,
          "A second press within this of the first raises SOS."),
 
-    KENUM("power", "backend", power.backend, powers, "none",
+    KENUM("power", "backend", power.backend, config_power_names, "none",
           "Power sensing: sysfs (power_supply class and ignition) or none."),
     KSTR("power", "ignition", power.ignition, "", OPT, check_ignition,
          "Ignition sense: file:PATH (a 0/1 value file) or gpio:CHIP:OFFSET; empty: none."),
@@ -203,13 +203,13 @@ static const struct key keys[] = {
           "The ignition line's level while the ignition is on."),
     KINT("power", "poll_s", power.poll_s, 1, 3600, 10,
          "Seconds between readings of the power supplies and the ignition."),
-    KENUM("power", "fallback", power.fallback, power_sources, "vehicle",
+    KENUM("power", "fallback", power.fallback, config_power_source_names, "vehicle",
           "Power source reported in heartbeats when nothing is sensed."),
 
-    KENUM("link", "backend", link.backend, links, "netlink",
+    KENUM("link", "backend", link.backend, config_link_names, "netlink",
           "Link events that start a sync at once: netlink or none."),
 
-    KENUM("clock", "backend", clock.backend, clocks, "sysfs",
+    KENUM("clock", "backend", clock.backend, config_clock_names, "sysfs",
           "Real-time clock presence: sysfs (/sys/class/rtc) or none."),
     KSTR("clock", "rtc", clock.rtc, "", OPT, check_hwname,
          "RTC device (/sys/class/rtc/NAME); empty: the first one."),

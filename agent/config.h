@@ -45,6 +45,15 @@ enum config_power_source { CONFIG_POWER_VEHICLE = 0, CONFIG_POWER_AC, CONFIG_POW
 enum config_level { CONFIG_LEVEL_HIGH = 0, CONFIG_LEVEL_LOW };
 enum config_link { CONFIG_LINK_NETLINK = 0, CONFIG_LINK_NONE };
 enum config_clock { CONFIG_CLOCK_SYSFS = 0, CONFIG_CLOCK_NONE };
+/* The names of the values above, indexed by them (NULL-terminated): the
+ * tables config_load parses with, and what hal_*_open takes as a backend. */
+extern const char *const config_keystore_names[];
+extern const char *const config_alert_names[];
+extern const char *const config_input_names[];
+extern const char *const config_power_names[];
+extern const char *const config_power_source_names[];
+extern const char *const config_link_names[];
+extern const char *const config_clock_names[];
 #define CONFIG_HWNAME_SIZE 65 /* a device name under /sys/class/<class>/ */
 #define CONFIG_HWSPEC_SIZE 81 /* "led:NAME", "gpio:CHIP:OFFSET" */
 

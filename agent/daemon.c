@@ -83,11 +83,10 @@ static int load_config(const char *path, struct config *cfg, char *err, size_t e
 static int open_store(const struct config *cfg, int create, struct hal_keystore **ks,
                       struct store **st, char *err, size_t errlen)
 {
-	static const char *const backends[] = {"file", "none"};
 	char why[512];
 	int flags = 0;
-	int rc = hal_keystore_open(backends[cfg->keystore.backend], cfg->keystore.key_file, ks, why,
-	                           sizeof(why));
+	int rc = hal_keystore_open(config_keystore_names[cfg->keystore.backend],
+	                           cfg->keystore.key_file, ks, why, sizeof(why));
 	if (rc < 0)
 		return fmt_err(err, errlen, rc, "keystore: %s", why);
 	struct store_params p = {.dir = cfg->store.dir, .keystore = *ks, .create = create};

@@ -50,9 +50,6 @@ static void on_link(void *arg, const char *ifname, enum hal_link_why why)
 		h->cb.link_up(h->cb.arg, ifname);
 }
 
-static const char *const alert_names[] = {"none", "sysfs"};
-static const char *const input_names[] = {"none", "evdev", "gpio"};
-
 /* The panic button as configured: the daemon's and the self-test's alike. */
 static struct hal_input_params input_params(const struct config *cfg, struct loop *l,
                                             hal_panic_fn on_panic_fn, void *arg)
@@ -78,9 +75,6 @@ static int failed(struct hw *h, int rc, char *err, size_t errlen, const char *wh
 int hw_open(struct loop *l, const struct config *cfg, const struct hw_callbacks *cb,
             struct hw **out, char *err, size_t errlen)
 {
-	static const char *const powers[] = {"none", "sysfs"};
-	static const char *const links[] = {"netlink", "none"};
-	static const char *const clocks[] = {"sysfs", "none"};
 	char why[256] = "";
 	int rc;
 	*out = NULL;
@@ -95,12 +89,12 @@ int hw_open(struct loop *l, const struct config *cfg, const struct hw_callbacks 
 	                              .backlight = cfg->alert.backlight,
 	                              .duration_ms = cfg->alert.duration_s * 1000,
 	                              .sound_ms = cfg->alert.sound_s * 1000};
-	if ((rc = hal_alert_open(alert_names[cfg->alert.backend], &ap, &h->alert, why,
+	if ((rc = hal_alert_open(config_alert_names[cfg->alert.backend], &ap, &h->alert, why,
 	                         sizeof(why))) < 0)
 		return failed(h, rc, err, errlen, "alert", why);
 
 	struct hal_input_params ip = input_params(cfg, l, on_panic, h);
-	if ((rc = hal_input_open(input_names[cfg->input.backend], &ip, &h->input, why,
+	if ((rc = hal_input_open(config_input_names[cfg->input.backend], &ip, &h->input, why,
 	                         sizeof(why))) < 0)
 		return failed(h, rc, err, errlen, "input", why);
 
@@ -111,11 +105,13 @@ int hw_open(struct loop *l, const struct config *cfg, const struct hw_callbacks 
 	                              .poll_ms = cfg->power.poll_s * 1000,
 	                              .on_change = on_power,
 	                              .arg = h};
-	if ((rc = hal_power_open(powers[cfg->power.backend], &pp, &h->power, why, sizeof(why))) < 0)
+	if ((rc = hal_power_open(config_power_names[cfg->power.backend], &pp, &h->power, why,
+	                         sizeof(why))) < 0)
 		return failed(h, rc, err, errlen, "power", why);
 
 	struct hal_link_params lp = {.loop = l, .on_up = on_link, .arg = h};
-	if ((rc = hal_link_open(links[cfg->link.backend], &lp, &h->link, why, sizeof(why))) < 0) {
+	if ((rc = hal_link_open(config_link_names[cfg->link.backend], &lp, &h->link, why,
+	                        sizeof(why))) < 0) {
 		/* no netlink (a sandbox without AF_NETLINK): sync still retries
 		 * on its own, so this costs latency, not function */
 		log_warnx("link: %s; syncing without link events", why);
@@ -123,8 +119,8 @@ int hw_open(struct loop *l, const struct config *cfg, const struct hw_callbacks 
 			return failed(h, rc, err, errlen, "link", why);
 	}
 
-	if ((rc = hal_clock_open(clocks[cfg->clock.backend], NULL, cfg->clock.rtc, &h->clock, why,
-	                         sizeof(why))) < 0)
+	if ((rc = hal_clock_open(config_clock_names[cfg->clock.backend], NULL, cfg->clock.rtc,
+	                         &h->clock, why, sizeof(why))) < 0)
 		return failed(h, rc, err, errlen, "clock", why);
 
 	struct hal_power_state st;
@@ -162,15 +158,14 @@ void hw_alert_stop(struct hw *h)
 
 const char *hw_power(const struct hw *h, const struct config *cfg, int *battery_pct)
 {
-	static const char *const sources[] = {"vehicle", "ac", "battery"};
 	*battery_pct = -1;
 	if (!h)
-		return sources[cfg->power.fallback];
+		return config_power_source_names[cfg->power.fallback];
 	struct hal_power_state st;
 	hal_power_get(h->power, &st);
 	*battery_pct = st.raw.battery_pct;
 	if (st.source == HAL_POWER_UNKNOWN)
-		return sources[cfg->power.fallback];
+		return config_power_source_names[cfg->power.fallback];
 	return hal_power_source_str(st.source);
 }
 
@@ -298,7 +293,7 @@ void hw_check_alert(const struct config *cfg, struct loop *l, struct hw_check *o
 	                              .backlight = cfg->alert.backlight,
 	                              .duration_ms = 1000,
 	                              .sound_ms = 500};
-	if (hal_alert_open(alert_names[cfg->alert.backend], &ap, &a, why, sizeof(why)) < 0) {
+	if (hal_alert_open(config_alert_names[cfg->alert.backend], &ap, &a, why, sizeof(why)) < 0) {
 		check_set(out, HW_CHECK_FAIL, "alert: %s", why);
 		return;
 	}
@@ -347,7 +342,8 @@ void hw_check_panic(const struct config *cfg, struct loop *l, int timeout_ms, st
 	struct hal_input *in;
 	char why[256];
 	struct hal_input_params ip = input_params(cfg, l, panic_seen, &w);
-	if (hal_input_open(input_names[cfg->input.backend], &ip, &in, why, sizeof(why)) < 0) {
+	if (hal_input_open(config_input_names[cfg->input.backend], &ip, &in, why, sizeof(why)) <
+	    0) {
 		check_set(out, HW_CHECK_FAIL, "panic button: %s", why);
 		return;
 	}

@@ -135,12 +135,11 @@ static int owner_ok(struct selftest_check *c, const char *what, const char *path
 static int check_keystore(struct run *x)
 {
 	struct selftest_check *c = add(x, "keystore");
-	static const char *const backends[] = {"file", "none"};
 	char why[512];
 	if (!owner_ok(c, "the key file", x->cfg.keystore.key_file))
 		return -EPERM;
-	int rc = hal_keystore_open(backends[x->cfg.keystore.backend], x->cfg.keystore.key_file,
-	                           &x->ks, why, sizeof(why));
+	int rc = hal_keystore_open(config_keystore_names[x->cfg.keystore.backend],
+	                           x->cfg.keystore.key_file, &x->ks, why, sizeof(why));
 	if (rc < 0) {
 		set(c, SELFTEST_FAIL, "%s", why);
 		return rc;
