@@ -142,7 +142,13 @@ static void publish_text(struct ui_http *h, const char *name, const char *json)
 void ui_http_publish(struct ui_http *h, const char *name, const cJSON *data)
 {
 	char *s = data ? cJSON_PrintUnformatted(data) : NULL;
-	publish_text(h, name, s ? s : "{}");
+	if (s && strlen(s) > UI_SSE_EVENT_MAX) {
+		/* the page reloads its state through /api/call instead */
+		log_warnx("ui: a %s event of %zu bytes: sent as resync", name, strlen(s));
+		publish_text(h, "resync", "{}");
+	} else {
+		publish_text(h, name, s ? s : "{}");
+	}
 	free(s);
 }
 
