@@ -107,7 +107,6 @@ static void held_del(struct rs_http *h, struct rs_req *r)
 
 /* ---- suspend / resume ---- */
 
-
 static void resume(struct rs_req *r)
 {
 	if (!r->suspended)
@@ -552,14 +551,14 @@ int http_start(struct rs *rs, const char *listen, struct rs_http **out, char *er
 		free(h);
 		return -ENOMEM;
 	}
-	unsigned flags =
-	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (fam == 6 ? MHD_USE_IPv6 : 0);
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+	                 (fam == 6 ? MHD_USE_IPv6 : 0);
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER,
-	                        mhd_loop_log, "http", MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_URI_LOG_CALLBACK,
-	                        on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT,
-	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_LIMIT,
-	                        MHD_OPTION_END);
+	                        mhd_loop_log, "http", MHD_OPTION_SOCK_ADDR, &ss,
+	                        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED,
+	                        on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
+	                        (unsigned)HTTP_IDLE_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT,
+	                        (unsigned)HTTP_CONN_LIMIT, MHD_OPTION_END);
 	if (!h->d) {
 		snprintf(err, errlen, "cannot listen on %s", listen);
 		free(h->log);
