@@ -227,9 +227,9 @@ package-test: package
 	@sh tests/package/dpkg_install.sh $(PACKAGE_DEB) $(BUILD)
 
 format:
-	clang-format -i $(wildcard */*.[ch] agent/ui/*.[ch] agent/mhd/*.[ch] tests/*/*.[ch])
+	clang-format -i $(wildcard */*.[ch] agent/ui/*.[ch] agent/mhd/*.[ch] sync/refserver/*.[ch] tests/*/*.[ch])
 format-check:
-	clang-format --dry-run -Werror $(wildcard */*.[ch] agent/ui/*.[ch] agent/mhd/*.[ch] tests/*/*.[ch])
+	clang-format --dry-run -Werror $(wildcard */*.[ch] agent/ui/*.[ch] agent/mhd/*.[ch] sync/refserver/*.[ch] tests/*/*.[ch])
 
 clean:
 	rm -rf build
