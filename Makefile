@@ -75,6 +75,9 @@ TOOL_BINS    := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 REFSERVER_SRCS := $(wildcard sync/refserver/*.c)
 REFSERVER      := $(if $(REFSERVER_SRCS),$(BUILD)/ess-refserver)
 MHD_LIBS = $(call lazy,MHD_LIBS,$(PKG_CONFIG) --libs libmicrohttpd)
+# libmicrohttpd on the loop (agent/mhd/), linked by the programs that serve
+# HTTP only, so that libess.a stays free of libmicrohttpd.
+MHD_LOOP_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard agent/mhd/*.c))
 # The touch UI (agent/ui/, docs/ui.md): its own program ess-ui, libmicrohttpd,
 # the web files (agent/ui/www/) compiled in; tests/ui/ drives it in Chromium.
 UI_SRCS   := $(filter-out agent/ui/main.c,$(wildcard agent/ui/*.c))
@@ -125,7 +128,7 @@ $(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/ess-refserver: $(REFSERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
+$(BUILD)/ess-refserver: $(REFSERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(MHD_LOOP_OBJS) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MHD_LIBS)
 
 $(BUILD)/gen/ui_assets.c: agent/ui/gen-assets.sh $(UI_WWW)
@@ -136,7 +139,7 @@ $(BUILD)/obj/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(UI_LIB): $(UI_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/ui_assets.o
+$(UI_LIB): $(UI_SRCS:%.c=$(BUILD)/obj/%.o) $(MHD_LOOP_OBJS) $(BUILD)/obj/gen/ui_assets.o
 	@rm -f $@
 	$(AR) rcs $@ $^
 
@@ -186,7 +189,7 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB)
 	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 # The reference server's harness links the server's modules (not its main).
 $(BUILD)/fuzz/fuzz_refserver: $(BUILD)/obj/tests/fuzz/fuzz_refserver.o \
-		$(filter-out %/main.o,$(REFSERVER_SRCS:%.c=$(BUILD)/obj/%.o)) $(LIB)
+		$(filter-out %/main.o,$(REFSERVER_SRCS:%.c=$(BUILD)/obj/%.o)) $(MHD_LOOP_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS) $(MHD_LIBS)
 # The long forms of the fault tests, with a summary table.
@@ -224,9 +227,9 @@ package-test: package
 	@sh tests/package/dpkg_install.sh $(PACKAGE_DEB) $(BUILD)
 
 format:
-	clang-format -i $(wildcard */*.[ch] agent/ui/*.[ch] tests/*/*.[ch])
+	clang-format -i $(wildcard */*.[ch] agent/ui/*.[ch] agent/mhd/*.[ch] sync/refserver/*.[ch] tests/*/*.[ch])
 format-check:
-	clang-format --dry-run -Werror $(wildcard */*.[ch] agent/ui/*.[ch] tests/*/*.[ch])
+	clang-format --dry-run -Werror $(wildcard */*.[ch] agent/ui/*.[ch] agent/mhd/*.[ch] sync/refserver/*.[ch] tests/*/*.[ch])
 
 clean:
 	rm -rf build

@@ -13,6 +13,7 @@ build=${1:?usage: tests/demo.sh BUILD_DIR}
 build=$(cd "$build" && pwd)
 dir=$(mktemp -d /tmp/ess-demo-XXXXXX)
 start=$(date +%s.%N)
+. "$(dirname "$0")/lib/stack-common.sh"
 srv_pid= essd_pid= gps_pid= ui_pid=
 UNIT=BKK-RESP-04
 TOKEN=demo-admin-token-0001
@@ -20,24 +21,11 @@ TOKEN=demo-admin-token-0001
 say() {
 	printf '[%6s s] %s\n' "$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN{printf "%.1f", a-b}')" "$*"
 }
-stop_pid() { # pid: TERM, wait up to 3 s, then KILL
-	[ -n "$1" ] || return 0
-	kill -TERM "$1" 2>/dev/null || return 0
-	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.2
-	done
-	kill -KILL "$1" 2>/dev/null
-}
 cleanup() {
 	stop_pid "$ui_pid"
 	stop_pid "$essd_pid"
 	stop_pid "$srv_pid"
-	if [ -n "$gps_pid" ]; then # gpsfake and its gpsd: the whole group
-		kill -TERM -"$gps_pid" 2>/dev/null
-		sleep 0.5
-		kill -KILL -"$gps_pid" 2>/dev/null
-	fi
+	stop_gps "$gps_pid"
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -49,9 +37,6 @@ fail() {
 	done
 	exit 1
 }
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 json() { # json EXPR: evaluates a Python expression over the JSON on stdin (as j)
 	python3 -c "import sys,json; j=json.load(sys.stdin); print($1)"
 }
@@ -61,17 +46,6 @@ admin() { # admin METHOD PATH [BODY]
 }
 essctl() {
 	"$build/essctl" -s "$dir/essd.sock" "$@"
-}
-wait_for() { # wait_for SECONDS COMMAND...: until the command succeeds
-	t=$1
-	shift
-	i=0
-	while [ "$i" -lt $((t * 5)) ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.2
-		i=$((i + 1))
-	done
-	return 1
 }
 start_server() {
 	"$build/ess-refserver" --listen "127.0.0.1:$port" --base /api --db "$dir/server.db" \
@@ -104,31 +78,7 @@ gps_pid=$!
 say "technician: provisions the handheld (device key, enrollment, sealed identity)"
 admin POST /admin/tokens "{\"unit\":\"$UNIT\",\"token\":\"demo-enroll-1\"}" >/dev/null
 echo "SN-DEMO-0001" >"$dir/serial"
-cat >"$dir/essd.conf" <<CONF
-[log]
-level = info
-[store]
-dir = $dir/store
-position_flush_s = 2
-[keystore]
-key_file = $dir/kek
-[server]
-url = http://127.0.0.1:$port/api
-long_poll_s = 5
-request_timeout_s = 15
-[gps]
-host = 127.0.0.1
-port = $gps_port
-interval_s = 1
-min_distance_m = 0
-active_interval_s = 1
-[control]
-socket = $dir/essd.sock
-[device]
-serial_file = $dir/serial
-[heartbeat]
-interval_s = 10
-CONF
+essd_conf "$dir" "$port" "$gps_port" 15
 mkdir -m 700 "$dir/store"
 "$build/essd" provision -c "$dir/essd.conf" --token demo-enroll-1 >"$dir/provision.log" 2>&1 ||
 	fail "provisioning"

@@ -114,6 +114,14 @@ static int send_line(struct ui_ctl *c, cJSON *msg)
 	return flush_out(c);
 }
 
+/* essd's event names go into the browser's event stream as "event: NAME\n":
+ * short lower-case words only, or a name could frame events of its own */
+static int event_name_ok(const char *name)
+{
+	size_t n = strspn(name, "abcdefghijklmnopqrstuvwxyz_");
+	return n > 0 && n <= 32 && name[n] == 0;
+}
+
 static void handle_line(struct ui_ctl *c, const char *line, size_t len)
 {
 	cJSON *o = cJSON_ParseWithLength(line, len);
@@ -125,10 +133,13 @@ static void handle_line(struct ui_ctl *c, const char *line, size_t len)
 	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "event");
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
 	if (cJSON_IsString(ev)) {
-		if (c->on_event)
+		if (!event_name_ok(ev->valuestring))
+			log_warnx("ui: essd published an event with a malformed name");
+		else if (c->on_event)
 			c->on_event(c->arg, ev->valuestring,
 			            cJSON_GetObjectItemCaseSensitive(o, "data"));
-	} else if (cJSON_IsNumber(id) && id->valuedouble >= 1) {
+	} else if (cJSON_IsNumber(id) && id->valuedouble >= 1 &&
+	           id->valuedouble <= 9007199254740992.0) { /* 2^53: casts exactly */
 		uint64_t want = (uint64_t)id->valuedouble;
 		for (size_t i = 0; i < UI_CTL_CALLS_MAX; i++)
 			if (c->calls[i].id == want) {

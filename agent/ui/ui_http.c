@@ -1,11 +1,11 @@
-/* ess-ui's HTTP side (ui_http.h). The loop integration follows the
- * reference server's (sync/refserver/http.c): MHD in external epoll mode,
- * its epoll fd watched by the loop, suspend/resume for answers that wait
- * on essd and for idle event streams. */
+/* ess-ui's HTTP side (ui_http.h). MHD runs on the loop through
+ * agent/mhd/mhd_loop.h, as the reference server's does; suspend/resume
+ * for answers that wait on essd and for idle event streams. */
 #include "agent/ui/ui_http.h"
 
 #include "agent/log.h"
 #include "agent/loop.h"
+#include "agent/mhd/mhd_loop.h"
 #include "agent/ui/ui_assets.h"
 #include "agent/ui/ui_ctl.h"
 #include "agent/ui/ui_policy.h"
@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,11 +38,8 @@ struct sse {
 struct ui_http {
 	struct loop *l;
 	struct MHD_Daemon *d;
-	int epfd;
-	unsigned port;
-	struct loop_timer *timer; /* MHD's own timeouts, and the kick after a resume */
+	struct mhd_loop *ml;
 	struct loop_timer *ping;
-	int kicked;
 	int stopping;
 	int64_t ping_ms;
 	const struct ui_policy *policy;
@@ -115,44 +111,6 @@ static enum MHD_Result reply_error(struct MHD_Connection *con, unsigned status, 
 	return reply_buf(con, status, "application/json", buf, strlen(buf), 1, NULL);
 }
 
-/* ---- the loop ---- */
-
-static void kick(struct ui_http *h)
-{
-	h->kicked = 1;
-	loop_timer_set(h->l, h->timer, 0);
-}
-
-static void on_mhd_fd(struct loop *l, int fd, unsigned events, void *arg)
-{
-	(void)l;
-	(void)fd;
-	(void)events;
-	struct ui_http *h = arg;
-	MHD_run(h->d);
-}
-
-static int64_t on_mhd_timer(struct loop *l, void *arg)
-{
-	(void)l;
-	struct ui_http *h = arg;
-	h->kicked = 0;
-	MHD_run(h->d);
-	return 1000; /* set again before the loop sleeps */
-}
-
-static void before_sleep(struct loop *l, void *arg)
-{
-	struct ui_http *h = arg;
-	MHD_UNSIGNED_LONG_LONG t;
-	if (h->kicked)
-		loop_timer_set(l, h->timer, 0);
-	else if (MHD_get_timeout(h->d, &t) == MHD_YES)
-		loop_timer_set(l, h->timer, t > 60000 ? 60000 : (int64_t)t);
-	else
-		loop_timer_set(l, h->timer, 60000);
-}
-
 /* ---- event streams ---- */
 
 static void wake_streams(struct ui_http *h)
@@ -162,7 +120,7 @@ static void wake_streams(struct ui_http *h)
 			s->suspended = 0;
 			MHD_resume_connection(s->con);
 		}
-	kick(h);
+	mhd_loop_kick(h->ml);
 }
 
 static void publish_text(struct ui_http *h, const char *name, const char *json)
@@ -184,7 +142,13 @@ static void publish_text(struct ui_http *h, const char *name, const char *json)
 void ui_http_publish(struct ui_http *h, const char *name, const cJSON *data)
 {
 	char *s = data ? cJSON_PrintUnformatted(data) : NULL;
-	publish_text(h, name, s ? s : "{}");
+	if (s && strlen(s) > UI_SSE_EVENT_MAX) {
+		/* the page reloads its state through /api/call instead */
+		log_warnx("ui: a %s event of %zu bytes: sent as resync", name, strlen(s));
+		publish_text(h, "resync", "{}");
+	} else {
+		publish_text(h, name, s ? s : "{}");
+	}
 	free(s);
 }
 
@@ -329,7 +293,7 @@ static void on_answer(void *arg, const cJSON *answer)
 	if (r->waiting) {
 		r->waiting = 0;
 		MHD_resume_connection(r->con);
-		kick(r->h);
+		mhd_loop_kick(r->h->ml);
 	}
 }
 
@@ -496,57 +460,17 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **req_cls,
 	*req_cls = NULL;
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	(void)cls;
-	char line[512];
-	vsnprintf(line, sizeof(line), fmt, ap);
-	line[strcspn(line, "\n")] = 0;
-	log_warnx("ui: http: %s", line);
-}
-
 /* ---- start and stop ---- */
 
+/* the HTTP side is for the screen of this device only: loopback */
 static int parse_listen(const char *listen, struct sockaddr_storage *ss)
 {
-	char host[64];
-	const char *colon;
-	memset(ss, 0, sizeof(*ss));
-	int v6 = listen[0] == '[';
-	if (v6) {
-		const char *end = strchr(listen, ']');
-		if (!end || end[1] != ':' || (size_t)(end - listen - 1) >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, listen + 1, (size_t)(end - listen - 1));
-		host[end - listen - 1] = 0;
-		colon = end + 1;
-	} else {
-		colon = strrchr(listen, ':');
-		if (!colon || (size_t)(colon - listen) >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, listen, (size_t)(colon - listen));
-		host[colon - listen] = 0;
-	}
-	char *end;
-	long port = strtol(colon + 1, &end, 10);
-	if (colon[1] == 0 || *end || port < 0 || port > 65535)
+	int fam = mhd_loop_parse_listen(listen, ss);
+	if (fam == 6 && !IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ss)->sin6_addr))
 		return -EINVAL;
-	if (v6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1 ||
-		    !IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
-			return -EINVAL;
-		return 6;
-	}
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-	s4->sin_family = AF_INET;
-	s4->sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, host, &s4->sin_addr) != 1 ||
-	    (ntohl(s4->sin_addr.s_addr) >> 24) != 127)
+	if (fam == 4 && (ntohl(((struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) != 127)
 		return -EINVAL;
-	return 4;
+	return fam;
 }
 
 int ui_http_listen_is_loopback(const char *listen)
@@ -571,14 +495,13 @@ int ui_http_start(struct loop *l, const char *listen, struct ui_http **out, char
 	if (!h)
 		return -ENOMEM;
 	h->l = l;
-	h->epfd = -1;
 	h->next_seq = 1;
 	h->ping_ms = UI_SSE_PING_MS;
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
 	                 (fam == 6 ? MHD_USE_IPv6 : 0);
 	h->d = MHD_start_daemon(
-	    flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-	    MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	    flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_loop_log,
+	    "ui: http", MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)UI_IDLE_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)UI_CONN_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)UI_CONN_MAX,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_END);
@@ -587,34 +510,18 @@ int ui_http_start(struct loop *l, const char *listen, struct ui_http **out, char
 		free(h);
 		return -EADDRNOTAVAIL;
 	}
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
-	const union MHD_DaemonInfo *lfd = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_LISTEN_FD);
-	struct sockaddr_storage bound;
-	socklen_t bl = sizeof(bound);
-	if (!info || !lfd || getsockname(lfd->listen_fd, (struct sockaddr *)&bound, &bl) < 0) {
-		snprintf(err, errlen, "cannot read the daemon's sockets");
-		rc = -EIO;
+	if ((rc = mhd_loop_attach(l, h->d, &h->ml)) < 0) {
+		snprintf(err, errlen, "cannot watch the HTTP daemon: %s", strerror(-rc));
 		goto fail;
 	}
-	h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-	                                            : ((struct sockaddr_in *)&bound)->sin_port);
-	h->epfd = info->epoll_fd;
-	h->timer = loop_timer_add(l, 0, on_mhd_timer, h);
-	h->ping = loop_timer_add(l, UI_SSE_PING_MS, on_ping, h);
-	if (!h->timer || !h->ping) {
+	if (!(h->ping = loop_timer_add(l, UI_SSE_PING_MS, on_ping, h))) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	if ((rc = loop_fd_add(l, h->epfd, LOOP_READ, on_mhd_fd, h)) < 0) {
-		snprintf(err, errlen, "cannot watch the HTTP daemon");
-		goto fail;
-	}
-	loop_set_before_sleep(l, before_sleep, h);
 	*out = h;
 	return 0;
 fail:
-	loop_timer_cancel(l, h->timer);
-	loop_timer_cancel(l, h->ping);
+	mhd_loop_detach(h->ml);
 	MHD_stop_daemon(h->d);
 	free(h);
 	return rc;
@@ -622,7 +529,7 @@ fail:
 
 unsigned ui_http_port(const struct ui_http *h)
 {
-	return h->port;
+	return mhd_loop_port(h->ml);
 }
 
 void ui_http_set(struct ui_http *h, const struct ui_policy *p, struct ui_ctl *ctl)
@@ -643,11 +550,8 @@ void ui_http_stop(struct ui_http *h)
 		return;
 	h->stopping = 1;
 	wake_streams(h);
-	MHD_run(h->d);
-	loop_set_before_sleep(h->l, NULL, NULL);
-	loop_fd_del(h->l, h->epfd);
-	loop_timer_cancel(h->l, h->timer);
 	loop_timer_cancel(h->l, h->ping);
+	mhd_loop_detach(h->ml);
 	MHD_stop_daemon(h->d);
 	for (size_t i = 0; i < UI_SSE_RING; i++)
 		free(h->ring[i].text);

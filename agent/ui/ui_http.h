@@ -24,11 +24,14 @@ struct ui_http;
 struct ui_ctl;
 struct ui_policy;
 
-#define UI_CONN_MAX     32 /* HTTP connections at once */
-#define UI_SSE_MAX      8  /* event streams at once (a kiosk needs one) */
-#define UI_SSE_RING     128
-#define UI_SSE_PING_MS  15000
-#define UI_IDLE_TIMEOUT 30 /* s, for everything but the event stream */
+#define UI_CONN_MAX 32 /* HTTP connections at once */
+#define UI_SSE_MAX  8  /* event streams at once (a kiosk needs one) */
+#define UI_SSE_RING 128
+/* bytes of one event's data: the ring holds at most UI_SSE_RING of them
+ * (essd's lines may be up to CTL_OUT_MAX); a larger one becomes "resync" */
+#define UI_SSE_EVENT_MAX (64 * 1024)
+#define UI_SSE_PING_MS   15000
+#define UI_IDLE_TIMEOUT  30 /* s, for everything but the event stream */
 
 /* Listens on listen ("127.0.0.1:PORT", "[::1]:PORT"; port 0: any free one).
  * Anything but a loopback address is refused (-EINVAL). */

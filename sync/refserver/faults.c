@@ -276,28 +276,28 @@ unsigned faults_take_fail(struct rs_faults *f, int *retry_after_s)
 	return f->fail_status;
 }
 
+/* the count switches: one answer each while the count lasts */
+static int take_one(int *count)
+{
+	if (*count <= 0)
+		return 0;
+	(*count)--;
+	return 1;
+}
+
 int faults_take_lose(struct rs_faults *f)
 {
-	if (f->lose_next <= 0)
-		return 0;
-	f->lose_next--;
-	return 1;
+	return take_one(&f->lose_next);
 }
 
 int faults_take_truncate(struct rs_faults *f)
 {
-	if (f->truncate_next <= 0)
-		return 0;
-	f->truncate_next--;
-	return 1;
+	return take_one(&f->truncate_next);
 }
 
 int faults_take_portal(struct rs_faults *f)
 {
-	if (f->portal_next <= 0)
-		return 0;
-	f->portal_next--;
-	return 1;
+	return take_one(&f->portal_next);
 }
 
 int64_t faults_take_delay(struct rs_faults *f)

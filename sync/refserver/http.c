@@ -1,14 +1,13 @@
 #include "sync/refserver/http.h"
 #include "agent/log.h"
 #include "agent/loop.h"
+#include "agent/mhd/mhd_loop.h"
 #include "sync/refserver/api.h"
 #include "sync/refserver/faults.h"
 #include "sync/refserver/rs.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +31,7 @@ struct reqlog {
 struct rs_http {
 	struct rs *rs;
 	struct MHD_Daemon *d;
-	int epfd;
-	unsigned port;
-	struct loop_timer *timer; /* MHD's own timeouts, and the kick after a resume */
-	int kicked;
+	struct mhd_loop *ml;
 	/* requests suspended now (held or delayed), to answer them at stop */
 	struct rs_req **held;
 	size_t nheld, held_cap;
@@ -111,12 +107,6 @@ static void held_del(struct rs_http *h, struct rs_req *r)
 
 /* ---- suspend / resume ---- */
 
-static void kick(struct rs_http *h)
-{
-	h->kicked = 1;
-	loop_timer_set(h->rs->loop, h->timer, 0);
-}
-
 static void resume(struct rs_req *r)
 {
 	if (!r->suspended)
@@ -124,7 +114,7 @@ static void resume(struct rs_req *r)
 	r->suspended = 0;
 	held_del(r->h, r);
 	MHD_resume_connection(r->con);
-	kick(r->h);
+	mhd_loop_kick(r->h->ml);
 }
 
 static int64_t on_req_timer(struct loop *l, void *arg)
@@ -543,91 +533,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *con, const ch
 	return queue_reply(r);
 }
 
-/* ---- the daemon in the loop ---- */
-
-static void on_mhd_fd(struct loop *l, int fd, unsigned events, void *arg)
-{
-	struct rs_http *h = arg;
-	(void)l;
-	(void)fd;
-	(void)events;
-	MHD_run(h->d);
-}
-
-static int64_t on_mhd_timer(struct loop *l, void *arg)
-{
-	struct rs_http *h = arg;
-	(void)l;
-	h->kicked = 0;
-	MHD_run(h->d);
-	return 1000; /* reset before the loop sleeps */
-}
-
-static void before_sleep(struct loop *l, void *arg)
-{
-	struct rs_http *h = arg;
-	MHD_UNSIGNED_LONG_LONG t;
-	if (h->kicked)
-		loop_timer_set(l, h->timer, 0);
-	else if (MHD_get_timeout(h->d, &t) == MHD_YES)
-		loop_timer_set(l, h->timer, t > 60000 ? 60000 : (int64_t)t);
-	else
-		loop_timer_set(l, h->timer, 60000);
-}
-
-__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt,
-                                                         va_list ap)
-{
-	(void)cls;
-	char line[512];
-	vsnprintf(line, sizeof(line), fmt, ap);
-	line[strcspn(line, "\n")] = 0;
-	log_warnx("http: %s", line);
-}
-
-static int parse_listen(const char *listen, struct sockaddr_storage *ss, int *v6)
-{
-	char host[128];
-	const char *colon;
-	memset(ss, 0, sizeof(*ss));
-	*v6 = 0;
-	if (listen[0] == '[') {
-		const char *end = strchr(listen, ']');
-		if (!end || end[1] != ':' || (size_t)(end - listen - 1) >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, listen + 1, (size_t)(end - listen - 1));
-		host[end - listen - 1] = 0;
-		colon = end + 1;
-		*v6 = 1;
-	} else {
-		colon = strrchr(listen, ':');
-		if (!colon || (size_t)(colon - listen) >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, listen, (size_t)(colon - listen));
-		host[colon - listen] = 0;
-	}
-	char *end;
-	long port = strtol(colon + 1, &end, 10);
-	if (colon[1] == 0 || *end || port < 0 || port > 65535)
-		return -EINVAL;
-	if (*v6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		return inet_pton(AF_INET6, host, &s6->sin6_addr) == 1 ? 0 : -EINVAL;
-	}
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-	s4->sin_family = AF_INET;
-	s4->sin_port = htons((uint16_t)port);
-	return inet_pton(AF_INET, host, &s4->sin_addr) == 1 ? 0 : -EINVAL;
-}
-
 int http_start(struct rs *rs, const char *listen, struct rs_http **out, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
-	int v6, rc;
+	int fam, rc;
 	*out = NULL;
-	if (parse_listen(listen, &ss, &v6) < 0) {
+	if ((fam = mhd_loop_parse_listen(listen, &ss)) < 0) {
 		snprintf(err, errlen, "--listen: want HOST:PORT or [V6]:PORT");
 		return -EINVAL;
 	}
@@ -635,52 +546,32 @@ int http_start(struct rs *rs, const char *listen, struct rs_http **out, char *er
 	if (!h)
 		return -ENOMEM;
 	h->rs = rs;
-	h->epfd = -1;
 	h->log = calloc(HTTP_LOG_MAX, sizeof(*h->log));
 	if (!h->log) {
 		free(h);
 		return -ENOMEM;
 	}
-	unsigned flags =
-	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+	                 (fam == 6 ? MHD_USE_IPv6 : 0);
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER,
-	                        mhd_log, h, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_URI_LOG_CALLBACK,
-	                        on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT,
-	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_LIMIT,
-	                        MHD_OPTION_END);
+	                        mhd_loop_log, "http", MHD_OPTION_SOCK_ADDR, &ss,
+	                        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED,
+	                        on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
+	                        (unsigned)HTTP_IDLE_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT,
+	                        (unsigned)HTTP_CONN_LIMIT, MHD_OPTION_END);
 	if (!h->d) {
 		snprintf(err, errlen, "cannot listen on %s", listen);
 		free(h->log);
 		free(h);
 		return -EADDRNOTAVAIL;
 	}
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
-	const union MHD_DaemonInfo *lfd = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_LISTEN_FD);
-	struct sockaddr_storage bound;
-	socklen_t bl = sizeof(bound);
-	if (!info || !lfd || getsockname(lfd->listen_fd, (struct sockaddr *)&bound, &bl) < 0) {
-		snprintf(err, errlen, "cannot read the daemon's sockets");
-		rc = -EIO;
+	if ((rc = mhd_loop_attach(rs->loop, h->d, &h->ml)) < 0) {
+		snprintf(err, errlen, "cannot watch the daemon: %s", strerror(-rc));
 		goto fail;
 	}
-	h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-	                                            : ((struct sockaddr_in *)&bound)->sin_port);
-	h->epfd = info->epoll_fd;
-	h->timer = loop_timer_add(rs->loop, 0, on_mhd_timer, h);
-	if (!h->timer) {
-		rc = -ENOMEM;
-		goto fail;
-	}
-	if ((rc = loop_fd_add(rs->loop, h->epfd, LOOP_READ, on_mhd_fd, h)) < 0) {
-		snprintf(err, errlen, "cannot watch the daemon");
-		goto fail;
-	}
-	loop_set_before_sleep(rs->loop, before_sleep, h);
 	*out = h;
 	return 0;
 fail:
-	loop_timer_cancel(rs->loop, h->timer);
 	MHD_stop_daemon(h->d);
 	free(h->log);
 	free(h);
@@ -689,7 +580,7 @@ fail:
 
 unsigned http_port(const struct rs_http *h)
 {
-	return h->port;
+	return mhd_loop_port(h->ml);
 }
 
 void http_stop(struct rs_http *h)
@@ -705,10 +596,7 @@ void http_stop(struct rs_http *h)
 			r->timed_out = 1;
 		resume(r);
 	}
-	MHD_run(h->d);
-	loop_set_before_sleep(h->rs->loop, NULL, NULL);
-	loop_fd_del(h->rs->loop, h->epfd);
-	loop_timer_cancel(h->rs->loop, h->timer);
+	mhd_loop_detach(h->ml);
 	MHD_stop_daemon(h->d);
 	free(h->held);
 	free(h->log);

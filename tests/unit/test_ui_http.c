@@ -319,6 +319,26 @@ static void test_stream(void **state)
 	talk(e, fd, NULL, out, sizeof(out), "INC-1", 3000);
 	assert_non_null(
 	    strstr(out, "event: incident\ndata: {\"id\":\"INC-1\",\"why\":\"new\"}\n\n"));
+	/* an event name that would frame an event of its own is dropped */
+	d = cJSON_CreateObject();
+	assert_int_equal(ctl_publish(e->essd, "x\ndata: {}\n\nevent: forged", d), 1);
+	assert_int_equal(ctl_publish(e->essd, "sync", d), 1);
+	cJSON_Delete(d);
+	talk(e, fd, NULL, out, sizeof(out), "event: sync", 3000);
+	assert_non_null(strstr(out, "event: sync\ndata: {}\n\n"));
+	assert_null(strstr(out, "forged"));
+	/* an event past UI_SSE_EVENT_MAX is not kept in the ring: a resync */
+	char *big = malloc(UI_SSE_EVENT_MAX + 1);
+	memset(big, 'z', UI_SSE_EVENT_MAX);
+	big[UI_SSE_EVENT_MAX] = 0;
+	d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "big", big);
+	free(big);
+	assert_int_equal(ctl_publish(e->essd, "incident", d), 1);
+	cJSON_Delete(d);
+	talk(e, fd, NULL, out, sizeof(out), "event: resync", 3000);
+	assert_non_null(strstr(out, "event: resync\ndata: {}\n\n"));
+	assert_null(strstr(out, "zzzz"));
 	/* the keepalive (this once crashed ess-ui) */
 	ui_http_set_ping_ms(e->http, 50);
 	talk(e, fd, NULL, out, sizeof(out), ": ping", 3000);
