@@ -420,11 +420,8 @@ static void server_result(struct run *x, enum selftest_status s, const char *fmt
 
 static void take_server_time(struct run *x, const cJSON *doc)
 {
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(doc, "server_time");
-	if (cJSON_IsNumber(t) && t->valuedouble > 0) {
+	if (proto_server_clock_offset(doc, &x->server_offset_s) == 0)
 		x->have_server_time = 1;
-		x->server_offset_s = (int64_t)(t->valuedouble / 1000) - (int64_t)time(NULL);
-	}
 }
 
 static void on_heartbeat(void *arg, const struct http_response *resp)

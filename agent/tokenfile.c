@@ -2,10 +2,10 @@
 #include "agent/tokenfile.h"
 
 #include "agent/fmt.h"
+#include "hal/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <sodium.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -99,16 +99,7 @@ int tokenfile_consume(const char *path, char *err, size_t errlen)
 {
 	if (unlink(path) < 0)
 		return fmt_err(err, errlen, -errno, "%s: cannot delete: %s", path, strerror(errno));
-	char dir[4096];
-	size_t n = strnlen(path, sizeof(dir));
-	if (n >= sizeof(dir))
-		return 0;
-	memcpy(dir, path, n + 1);
-	int fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		/* best effort: vfat boot partitions may not sync directories */
-		(void)fsync(fd);
-		close(fd);
-	}
+	/* best effort: vfat boot partitions may not sync directories */
+	(void)fsu_sync_dir_of(path);
 	return 0;
 }

@@ -113,6 +113,16 @@ int proto_time_parse(const char *s, int64_t *unix_ms)
 	return 0;
 }
 
+int proto_server_clock_offset(const cJSON *doc, int64_t *offset_s)
+{
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(doc, "server_time");
+	/* 9999-12-31T23:59:59.999Z, the last time proto_time_format can write */
+	if (!cJSON_IsNumber(t) || !(t->valuedouble > 0 && t->valuedouble <= 253402300799999.0))
+		return -EINVAL;
+	*offset_s = (int64_t)(t->valuedouble / 1000) - (int64_t)time(NULL);
+	return 0;
+}
+
 int proto_uuid_valid(const char *s)
 {
 	if (!s || strlen(s) != 36)

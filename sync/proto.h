@@ -42,6 +42,12 @@ void proto_time_format(int64_t unix_ms, char out[32]);
 /* Accepts exactly that form (the 'Z' and three fraction digits required).
  * Returns 0 or -EINVAL. */
 int proto_time_parse(const char *s, int64_t *unix_ms);
+/* The server's clock, doc.server_time (Unix ms, docs/device-api.md), as
+ * the offset in seconds to add to this device's clock. The server is
+ * outside input: a value that is not a number, not after 1970 or beyond
+ * the year 9999 is refused (-EINVAL) rather than converted (a double past
+ * INT64_MAX does not fit an int64_t). */
+int proto_server_clock_offset(const cJSON *doc, int64_t *offset_s);
 
 /* A random UUID v4 in lower case. */
 int proto_uuid_valid(const char *s);

@@ -203,10 +203,9 @@ static const char *error_code(const struct http_response *r, cJSON **doc)
 
 static void keep_clock_offset(struct sync *s, const cJSON *doc)
 {
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(doc, "server_time");
-	if (!cJSON_IsNumber(t) || t->valuedouble < 0)
+	int64_t offset;
+	if (proto_server_clock_offset(doc, &offset) < 0)
 		return;
-	int64_t offset = (int64_t)(t->valuedouble / 1000) - (int64_t)time(NULL);
 	char text[32];
 	int n = snprintf(text, sizeof(text), "%lld", (long long)offset);
 	http_set_clock_offset(s->http, offset);

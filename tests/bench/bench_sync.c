@@ -25,6 +25,7 @@
 #include "sync/proto.h"
 #include "sync/sync.h"
 #include "tests/bench/bench.h"
+#include "tests/lib/lpctl.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
 #include "tests/lib/tlsfront.h"
@@ -99,18 +100,6 @@ static void die(const char *what, long rc)
 	bench_die(what, rc);
 }
 
-static int read_port(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	int port = 0;
-	if (!f)
-		return 0;
-	if (fscanf(f, "%d", &port) != 1)
-		port = 0;
-	fclose(f);
-	return port;
-}
-
 /* linkproxy in front of the server: emulating rural LTE when lte, else
  * transparent (it only counts the bytes on the wire). */
 static void proxy_start(struct env *e, int lte)
@@ -145,57 +134,29 @@ static void proxy_start(struct env *e, int lte)
 		_exit(127);
 	}
 	cur_px = &e->px;
-	for (int i = 0; i < 200; i++) {
-		e->px.port = read_port(pf);
-		e->px.ctl_port = read_port(cf);
-		if (e->px.port > 0 && e->px.ctl_port > 0)
-			return;
-		usleep(50000);
-	}
-	die("starting linkproxy", -ETIMEDOUT);
+	int rc = lpc_wait_ports(pf, cf, 10000, &e->px.port, &e->px.ctl_port);
+	if (rc < 0)
+		die("starting linkproxy", rc);
 }
 
 /* One control command (e.g. "blackout on"); its answer must be "ok…". */
 static void proxy_cmd(const struct proxy *px, const char *cmd)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)px->ctl_port)};
-	char line[256];
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	size_t len = strlen(cmd);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    write(fd, cmd, len) != (ssize_t)len || write(fd, "\n", 1) != 1)
-		die("the proxy's control channel", -errno);
-	ssize_t k = read(fd, line, sizeof(line) - 1);
-	close(fd);
-	if (k < 2 || strncmp(line, "ok", 2) != 0)
-		die(cmd, -EPROTO);
+	int rc = lpc_cmd(px->ctl_port, cmd, NULL, 0);
+	if (rc < 0)
+		die(cmd, rc);
 }
 
 /* The proxy's "stats" line, parsed. */
 static void proxy_stats(const struct proxy *px, struct proxy_stats *out)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)px->ctl_port)};
 	char line[512];
-	size_t n = 0;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    write(fd, "stats\n", 6) != 6)
-		die("the proxy's control channel", -errno);
-	while (n < sizeof(line) - 1) {
-		ssize_t k = read(fd, line + n, sizeof(line) - 1 - n);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-		if (memchr(line, '\n', n))
-			break;
-	}
-	close(fd);
-	line[n] = 0;
+	int rc = lpc_cmd(px->ctl_port, "stats", line, sizeof(line));
+	if (rc < 0)
+		die("the proxy's stats", rc);
 	const char *a = strstr(line, "accepted="), *u = strstr(line, "bytes_up="),
 	           *d = strstr(line, "bytes_down=");
-	if (strncmp(line, "ok", 2) != 0 || !a || !u || !d)
+	if (!a || !u || !d)
 		die("parsing the proxy's stats", -EPROTO);
 	out->accepted = atoll(a + 9);
 	out->bytes_up = atoll(u + 9);

@@ -117,7 +117,8 @@ for b in vehicle-arm64:aarch64-linux-gnu:qemu-aarch64 handheld-armhf:arm-linux-g
 	# the target's .pc files only; their flags appear once the target's -dev
 	# packages are there (boards/deps.sh ensure $name)
 	pcdir=/usr/lib/$triplet/pkgconfig
-	if grep -q "^PKG_CONFIG .*PKG_CONFIG_LIBDIR=$pcdir:/usr/share/pkgconfig pkg-config" "boards/$name/board.mk" &&
+	pc=$(make -s BOARD="$name" --eval 'print-pkg-config: ; @echo "$(PKG_CONFIG)"' print-pkg-config 2>/dev/null)
+	if [ "$pc" = "PKG_CONFIG_LIBDIR=$pcdir:/usr/share/pkgconfig pkg-config" ] &&
 		{ ! PKG_CONFIG_LIBDIR=$pcdir pkg-config --exists sqlite3 2>/dev/null ||
 			case "$cmd" in *"-I/usr/include/$triplet"*) true ;; *) false ;; esac; }; then
 		ok "$name: pkg-config reads $pcdir only"

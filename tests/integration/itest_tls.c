@@ -13,6 +13,7 @@
 #include "agent/store.h"
 #include "sync/proto.h"
 #include "sync/sync.h"
+#include "tests/lib/lpctl.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
 #include "tests/lib/tlsfront.h"
@@ -243,40 +244,10 @@ static void test_one_connection_http2(void **state)
 	tu_rmrf(dir);
 }
 
-static int read_port(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	int port = 0;
-	if (!f)
-		return 0;
-	if (fscanf(f, "%d", &port) != 1)
-		port = 0;
-	fclose(f);
-	return port;
-}
-
 /* One command to the proxy's control port; its answer line starts "ok". */
 static void lp_cmd(int ctl_port, const char *cmd, char *ans, size_t cap)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ctl_port)};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	size_t len = strlen(cmd), n = 0;
-	assert_int_equal(write(fd, cmd, len), (ssize_t)len);
-	assert_int_equal(write(fd, "\n", 1), 1);
-	while (n < cap - 1) {
-		ssize_t k = read(fd, ans + n, cap - 1 - n);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-		if (memchr(ans, '\n', n))
-			break;
-	}
-	ans[n] = 0;
-	close(fd);
-	assert_int_equal(strncmp(ans, "ok", 2), 0);
+	assert_int_equal(lpc_cmd(ctl_port, cmd, ans, cap), 0);
 }
 
 /* A connection that dies with several HTTP/2 streams on it (the long
@@ -308,12 +279,7 @@ static void test_one_new_connection_after_reset(void **state)
 		_exit(127);
 	}
 	int port = 0, ctl = 0;
-	for (int i = 0; i < 100 && !(port && ctl); i++) {
-		usleep(50000);
-		port = read_port(pf);
-		ctl = read_port(cf);
-	}
-	assert_true(port > 0 && ctl > 0);
+	assert_int_equal(lpc_wait_ports(pf, cf, 5000, &port, &ctl), 0);
 
 	char *dir = tu_tmpdir("tlsrst");
 	struct tu_store t;

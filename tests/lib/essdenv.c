@@ -3,6 +3,7 @@
 #include "agent/ctl_client.h"
 #include "agent/store.h"
 #include "hal/keystore.h"
+#include "tests/lib/lpctl.h"
 #include "tests/lib/testutil.h"
 
 #include <arpa/inet.h>
@@ -195,18 +196,6 @@ int ee_srv_start(struct essenv *e)
 
 /* ---- the proxy ---- */
 
-static int read_port(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	int port = 0;
-	if (f) {
-		if (fscanf(f, "%d", &port) != 1)
-			port = 0;
-		fclose(f);
-	}
-	return port;
-}
-
 int ee_proxy_start(struct essenv *e, char *const *extra)
 {
 	char prog[500], conn[64], pf[600], cf[600];
@@ -232,44 +221,12 @@ int ee_proxy_start(struct essenv *e, char *const *extra)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
 	e->proxy = ee_spawn(e, "proxy", argv);
-	for (int i = 0; i < 400; i++) {
-		if ((e->proxy_port = read_port(pf)) > 0 && (e->ctl_port = read_port(cf)) > 0)
-			return 0;
-		usleep(10000);
-	}
-	return -ETIMEDOUT;
+	return lpc_wait_ports(pf, cf, 4000, &e->proxy_port, &e->ctl_port);
 }
 
 int ee_proxy_cmd(struct essenv *e, const char *line, char *ans, size_t cap)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET,
-	                        .sin_port = htons((uint16_t)e->ctl_port),
-	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	char buf[512];
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		close(fd);
-		return -ECONNREFUSED;
-	}
-	snprintf(buf, sizeof(buf), "%s\n", line);
-	if (write(fd, buf, strlen(buf)) < 0) {
-		close(fd);
-		return -EIO;
-	}
-	size_t n = 0;
-	while (n < sizeof(buf) - 1) {
-		ssize_t r = read(fd, buf + n, 1);
-		if (r <= 0 || buf[n] == '\n')
-			break;
-		n++;
-	}
-	buf[n] = 0;
-	close(fd);
-	if (ans)
-		snprintf(ans, cap, "%s", buf);
-	return strncmp(buf, "ok", 2) == 0 ? 0 : -EINVAL;
+	return lpc_cmd(e->ctl_port, line, ans, cap);
 }
 
 /* ---- essd ---- */

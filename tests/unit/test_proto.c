@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <sodium.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static void test_b64_sha_time(void **state)
 {
@@ -46,6 +48,37 @@ static void test_b64_sha_time(void **state)
 	assert_int_equal(proto_time_parse("2026-11-28T10:31:02.120+07:00", &ms), -EINVAL);
 	assert_int_equal(proto_time_parse("2026-13-28T10:31:02.120Z", &ms), -EINVAL);
 	assert_int_equal(proto_time_parse("2026-11-28 10:31:02.120Z", &ms), -EINVAL);
+}
+
+/* server_time comes from the server: absurd values are refused, never
+ * converted (1e300 / 1000 does not fit an int64_t). */
+static void test_server_clock_offset(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+	    "{}",
+	    "{\"server_time\":\"1795861862120\"}",
+	    "{\"server_time\":0}",
+	    "{\"server_time\":-5}",
+	    "{\"server_time\":1e300}",
+	    "{\"server_time\":253402300800000}",
+	};
+	int64_t off = 12345;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *d = cJSON_Parse(bad[i]);
+		assert_non_null(d);
+		assert_int_equal(proto_server_clock_offset(d, &off), -EINVAL);
+		cJSON_Delete(d);
+	}
+	assert_int_equal(off, 12345); /* untouched on refusal */
+	assert_int_equal(proto_server_clock_offset(NULL, &off), -EINVAL);
+	char json[64];
+	int64_t ahead_ms = ((int64_t)time(NULL) + 3600) * 1000;
+	snprintf(json, sizeof(json), "{\"server_time\":%lld}", (long long)ahead_ms);
+	cJSON *d = cJSON_Parse(json);
+	assert_int_equal(proto_server_clock_offset(d, &off), 0);
+	assert_true(off > 3500 && off <= 3600); /* a slow run may cross seconds */
+	cJSON_Delete(d);
 }
 
 static void test_ids(void **state)
@@ -331,10 +364,15 @@ int main(void)
 	if (sodium_init() < 0)
 		return 1;
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_b64_sha_time),   cmocka_unit_test(test_ids),
-	    cmocka_unit_test(test_sign_string),    cmocka_unit_test(test_envelopes),
-	    cmocka_unit_test(test_incident_parse), cmocka_unit_test(test_status_rules),
-	    cmocka_unit_test(test_events),         cmocka_unit_test(test_fixes_and_gzip),
+	    cmocka_unit_test(test_b64_sha_time),
+	    cmocka_unit_test(test_ids),
+	    cmocka_unit_test(test_sign_string),
+	    cmocka_unit_test(test_envelopes),
+	    cmocka_unit_test(test_incident_parse),
+	    cmocka_unit_test(test_status_rules),
+	    cmocka_unit_test(test_events),
+	    cmocka_unit_test(test_fixes_and_gzip),
+	    cmocka_unit_test(test_server_clock_offset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
