@@ -19,6 +19,7 @@
 
 #include "agent/ctl_client.h"
 #include "tests/lib/faketree.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
 
@@ -44,40 +45,15 @@ struct env {
 	char device_id[160];
 };
 
+/* essd in its own process group with the fake tree as its hardware, output
+ * appended to dir/LOG. */
 static pid_t spawn(struct env *e, const char *log, char *const argv[])
 {
-	char path[800];
+	char path[800], root[700];
 	snprintf(path, sizeof(path), "%s/%s", e->dir, log);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		setenv("HAL_SYSFS_ROOT", e->root, 1);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-static void stop_pid(pid_t *pid)
-{
-	if (*pid <= 0)
-		return;
-	kill(*pid, SIGTERM);
-	for (int i = 0; i < 300; i++) {
-		if (waitpid(*pid, NULL, WNOHANG) == *pid) {
-			*pid = 0;
-			return;
-		}
-		usleep(10000);
-	}
-	kill(*pid, SIGKILL);
-	waitpid(*pid, NULL, 0);
-	*pid = 0;
+	snprintf(root, sizeof(root), "HAL_SYSFS_ROOT=%s", e->root);
+	char *const env[] = {root, NULL};
+	return tp_spawn(path, argv, env);
 }
 
 static int setup(void **state)
@@ -94,7 +70,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct env *e = *state;
-	stop_pid(&e->essd);
+	tp_stop(&e->essd, SIGKILL, 2000);
 	refsrv_stop(&e->srv);
 	tu_rmrf(e->dir);
 	free(e);
@@ -334,7 +310,7 @@ static void test_essd_hardware(void **state)
 	WAIT_FOR(tu_file_count(log, "power: ac", 9) >= 1, 5000);
 	assert_true(tu_file_count(log, "power: ac", 9) >= 1);
 
-	stop_pid(&e->essd);
+	assert_int_equal(tp_stop(&e->essd, SIGTERM, 3000), 0);
 	essd_log_clean(e);
 	/* the panic was logged once, as a double press */
 	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
@@ -431,7 +407,7 @@ static void test_link_up_syncs_now(void **state)
 	char log[700];
 	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
 	assert_true(tu_file_count(log, "link: essv0 up (carrier)", 24) >= 1);
-	stop_pid(&e->essd);
+	assert_int_equal(tp_stop(&e->essd, SIGTERM, 3000), 0);
 	essd_log_clean(e);
 	refsrv_stop(&e->srv);
 }
