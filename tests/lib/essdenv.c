@@ -3,6 +3,7 @@
 #include "agent/ctl_client.h"
 #include "agent/store.h"
 #include "hal/keystore.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/testutil.h"
 
 #include <arpa/inet.h>
@@ -36,9 +37,9 @@ void ee_close(struct essenv *e)
 {
 	if (!e->dir)
 		return;
-	ee_stop(&e->essd, SIGKILL, 2000);
-	ee_stop(&e->proxy, SIGKILL, 2000);
-	ee_stop(&e->srv, SIGKILL, 2000);
+	tp_stop(&e->essd, SIGKILL, 2000);
+	tp_stop(&e->proxy, SIGKILL, 2000);
+	tp_stop(&e->srv, SIGKILL, 2000);
 	if (getenv("ESS_KEEP_DIR"))
 		fprintf(stderr, "# kept %s\n", e->dir), free(e->dir);
 	else
@@ -46,54 +47,12 @@ void ee_close(struct essenv *e)
 	e->dir = NULL;
 }
 
-pid_t ee_spawn(struct essenv *e, const char *name, char *const argv[])
+/* A child in its own process group, output appended to dir/NAME.log. */
+static pid_t spawn(struct essenv *e, const char *name, char *const argv[])
 {
 	char log[700];
 	snprintf(log, sizeof(log), "%s/%s.log", e->dir, name);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		setpgid(0, 0);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	setpgid(pid, pid);
-	return pid;
-}
-
-int ee_stop(pid_t *pid, int sig, int wait_ms)
-{
-	int status = 0, rc = -1;
-	if (*pid <= 0)
-		return -1;
-	kill(-*pid, sig);
-	int64_t until = tu_now_ms() + wait_ms;
-	for (;;) {
-		pid_t w = waitpid(*pid, &status, WNOHANG);
-		if (w == *pid || (w < 0 && errno == ECHILD)) {
-			rc = w < 0               ? 0
-			     : WIFEXITED(status) ? WEXITSTATUS(status)
-			                         : 128 + WTERMSIG(status);
-			break;
-		}
-		if (tu_now_ms() >= until) {
-			kill(-*pid, SIGKILL);
-			waitpid(*pid, &status, 0);
-			rc = 999; /* did not stop in time */
-			break;
-		}
-		usleep(5000);
-	}
-	kill(-*pid, SIGKILL); /* anything left in its group */
-	*pid = 0;
-	return rc;
+	return tp_spawn(log, argv, NULL);
 }
 
 /* ---- the reference server ---- */
@@ -173,9 +132,7 @@ int ee_srv_start(struct essenv *e)
 	/* a port freed a moment ago may still be in TIME_WAIT on a restart:
 	 * the server sets SO_REUSEADDR, but retry a few times anyway */
 	for (int attempt = 0; attempt < 5; attempt++) {
-		e->srv = ee_spawn(e, "srv", argv);
-		if (e->srv < 0)
-			return (int)e->srv;
+		e->srv = spawn(e, "srv", argv);
 		for (int i = 0; i < 400; i++) {
 			if (access(pf, R_OK) == 0) {
 				e->srv_starts++;
@@ -187,7 +144,7 @@ int ee_srv_start(struct essenv *e)
 			}
 			usleep(10000);
 		}
-		ee_stop(&e->srv, SIGKILL, 1000);
+		tp_stop(&e->srv, SIGKILL, 1000);
 		usleep(200000);
 	}
 	return -ETIMEDOUT;
@@ -231,7 +188,7 @@ int ee_proxy_start(struct essenv *e, char *const *extra)
 	for (int i = 0; extra && extra[i] && n < 30; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-	e->proxy = ee_spawn(e, "proxy", argv);
+	e->proxy = spawn(e, "proxy", argv);
 	for (int i = 0; i < 400; i++) {
 		if ((e->proxy_port = read_port(pf)) > 0 && (e->ctl_port = read_port(cf)) > 0)
 			return 0;
@@ -309,9 +266,9 @@ static int essd_cmd(struct essenv *e, char *const args[])
 	for (int i = 0; args[i] && n < 7; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
-	pid_t p = ee_spawn(e, "essd-cmd", argv);
+	pid_t p = spawn(e, "essd-cmd", argv);
 	int status;
-	if (p < 0 || waitpid(p, &status, 0) != p)
+	if (waitpid(p, &status, 0) != p)
 		return -ECHILD;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
@@ -344,7 +301,7 @@ int ee_essd_spawn(struct essenv *e)
 	char prog[500];
 	snprintf(prog, sizeof(prog), "%s/essd", e->build);
 	char *argv[] = {prog, "run", "-c", e->conf, NULL};
-	e->essd = ee_spawn(e, "essd", argv);
+	e->essd = spawn(e, "essd", argv);
 	if (e->essd < 0) {
 		int rc = (int)e->essd;
 		e->essd = 0;

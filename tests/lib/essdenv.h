@@ -5,9 +5,10 @@
  * the dispatcher API; and a ledger of the responders' actions checked
  * against the server's record.
  *
- * Every child runs in its own process group and is stopped by that pid
- * (never by name): ee_close() stops whatever is still running, also after a
- * failed assertion (call it from the teardown).
+ * Every child runs in its own process group (tests/lib/proc.h: tp_spawn)
+ * and is stopped by that pid with tp_stop (never by name): ee_close()
+ * stops whatever is still running, also after a failed assertion (call it
+ * from the teardown).
  *
  * Programs come from $ESS_BUILD (default build/host). Functions return 0 or
  * a negative errno unless their comment says otherwise. */
@@ -40,14 +41,6 @@ struct essenv {
 int ee_open(struct essenv *e, const char *tag);
 /* Stops every child by pid (SIGKILL), removes the directory. */
 void ee_close(struct essenv *e);
-
-/* fork + exec argv in a new process group, stdout and stderr appended to
- * dir/NAME.log. Returns the pid (-errno on failure). */
-pid_t ee_spawn(struct essenv *e, const char *name, char *const argv[]);
-/* Signals the process group of *pid and waits at most wait_ms, then
- * SIGKILLs it. Returns the exit status, 128 + signal, or -1 when *pid was
- * 0. Sets *pid to 0. */
-int ee_stop(pid_t *pid, int sig, int wait_ms);
 
 /* The reference server on srv_port with its database in dir (kept across
  * restarts); waits until it answers. */
