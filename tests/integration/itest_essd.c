@@ -274,16 +274,9 @@ static void essd_start(struct env *e)
 	fail_msg("essd did not start");
 }
 
-/* As ee_status_num, with call()'s longer wait (valgrind). */
 static double status_num(struct env *e, const char *a, const char *b)
 {
-	cJSON *ans = call(e, "status", NULL);
-	const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(ans, "result"), a);
-	if (b)
-		v = cJSON_GetObjectItem(v, b);
-	double d = cJSON_IsNumber(v) ? v->valuedouble : cJSON_IsTrue(v) ? 1 : -1;
-	cJSON_Delete(ans);
-	return d;
+	return ee_ctl_status_num(e->ee.sock, a, b, 10000); /* call()'s wait: valgrind */
 }
 
 #define WAIT_FOR(cond, ms)                                                                         \

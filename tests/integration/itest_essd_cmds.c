@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "agent/ctl_client.h"
+#include "tests/lib/essdenv.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
@@ -197,14 +198,7 @@ static void provision(struct env *e)
 
 static cJSON *call(struct env *e, const char *method, const char *params)
 {
-	struct ctl_conn *c;
-	char err[256];
-	cJSON *ans = NULL;
-	if (ctl_conn_open(e->sock, &c, err, sizeof(err)) < 0)
-		return NULL;
-	int rc = ctl_conn_call(c, method, params ? cJSON_Parse(params) : NULL, 10000, &ans);
-	ctl_conn_close(c);
-	return rc == 0 ? ans : NULL;
+	return ee_ctl_call(e->sock, method, params, 10000);
 }
 
 static int call_ok(struct env *e, const char *method, const char *params)

@@ -336,12 +336,12 @@ int ee_essd_start(struct essenv *e)
 	return rc < 0 ? rc : ee_essd_wait(e, 15000);
 }
 
-cJSON *ee_call(struct essenv *e, const char *method, const char *params, int timeout_ms)
+cJSON *ee_ctl_call(const char *sock, const char *method, const char *params, int timeout_ms)
 {
 	struct ctl_conn *c;
 	char err[256];
 	cJSON *ans = NULL;
-	if (ctl_conn_open(e->sock, &c, err, sizeof(err)) < 0)
+	if (ctl_conn_open(sock, &c, err, sizeof(err)) < 0)
 		return NULL;
 	int rc = ctl_conn_call(c, method, params ? cJSON_Parse(params) : NULL, timeout_ms, &ans);
 	ctl_conn_close(c);
@@ -352,15 +352,25 @@ cJSON *ee_call(struct essenv *e, const char *method, const char *params, int tim
 	return ans;
 }
 
-double ee_status_num(struct essenv *e, const char *a, const char *b)
+cJSON *ee_call(struct essenv *e, const char *method, const char *params, int timeout_ms)
 {
-	cJSON *ans = ee_call(e, "status", NULL, 5000);
+	return ee_ctl_call(e->sock, method, params, timeout_ms);
+}
+
+double ee_ctl_status_num(const char *sock, const char *a, const char *b, int timeout_ms)
+{
+	cJSON *ans = ee_ctl_call(sock, "status", NULL, timeout_ms);
 	const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(ans, "result"), a);
 	if (b)
 		v = cJSON_GetObjectItem(v, b);
 	double d = cJSON_IsNumber(v) ? v->valuedouble : cJSON_IsTrue(v) ? 1 : -1;
 	cJSON_Delete(ans);
 	return d;
+}
+
+double ee_status_num(struct essenv *e, const char *a, const char *b)
+{
+	return ee_ctl_status_num(e->sock, a, b, 5000);
 }
 
 int ee_wait_drained(struct essenv *e, int wait_ms)

@@ -74,8 +74,11 @@ int ee_essd_start(struct essenv *e);
 /* A control-socket call; the whole answer or NULL (no connection, no
  * answer within timeout_ms). */
 cJSON *ee_call(struct essenv *e, const char *method, const char *params, int timeout_ms);
+/* The same on the socket at sock (for tests that start essd themselves). */
+cJSON *ee_ctl_call(const char *sock, const char *method, const char *params, int timeout_ms);
 /* status.A(.B) as a number (true: 1); -1 when absent or not reachable. */
 double ee_status_num(struct essenv *e, const char *a, const char *b);
+double ee_ctl_status_num(const char *sock, const char *a, const char *b, int timeout_ms);
 /* Waits until the outbox is empty (kicking a sync now and then). */
 int ee_wait_drained(struct essenv *e, int wait_ms);
 /* An assigned incident for the unit, waited for on the device, acked. */
