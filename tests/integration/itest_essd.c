@@ -279,12 +279,7 @@ static double status_num(struct env *e, const char *a, const char *b)
 	return ee_ctl_status_num(e->ee.sock, a, b, 10000); /* call()'s wait: valgrind */
 }
 
-#define WAIT_FOR(cond, ms)                                                                         \
-	do {                                                                                       \
-		int64_t until_ = tu_now_ms() + (ms)*slow;                                          \
-		while (!(cond) && tu_now_ms() < until_)                                            \
-			usleep(50000);                                                             \
-	} while (0)
+#define WAIT_FOR(cond, ms) TU_WAIT_FOR(cond, (ms)*slow)
 
 static int has_incident(struct env *e, const char *id)
 {

@@ -77,13 +77,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-#define WAIT_FOR(cond, ms)                                                                         \
-	do {                                                                                       \
-		int64_t until_ = tu_now_ms() + (ms);                                               \
-		while (!(cond) && tu_now_ms() < until_)                                            \
-			usleep(50000);                                                             \
-	} while (0)
-
 static cJSON *admin(struct env *e, const char *method, const char *path, const char *json)
 {
 	long status = 0;
@@ -234,23 +227,25 @@ static void test_essd_hardware(void **state)
 
 	/* the first heartbeat tells the battery, not a made-up "vehicle" */
 	char power[32];
-	WAIT_FOR(last_heartbeat(e, power, sizeof(power)) != -2, 15000);
+	TU_WAIT_FOR(last_heartbeat(e, power, sizeof(power)) != -2, 15000);
 	assert_int_equal(last_heartbeat(e, power, sizeof(power)), 55);
 	assert_string_equal(power, "battery");
 
 	/* a silent assignment: light, never sound */
 	incident(e, "INC-HAL-SILENT", 1);
-	WAIT_FOR(!strcmp(rd(e, "sys/class/leds/status/trigger", buf, sizeof(buf)), "timer"), 15000);
+	TU_WAIT_FOR(!strcmp(rd(e, "sys/class/leds/status/trigger", buf, sizeof(buf)), "timer"),
+	            15000);
 	assert_string_equal(rd(e, "sys/class/leds/status/trigger", buf, sizeof(buf)), "timer");
 	assert_string_equal(rd(e, "sys/class/leds/buzzer/brightness", buf, sizeof(buf)), "0");
 	/* a normal one sounds */
 	incident(e, "INC-HAL-LOUD", 0);
-	WAIT_FOR(!strcmp(rd(e, "sys/class/leds/buzzer/brightness", buf, sizeof(buf)), "1"), 15000);
+	TU_WAIT_FOR(!strcmp(rd(e, "sys/class/leds/buzzer/brightness", buf, sizeof(buf)), "1"),
+	            15000);
 	assert_string_equal(rd(e, "sys/class/leds/buzzer/brightness", buf, sizeof(buf)), "1");
 
 	/* the panic button: one press is nothing, a double press is an SOS */
 	int w = -1;
-	WAIT_FOR((w = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0, 5000);
+	TU_WAIT_FOR((w = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0, 5000);
 	assert_true(w >= 0);
 	key(w, 1);
 	usleep(100000);
@@ -264,7 +259,7 @@ static void test_essd_hardware(void **state)
 	key(w, 1);
 	usleep(100000);
 	key(w, 0);
-	WAIT_FOR(accepted_sos(e) == 1, 15000);
+	TU_WAIT_FOR(accepted_sos(e) == 1, 15000);
 	assert_int_equal(accepted_sos(e), 1);
 
 	/* essctl status shows the hardware */
@@ -307,7 +302,7 @@ static void test_essd_hardware(void **state)
 	ft_write(e->root, "sys/class/power_supply/AC/type", "Mains\n");
 	ft_write(e->root, "sys/class/power_supply/AC/online", "1\n");
 	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
-	WAIT_FOR(tu_file_count(log, "power: ac", 9) >= 1, 5000);
+	TU_WAIT_FOR(tu_file_count(log, "power: ac", 9) >= 1, 5000);
 	assert_true(tu_file_count(log, "power: ac", 9) >= 1);
 
 	assert_int_equal(tp_stop(&e->essd, SIGTERM, 3000), 0);
@@ -362,7 +357,7 @@ static void test_link_up_syncs_now(void **state)
 	snprintf(sock, sizeof(sock), "%s/essd.sock", e->dir);
 	struct ctl_conn *c = NULL;
 	char err[256];
-	WAIT_FOR(ctl_conn_open(sock, &c, err, sizeof(err)) == 0, 10000);
+	TU_WAIT_FOR(ctl_conn_open(sock, &c, err, sizeof(err)) == 0, 10000);
 	assert_non_null(c);
 
 	/* the server fails (502, no Retry-After) until essd backs off for a
@@ -398,7 +393,7 @@ static void test_link_up_syncs_now(void **state)
 	ip("link add essv0 type veth peer name essv1");
 	ip("link set essv1 up");
 	ip("link set essv0 up");
-	WAIT_FOR(accepted_sos(e) == 1, 15000);
+	TU_WAIT_FOR(accepted_sos(e) == 1, 15000);
 	int64_t t_done = tu_now_ms();
 	assert_int_equal(accepted_sos(e), 1);
 	if (t_done >= t_seen + hold - 300)
