@@ -37,6 +37,7 @@
 #include "agent/ctl_client.h"
 #include "agent/store.h"
 #include "tests/bench/bench.h"
+#include "tests/lib/essdenv.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
@@ -218,26 +219,13 @@ static int64_t wait_ready(pid_t pid, int timeout_ms)
 
 static cJSON *ctl(const char *method)
 {
-	struct ctl_conn *c;
-	char err[256];
-	cJSON *ans = NULL;
-	if (ctl_conn_open(sock, &c, err, sizeof(err)) < 0)
-		return NULL;
-	int rc = ctl_conn_call(c, method, NULL, 10000, &ans);
-	ctl_conn_close(c);
-	return rc == 0 ? ans : NULL;
+	return ee_ctl_call(sock, method, NULL, 10000);
 }
 
 /* status.result.a[.b] as a number (true = 1), -1 when absent. */
 static double status_num(const char *a, const char *b)
 {
-	cJSON *ans = ctl("status");
-	const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(ans, "result"), a);
-	if (b)
-		v = cJSON_GetObjectItem(v, b);
-	double d = cJSON_IsNumber(v) ? v->valuedouble : cJSON_IsTrue(v) ? 1 : -1;
-	cJSON_Delete(ans);
-	return d;
+	return ee_ctl_status_num(sock, a, b, 10000);
 }
 
 static void write_conf(const char *dir, int gport)

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "tests/lib/essdenv.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/testutil.h"
 
 #include <curl/curl.h>
@@ -77,11 +78,11 @@ static void test_crash_loop(void **state)
 	assert_int_equal(ee_incident(&env, INCIDENT), 0);
 	/* how long a start takes here: kills are spread over it and a window of
 	 * actions after it */
-	assert_int_equal(ee_stop(&env.essd, SIGTERM, 5000), 0);
+	assert_int_equal(tp_stop(&env.essd, SIGTERM, 5000), 0);
 	int64_t t0 = tu_now_ms();
 	assert_int_equal(ee_essd_start(&env), 0);
 	int start_ms = (int)(tu_now_ms() - t0);
-	ee_stop(&env.essd, SIGKILL, 2000);
+	tp_stop(&env.essd, SIGKILL, 2000);
 	int span = start_ms + 400;
 	print_message("# essd starts in %d ms; kills at 0..%d ms after the exec\n", start_ms, span);
 

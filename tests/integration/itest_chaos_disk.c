@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "tests/lib/essdenv.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/fakegpsd.h"
 #include "tests/lib/testutil.h"
 
@@ -47,7 +48,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	fakegpsd_stop(&gpsd_pid);
-	ee_stop(&env.essd, SIGKILL, 2000);
+	tp_stop(&env.essd, SIGKILL, 2000);
 	if (mounted && umount2(mnt, MNT_DETACH) == 0)
 		mounted = 0;
 	ee_close(&env);
@@ -141,7 +142,7 @@ static void test_disk_full(void **state)
 	for (int round = 0; round < rounds; round++) {
 		/* the server away: nothing drains, the disk is all there is; some
 		 * trail on disk, and the reserve made */
-		ee_stop(&env.srv, SIGKILL, 2000);
+		tp_stop(&env.srv, SIGKILL, 2000);
 		for (int i = 0; i < 150 && ee_status_num(&env, "queue", "positions") < 5; i++)
 			usleep(100000);
 		assert_false(status_flag("disk_full"));

@@ -23,6 +23,7 @@
 
 #include "agent/store.h"
 #include "tests/lib/essdenv.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/fakegpsd.h"
 #include "tests/lib/testutil.h"
 
@@ -264,7 +265,7 @@ static void test_hostile_gpsd(void **state)
 	/* The trail: what reached the server, and what is still in essd's store
 	 * (essd stopped: its last flush), read through the store's API. */
 	fakegpsd_stop(&gpsd_pid);
-	assert_int_equal(ee_stop(&env.essd, SIGTERM, 5000), 0);
+	assert_int_equal(tp_stop(&env.essd, SIGTERM, 5000), 0);
 	int64_t t_end = tu_now_ms();
 	struct trail tr = {0};
 	char path[300];

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "tests/lib/essdenv.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/testutil.h"
 
 #include <curl/curl.h>
@@ -165,7 +166,7 @@ static void flap_tick(int n)
 {
 	/* down for one tick, up for the next */
 	if (n % 2 == 0)
-		ee_stop(&env.srv, SIGKILL, 2000);
+		tp_stop(&env.srv, SIGKILL, 2000);
 	else
 		assert_int_equal(ee_srv_start(&env), 0);
 }

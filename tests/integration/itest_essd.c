@@ -26,6 +26,7 @@
 #include "agent/ctl.h"
 #include "agent/ctl_client.h"
 #include "tests/lib/canary.h"
+#include "tests/lib/essdenv.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/testutil.h"
 
@@ -46,21 +47,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define UNIT  "NST-RESP-04"
-#define ADMIN "itest-admin-token"
+#define UNIT "NST-RESP-04"
 
 /* Under valgrind everything essd does takes several times longer. */
 static int valgrind_mode;
 static int slow = 1;
 
+/* The server (fixed port, database kept across restarts), the admin API and
+ * the control socket come from tests/lib/essdenv; essd itself is started
+ * here (under valgrind when asked). */
 struct env {
-	char *dir;
-	char build[400];
-	pid_t srv, essd, fake;
-	int port, gps_port;
-	char conf[600], sock[200];
-	char device_id[160];
-	int ntok;
+	struct essenv ee;
+	pid_t fake;            /* gpsfake's process group */
 	const char *ctl_group; /* [control] group, NULL: none */
 };
 
@@ -68,7 +66,7 @@ struct env {
 static pid_t spawn(struct env *e, const char *name, char *const argv[])
 {
 	char log[700];
-	snprintf(log, sizeof(log), "%s/%s.log", e->dir, name);
+	snprintf(log, sizeof(log), "%s/%s.log", e->ee.dir, name);
 	return tp_spawn(log, argv, NULL);
 }
 
@@ -83,70 +81,20 @@ static int stop(pid_t *pid, int sig, int wait_ms)
 
 static void srv_start(struct env *e)
 {
-	char listen[64], db[600], key[600], pf[600];
-	snprintf(listen, sizeof(listen), "127.0.0.1:%d", e->port);
-	snprintf(db, sizeof(db), "%s/srv.db", e->dir);
-	snprintf(key, sizeof(key), "%s/srv.key", e->dir);
-	snprintf(pf, sizeof(pf), "%s/srv.port", e->dir);
-	unlink(pf);
-	char prog[500];
-	snprintf(prog, sizeof(prog), "%s/ess-refserver", e->build);
-	char *argv[] = {prog, "--listen",      listen, "--db",        db, "--key",
-	                key,  "--admin-token", ADMIN,  "--port-file", pf, NULL};
-	e->srv = spawn(e, "srv", argv);
-	for (int i = 0; i < 200; i++) {
-		if (access(pf, R_OK) == 0)
-			return;
-		usleep(25000);
-	}
-	fail_msg("server did not start");
+	assert_int_equal(ee_srv_start(&e->ee), 0);
 }
 
-struct buf {
-	char *p;
-	size_t n;
-};
-
-static size_t buf_write(char *d, size_t sz, size_t nm, void *arg)
-{
-	struct buf *b = arg;
-	char *p = realloc(b->p, b->n + sz * nm + 1);
-	assert_non_null(p);
-	memcpy(p + b->n, d, sz * nm);
-	b->p = p;
-	b->n += sz * nm;
-	p[b->n] = 0;
-	return sz * nm;
-}
-
-/* method NULL: GET, or POST with json. */
+/* method NULL: GET, or POST with json. Fails the test unless 2xx. */
 static cJSON *admin_req(struct env *e, const char *method, const char *path, const char *json)
 {
-	CURL *c = curl_easy_init();
-	struct buf b = {0};
-	char url[512];
-	struct curl_slist *h = NULL;
-	h = curl_slist_append(h, "Authorization: Bearer " ADMIN);
-	h = curl_slist_append(h, "Content-Type: application/json");
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", e->port, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	if (json)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
-	if (method)
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-	CURLcode cc = curl_easy_perform(c);
 	long code = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h);
-	if (cc != CURLE_OK || code < 200 || code >= 300)
-		fail_msg("admin %s: curl %d http %ld %s", path, cc, code, b.p ? b.p : "");
-	cJSON *doc = b.p ? cJSON_Parse(b.p) : NULL;
-	free(b.p);
+	if (!method)
+		method = json ? "POST" : "GET";
+	cJSON *doc = ee_admin(&e->ee, method, path, json, &code);
+	if (code < 200 || code >= 300) {
+		cJSON_Delete(doc);
+		fail_msg("admin %s %s: http %ld", method, path, code);
+	}
 	return doc;
 }
 
@@ -173,7 +121,7 @@ static void srv_incident(struct env *e, const char *id, int silent)
 static int srv_accepted(struct env *e, const char *type)
 {
 	char path[300];
-	snprintf(path, sizeof(path), "/admin/devices/%s/events", e->device_id);
+	snprintf(path, sizeof(path), "/admin/devices/%s/events", e->ee.device_id);
 	cJSON *doc = admin(e, path, NULL), *it;
 	const cJSON *list = cJSON_GetObjectItem(doc, "events");
 	int n = 0, k = 0, total = cJSON_GetArraySize(list);
@@ -214,12 +162,10 @@ static void srv_incident_status(struct env *e, const char *id, char *out, size_t
 static void write_conf(struct env *e)
 {
 	char text[2048], serial[600];
-	snprintf(serial, sizeof(serial), "%s/serial", e->dir);
+	snprintf(serial, sizeof(serial), "%s/serial", e->ee.dir);
 	FILE *f = fopen(serial, "w");
 	fputs("SN-ITEST-1\n", f);
 	fclose(f);
-	snprintf(e->conf, sizeof(e->conf), "%s/essd.conf", e->dir);
-	snprintf(e->sock, sizeof(e->sock), "%s/essd.sock", e->dir);
 	snprintf(text, sizeof(text),
 	         "[log]\nlevel = debug\n[store]\ndir = %s/store\nposition_flush_s = 1\n"
 	         "[keystore]\nkey_file = %s/kek\n"
@@ -228,9 +174,10 @@ static void write_conf(struct env *e)
 	         "[gps]\nport = %d\ninterval_s = 1\nmin_distance_m = 0\n"
 	         "[control]\nsocket = %s\n%s%s%s[device]\nserial_file = %s\n"
 	         "[heartbeat]\ninterval_s = 10\n",
-	         e->dir, e->dir, e->port, e->gps_port, e->sock, e->ctl_group ? "group = " : "",
-	         e->ctl_group ? e->ctl_group : "", e->ctl_group ? "\n" : "", serial);
-	f = fopen(e->conf, "w");
+	         e->ee.dir, e->ee.dir, e->ee.srv_port, e->ee.gps_port, e->ee.sock,
+	         e->ctl_group ? "group = " : "", e->ctl_group ? e->ctl_group : "",
+	         e->ctl_group ? "\n" : "", serial);
+	f = fopen(e->ee.conf, "w");
 	fputs(text, f);
 	fclose(f);
 }
@@ -250,7 +197,7 @@ static void essd_argv(struct env *e, char *const args[], char *out[], size_t cap
 	if (valgrind_mode) {
 		for (size_t i = 0; i < sizeof(vg) / sizeof(vg[0]); i++)
 			out[n++] = vg[i];
-		snprintf(logopt, logcap, "--log-file=%s/valgrind-%%p.log", e->dir);
+		snprintf(logopt, logcap, "--log-file=%s/valgrind-%%p.log", e->ee.dir);
 		out[n++] = logopt;
 	}
 	for (size_t i = 0; args[i] && n < cap - 1; i++)
@@ -261,12 +208,12 @@ static void essd_argv(struct env *e, char *const args[], char *out[], size_t cap
 static int essd_cmd(struct env *e, const char *a1, const char *a2, const char *a3)
 {
 	char prog[500];
-	snprintf(prog, sizeof(prog), "%s/essd", e->build);
+	snprintf(prog, sizeof(prog), "%s/essd", e->ee.build);
 	char b1[200], b2[200], b3[200];
 	snprintf(b1, sizeof(b1), "%s", a1);
 	snprintf(b2, sizeof(b2), "%s", a2 ? a2 : "");
 	snprintf(b3, sizeof(b3), "%s", a3 ? a3 : "");
-	char *args[] = {prog, b1, "-c", e->conf, a2 ? b2 : NULL, a3 ? b3 : NULL, NULL};
+	char *args[] = {prog, b1, "-c", e->ee.conf, a2 ? b2 : NULL, a3 ? b3 : NULL, NULL};
 	char *argv[20], logopt[800];
 	essd_argv(e, args, argv, 20, logopt, sizeof(logopt));
 	pid_t p = spawn(e, "essd-cmd", argv);
@@ -278,28 +225,21 @@ static int essd_cmd(struct env *e, const char *a1, const char *a2, const char *a
 static void provision(struct env *e)
 {
 	char tok[128], body[256];
-	snprintf(tok, sizeof(tok), CANARY_TOKEN "-%d", e->ntok++);
+	snprintf(tok, sizeof(tok), CANARY_TOKEN "-%d", e->ee.ntok++);
 	snprintf(body, sizeof(body), "{\"unit\":\"" UNIT "\",\"token\":\"%s\"}", tok);
 	cJSON_Delete(admin(e, "/admin/tokens", body));
 	assert_int_equal(essd_cmd(e, "provision", "--token", tok), 0);
 	cJSON *d = admin(e, "/admin/devices", NULL);
 	const cJSON *list = cJSON_GetObjectItem(d, "devices");
 	const cJSON *last = cJSON_GetArrayItem(list, cJSON_GetArraySize(list) - 1);
-	snprintf(e->device_id, sizeof(e->device_id), "%s",
+	snprintf(e->ee.device_id, sizeof(e->ee.device_id), "%s",
 	         cJSON_GetObjectItem(last, "device_id")->valuestring);
 	cJSON_Delete(d);
 }
 
 static cJSON *call(struct env *e, const char *method, const char *params)
 {
-	struct ctl_conn *c;
-	char err[256];
-	cJSON *ans = NULL;
-	if (ctl_conn_open(e->sock, &c, err, sizeof(err)) < 0)
-		return NULL;
-	int rc = ctl_conn_call(c, method, params ? cJSON_Parse(params) : NULL, 10000, &ans);
-	ctl_conn_close(c);
-	return rc == 0 ? ans : NULL;
+	return ee_call(&e->ee, method, params, 10000);
 }
 
 /* ok:true answer's result item (the whole answer to delete in *ans). */
@@ -319,11 +259,11 @@ static int call_ok(struct env *e, const char *method, const char *params)
 static void essd_start(struct env *e)
 {
 	char prog[500];
-	snprintf(prog, sizeof(prog), "%s/essd", e->build);
-	char *args[] = {prog, "run", "-c", e->conf, NULL};
+	snprintf(prog, sizeof(prog), "%s/essd", e->ee.build);
+	char *args[] = {prog, "run", "-c", e->ee.conf, NULL};
 	char *argv[20], logopt[800];
 	essd_argv(e, args, argv, 20, logopt, sizeof(logopt));
-	e->essd = spawn(e, "essd", argv);
+	e->ee.essd = spawn(e, "essd", argv);
 	for (int i = 0; i < 200 * slow; i++) {
 		cJSON *a = call(e, "status", NULL);
 		cJSON_Delete(a);
@@ -336,22 +276,10 @@ static void essd_start(struct env *e)
 
 static double status_num(struct env *e, const char *a, const char *b)
 {
-	cJSON *ans = call(e, "status", NULL);
-	const cJSON *r = cJSON_GetObjectItem(ans, "result");
-	const cJSON *v = cJSON_GetObjectItem(r, a);
-	if (b)
-		v = cJSON_GetObjectItem(v, b);
-	double d = cJSON_IsNumber(v) ? v->valuedouble : cJSON_IsTrue(v) ? 1 : -1;
-	cJSON_Delete(ans);
-	return d;
+	return ee_ctl_status_num(e->ee.sock, a, b, 10000); /* call()'s wait: valgrind */
 }
 
-#define WAIT_FOR(cond, ms)                                                                         \
-	do {                                                                                       \
-		int64_t until_ = tu_now_ms() + (ms)*slow;                                          \
-		while (!(cond) && tu_now_ms() < until_)                                            \
-			usleep(50000);                                                             \
-	} while (0)
+#define WAIT_FOR(cond, ms) TU_WAIT_FOR(cond, (ms)*slow)
 
 static int has_incident(struct env *e, const char *id)
 {
@@ -369,11 +297,8 @@ static int has_incident(struct env *e, const char *id)
 static int setup(void **state)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	const char *b = getenv("ESS_BUILD");
-	snprintf(e->build, sizeof(e->build), "%s", b ? b : "build/host");
-	e->dir = tu_tmpdir("itessd");
-	e->port = tu_free_port();
-	e->gps_port = tu_free_port();
+	assert_non_null(e);
+	assert_int_equal(ee_open(&e->ee, "itessd"), 0);
 	write_conf(e);
 	*state = e;
 	return 0;
@@ -384,13 +309,13 @@ static int setup(void **state)
 static int valgrind_findings(struct env *e)
 {
 	int bad = 0;
-	DIR *d = opendir(e->dir);
+	DIR *d = opendir(e->ee.dir);
 	struct dirent *de;
 	while (d && (de = readdir(d))) {
 		if (strncmp(de->d_name, "valgrind-", 9) != 0)
 			continue;
 		char path[800];
-		snprintf(path, sizeof(path), "%s/%s", e->dir, de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", e->ee.dir, de->d_name);
 		size_t len = 0;
 		unsigned char *text = tu_read_file(path, &len);
 		if (len > 0) {
@@ -409,24 +334,23 @@ static int teardown(void **state)
 {
 	struct env *e = *state;
 	int essd_rc = 0, vg_bad = 0;
-	if (valgrind_mode && e->essd > 0) {
+	if (valgrind_mode && e->ee.essd > 0) {
 		/* a clean stop, so that valgrind checks for leaks */
-		essd_rc = stop(&e->essd, SIGTERM, 60000);
+		essd_rc = stop(&e->ee.essd, SIGTERM, 60000);
 		if (essd_rc != 0)
 			print_message("# essd under valgrind exited with %d\n", essd_rc);
 	}
 	if (valgrind_mode)
 		vg_bad = valgrind_findings(e);
-	stop(&e->essd, SIGKILL, 2000);
-	stop(&e->srv, SIGKILL, 2000);
+	stop(&e->ee.essd, SIGKILL, 2000);
 	stop(&e->fake, SIGKILL, 2000);
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
 	/* nothing personal reached essd's log */
 	char log[700];
-	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
+	snprintf(log, sizeof(log), "%s/essd.log", e->ee.dir);
 	size_t leaks = tu_file_count(log, "CANARY", 6);
-	tu_rmrf(e->dir);
+	ee_close(&e->ee); /* the server, the directory */
 	free(e);
 	assert_int_equal(leaks, 0);
 	assert_int_equal(essd_rc, 0);
@@ -437,7 +361,7 @@ static int teardown(void **state)
 static void need_server(struct env *e)
 {
 	char prog[500];
-	snprintf(prog, sizeof(prog), "%s/ess-refserver", e->build);
+	snprintf(prog, sizeof(prog), "%s/ess-refserver", e->ee.build);
 	if (access(prog, X_OK) != 0) {
 		print_message("# no reference server program: skipped\n");
 		skip();
@@ -456,21 +380,21 @@ static void test_offline_signals(void **state)
 	provision(e);
 	/* provisioning again needs --force */
 	assert_int_equal(essd_cmd(e, "provision", "--token", "whatever-token"), 2);
-	stop(&e->srv, SIGTERM, 3000);
+	stop(&e->ee.srv, SIGTERM, 3000);
 	/* the server is unreachable: essd runs anyway */
 	essd_start(e);
 	assert_true(status_num(e, "online", NULL) == -1);
 	assert_true(call_ok(e, "sos", "{\"text\":\"offline sos\"}"));
 	assert_true(status_num(e, "queue", "events") == 1);
 	/* SIGHUP reloads and keeps serving */
-	kill(e->essd, SIGHUP);
+	kill(e->ee.essd, SIGHUP);
 	usleep(200000);
 	assert_true(call_ok(e, "status", NULL));
 	/* SIGTERM stops cleanly and fast, socket removed */
 	int64_t t0 = tu_now_ms();
-	assert_int_equal(stop(&e->essd, SIGTERM, 3000 * slow), 0);
+	assert_int_equal(stop(&e->ee.essd, SIGTERM, 3000 * slow), 0);
 	assert_true(tu_now_ms() - t0 < 2000 * slow);
-	assert_int_not_equal(access(e->sock, F_OK), 0);
+	assert_int_not_equal(access(e->ee.sock, F_OK), 0);
 	/* the SOS is still queued after the restart, and drains when online */
 	srv_start(e);
 	essd_start(e);
@@ -488,7 +412,7 @@ static void test_ctl_hostile(void **state)
 	struct ctl_conn *c;
 	char err[256];
 	cJSON *line;
-	assert_int_equal(ctl_conn_open(e->sock, &c, err, sizeof(err)), 0);
+	assert_int_equal(ctl_conn_open(e->ee.sock, &c, err, sizeof(err)), 0);
 	static const char *const bad[] = {
 	    "not json\n",
 	    "[1,2,3]\n",
@@ -528,7 +452,7 @@ static void test_ctl_hostile(void **state)
 	cJSON_Delete(a);
 	assert_true(call_ok(e, "unlock", NULL));
 	assert_true(call_ok(e, "list", NULL));
-	assert_true(e->essd > 0 && waitpid(e->essd, NULL, WNOHANG) == 0); /* still alive */
+	assert_true(e->ee.essd > 0 && waitpid(e->ee.essd, NULL, WNOHANG) == 0); /* still alive */
 }
 
 static void test_chain_outages_kill(void **state)
@@ -560,7 +484,7 @@ static void test_chain_outages_kill(void **state)
 	srv_incident(e, "INC-2", 0);
 	WAIT_FOR(has_incident(e, "INC-2"), 10000);
 	WAIT_FOR(srv_accepted(e, "receipt") == 2, 10000);
-	stop(&e->srv, SIGKILL, 2000);
+	stop(&e->ee.srv, SIGKILL, 2000);
 	assert_true(call_ok(e, "ack", "{\"id\":\"INC-2\"}"));
 	assert_true(call_ok(e, "set", "{\"id\":\"INC-2\",\"status\":\"en_route\"}"));
 	for (int i = 0; i < 150; i++) {
@@ -577,7 +501,7 @@ static void test_chain_outages_kill(void **state)
 	WAIT_FOR(srv_accepted(e, "note") > 1, 20000);
 	assert_true(srv_accepted(e, "note") > 1);
 	assert_true(status_num(e, "queue", "events") > 0); /* no answer yet */
-	stop(&e->essd, SIGKILL, 2000);
+	stop(&e->ee.essd, SIGKILL, 2000);
 	cJSON_Delete(admin(e, "/admin/faults", "{\"delay_ms\":0}"));
 	essd_start(e);
 	WAIT_FOR(status_num(e, "queue", "events") == 0, 30000);
@@ -618,7 +542,7 @@ static int as_user(struct env *e, uid_t uid, gid_t gid, const char *method)
 			_exit(10);
 		struct ctl_conn *c;
 		char err[256];
-		int rc = ctl_conn_open(e->sock, &c, err, sizeof(err));
+		int rc = ctl_conn_open(e->ee.sock, &c, err, sizeof(err));
 		if (rc == -EACCES)
 			_exit(0);
 		if (rc < 0)
@@ -639,7 +563,7 @@ static int as_user(struct env *e, uid_t uid, gid_t gid, const char *method)
 static int srv_heartbeats(struct env *e)
 {
 	char path[300];
-	snprintf(path, sizeof(path), "/admin/devices/%s/heartbeats", e->device_id);
+	snprintf(path, sizeof(path), "/admin/devices/%s/heartbeats", e->ee.device_id);
 	cJSON *doc = admin(e, path, NULL);
 	int n = cJSON_GetArraySize(cJSON_GetObjectItem(doc, "heartbeats"));
 	cJSON_Delete(doc);
@@ -703,32 +627,32 @@ static void test_security(void **state)
 		int hb = srv_heartbeats(e);
 		WAIT_FOR(srv_heartbeats(e) >= hb + 2, 30000);
 		assert_true(srv_heartbeats(e) >= hb + 2);
-		assert_true(e->essd > 0 && waitpid(e->essd, NULL, WNOHANG) == 0);
+		assert_true(e->ee.essd > 0 && waitpid(e->ee.essd, NULL, WNOHANG) == 0);
 		assert_true(status_num(e, "wiping", NULL) == -1); /* false */
 		assert_true(status_num(e, "incidents", NULL) == 2);
 	}
 	/* both arrived and were refused for the right reason */
 	char log[700];
-	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
+	snprintf(log, sizeof(log), "%s/essd.log", e->ee.dir);
 	assert_true(tu_file_count(log, "command envelope dropped", 24) >= 1);
 	assert_true(tu_file_count(log, "is for another device: refused", 30) >= 1);
 	/* the same path with a real command acts */
 	char path[300];
-	snprintf(path, sizeof(path), "/admin/devices/%s/commands", e->device_id);
+	snprintf(path, sizeof(path), "/admin/devices/%s/commands", e->ee.device_id);
 	cJSON_Delete(admin(e, path, "{\"type\":\"lock\"}"));
 	WAIT_FOR(status_num(e, "locked", NULL) == 1, 30000);
 	assert_true(status_num(e, "locked", NULL) == 1);
 	assert_true(call_ok(e, "unlock", NULL));
 
 	/* the socket: others may pass the directory, the socket's mode decides */
-	assert_int_equal(chmod(e->dir, 0711), 0);
+	assert_int_equal(chmod(e->ee.dir, 0711), 0);
 	assert_int_equal(as_user(e, 65534, 65534, "status"), 0);
 	e->ctl_group = "nogroup"; /* gid 65534 on Debian */
 	write_conf(e);
-	assert_int_equal(stop(&e->essd, SIGTERM, 3000 * slow), 0);
+	assert_int_equal(stop(&e->ee.essd, SIGTERM, 3000 * slow), 0);
 	essd_start(e);
 	struct stat st;
-	assert_int_equal(stat(e->sock, &st), 0);
+	assert_int_equal(stat(e->ee.sock, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0660);
 	assert_int_equal(st.st_gid, 65534);
 	assert_int_equal(as_user(e, 65534, 65534, "status"), 1); /* in the group */
@@ -740,7 +664,7 @@ static void test_security(void **state)
 static void gen_log(struct env *e, const char *path, const char *skip)
 {
 	char prog[500];
-	snprintf(prog, sizeof(prog), "%s/tools/nmeagen", e->build);
+	snprintf(prog, sizeof(prog), "%s/tools/nmeagen", e->ee.build);
 	pid_t p = fork();
 	if (p == 0) {
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -757,7 +681,7 @@ static void gen_log(struct env *e, const char *path, const char *skip)
 static void gpsfake_start(struct env *e, const char *log)
 {
 	char port[16], path[600];
-	snprintf(port, sizeof(port), "%d", e->gps_port);
+	snprintf(port, sizeof(port), "%d", e->ee.gps_port);
 	snprintf(path, sizeof(path), "%s", log);
 	char *argv[] = {"gpsfake", "-P", port, "-1", "-q", "-n", "-c", "0.1", path, NULL};
 	e->fake = spawn(e, "gpsfake", argv);
@@ -772,8 +696,8 @@ static void test_gps(void **state)
 		skip();
 	}
 	char log1[600], log2[600];
-	snprintf(log1, sizeof(log1), "%s/drive1.nmea", e->dir);
-	snprintf(log2, sizeof(log2), "%s/drive2.nmea", e->dir);
+	snprintf(log1, sizeof(log1), "%s/drive1.nmea", e->ee.dir);
+	snprintf(log2, sizeof(log2), "%s/drive2.nmea", e->ee.dir);
 	gen_log(e, log1, "0");
 	gen_log(e, log2, "120");
 	srv_start(e);
@@ -795,7 +719,7 @@ static void test_gps(void **state)
 	WAIT_FOR(status_num(e, "last_fix", "age_s") == 0, 10000);
 	/* the trail reaches the server */
 	char path[300];
-	snprintf(path, sizeof(path), "/admin/devices/%s/positions", e->device_id);
+	snprintf(path, sizeof(path), "/admin/devices/%s/positions", e->ee.device_id);
 	int n = 0;
 	int64_t until = tu_now_ms() + 45000;
 	while (n == 0 && tu_now_ms() < until) {

@@ -9,6 +9,7 @@
 
 #include "agent/store.h"
 #include "hal/keystore.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/testutil.h"
 
 #include <fcntl.h>
@@ -23,26 +24,10 @@
 static char essd[512];
 
 /* Runs essd with args; returns its exit status, output in out. */
-static int run(char *out, size_t cap, const char *a1, const char *a2, const char *a3,
-               const char *a4)
+static int run(char *out, size_t cap, char *a1, char *a2, char *a3, char *a4)
 {
-	char path[] = "/tmp/ess-cli-out-XXXXXX";
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(essd, "essd", a1, a2, a3, a4, (char *)NULL);
-		_exit(127);
-	}
-	int status;
-	waitpid(pid, &status, 0);
-	ssize_t n = pread(fd, out, cap - 1, 0);
-	out[n > 0 ? n : 0] = 0;
-	close(fd);
-	unlink(path);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+	char *const argv[] = {"essd", a1, a2, a3, a4, NULL};
+	return tp_run(essd, argv, out, cap);
 }
 
 static void write_file(const char *path, const char *text)

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "agent/ctl_client.h"
+#include "tests/lib/essdenv.h"
 #include "tests/lib/proc.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
@@ -50,13 +51,6 @@ struct env {
 	int notify_fd;
 	char notify_env[700];
 };
-
-#define WAIT_FOR(cond, ms)                                                                         \
-	do {                                                                                       \
-		int64_t until_ = tu_now_ms() + (ms);                                               \
-		while (!(cond) && tu_now_ms() < until_)                                            \
-			usleep(50000);                                                             \
-	} while (0)
 
 /* ---- the server ---- */
 
@@ -197,14 +191,7 @@ static void provision(struct env *e)
 
 static cJSON *call(struct env *e, const char *method, const char *params)
 {
-	struct ctl_conn *c;
-	char err[256];
-	cJSON *ans = NULL;
-	if (ctl_conn_open(e->sock, &c, err, sizeof(err)) < 0)
-		return NULL;
-	int rc = ctl_conn_call(c, method, params ? cJSON_Parse(params) : NULL, 10000, &ans);
-	ctl_conn_close(c);
-	return rc == 0 ? ans : NULL;
+	return ee_ctl_call(e->sock, method, params, 10000);
 }
 
 static int call_ok(struct env *e, const char *method, const char *params)
@@ -326,17 +313,17 @@ static void test_lock_resync_config(void **state)
 	provision(e);
 	essd_start(e, 0, NULL, 1);
 	srv_incident(e, "INC-C1");
-	WAIT_FOR(status_num(e, "incidents") == 1, 15000);
+	TU_WAIT_FOR(status_num(e, "incidents") == 1, 15000);
 	assert_true(status_num(e, "incidents") == 1);
 	assert_true(call_ok(e, "list", NULL));
 
 	/* verified first: a wipe signed by another key, or signed for another
 	 * device, is dropped and nothing happens */
 	cJSON_Delete(admin(e, "POST", "/admin/faults", "{\"forge_command\":\"bad_signature\"}"));
-	WAIT_FOR(log_has(e, "command envelope dropped"), 15000);
+	TU_WAIT_FOR(log_has(e, "command envelope dropped"), 15000);
 	assert_true(log_has(e, "command envelope dropped"));
 	cJSON_Delete(admin(e, "POST", "/admin/faults", "{\"forge_command\":\"other_device\"}"));
-	WAIT_FOR(log_has(e, "is for another device: refused"), 15000);
+	TU_WAIT_FOR(log_has(e, "is for another device: refused"), 15000);
 	assert_true(log_has(e, "is for another device: refused"));
 	assert_true(status_num(e, "wiping") == 0);
 	assert_true(call_ok(e, "list", NULL));
@@ -345,12 +332,12 @@ static void test_lock_resync_config(void **state)
 	const char *lock = command(e, "lock", NULL);
 	char lock_id[160];
 	snprintf(lock_id, sizeof(lock_id), "%s", lock);
-	WAIT_FOR(status_num(e, "locked") == 1, 15000);
+	TU_WAIT_FOR(status_num(e, "locked") == 1, 15000);
 	assert_true(status_num(e, "locked") == 1);
 	assert_string_equal(call_code(e, "list", NULL), "locked");
 	assert_string_equal(call_code(e, "show", "{\"id\":\"INC-C1\"}"), "locked");
 	assert_true(call_ok(e, "sos", "{\"text\":\"still works when locked\"}"));
-	WAIT_FOR(command_state(e, lock_id, NULL) == 1, 15000);
+	TU_WAIT_FOR(command_state(e, lock_id, NULL) == 1, 15000);
 	assert_int_equal(command_state(e, lock_id, NULL), 1);
 	/* a restart keeps the lock (persisted), without a second result */
 	assert_int_equal(tp_stop(&e->essd, SIGTERM, 5000), 0);
@@ -361,7 +348,7 @@ static void test_lock_resync_config(void **state)
 	assert_true(call_ok(e, "unlock", NULL));
 	assert_int_equal(tp_stop(&e->essd, SIGTERM, 5000), 0);
 	essd_start(e, 0, NULL, 1);
-	WAIT_FOR(status_num(e, "online") == 1, 10000);
+	TU_WAIT_FOR(status_num(e, "online") == 1, 10000);
 	sleep(11); /* one heartbeat interval */
 	assert_true(status_num(e, "locked") == 0);
 	assert_true(call_ok(e, "list", NULL));
@@ -391,7 +378,7 @@ static void test_lock_resync_config(void **state)
 	}
 	ctl_conn_close(sub);
 	assert_true(seen);
-	WAIT_FOR(command_state(e, resync_id, NULL) == 1, 10000);
+	TU_WAIT_FOR(command_state(e, resync_id, NULL) == 1, 10000);
 	assert_int_equal(command_state(e, resync_id, NULL), 1);
 	assert_true(status_num(e, "incidents") == 1); /* the same incident, not a copy */
 
@@ -401,22 +388,22 @@ static void test_lock_resync_config(void **state)
 	         command(e, "config",
 	                 "{\"position_interval_s\":7,\"position_min_distance_m\":3,"
 	                 "\"retention_hours\":100}"));
-	WAIT_FOR(log_has(e, "server configuration applied: interval 7 s, min distance 3 m, "
-	                    "retention 100 h"),
-	         15000);
+	TU_WAIT_FOR(log_has(e, "server configuration applied: interval 7 s, min distance 3 m, "
+	                       "retention 100 h"),
+	            15000);
 	assert_true(log_has(e, "server configuration applied: interval 7 s, min distance 3 m, "
 	                       "retention 100 h"));
-	WAIT_FOR(command_state(e, cfg_id, NULL) == 1, 10000);
+	TU_WAIT_FOR(command_state(e, cfg_id, NULL) == 1, 10000);
 	assert_int_equal(command_state(e, cfg_id, NULL), 1);
 	snprintf(cfg_id, sizeof(cfg_id), "%s",
 	         command(e, "config", "{\"position_interval_s\":99999999,\"retention_hours\":-5}"));
 	/* (the heartbeats' own configuration, the server's defaults, may have
 	 * set the distance back meanwhile) */
-	WAIT_FOR(log_has(e, "applied: interval 3600 s,"), 15000);
+	TU_WAIT_FOR(log_has(e, "applied: interval 3600 s,"), 15000);
 	assert_true(log_has(e, "applied: interval 3600 s,"));
 	assert_true(log_has(e, ", retention 1 h"));
 	/* each result once, the device still serving */
-	WAIT_FOR(command_state(e, cfg_id, NULL) == 1, 10000);
+	TU_WAIT_FOR(command_state(e, cfg_id, NULL) == 1, 10000);
 	assert_int_equal(results_accepted(e, cfg_id), 1);
 	assert_int_equal(results_accepted(e, resync_id), 1);
 	assert_true(waitpid(e->essd, NULL, WNOHANG) == 0);
@@ -455,7 +442,7 @@ static void test_wipe(void **state)
 	provision(e);
 	essd_start(e, 0, NULL, 1);
 	srv_incident(e, "INC-W1");
-	WAIT_FOR(status_num(e, "incidents") == 1, 15000);
+	TU_WAIT_FOR(status_num(e, "incidents") == 1, 15000);
 	assert_true(store_files_left(e) > 0);
 	char id[160];
 	snprintf(id, sizeof(id), "%s", command(e, "wipe", NULL));
@@ -479,11 +466,11 @@ static void test_wipe_interrupted(void **state)
 	write_conf(e, e->srv.api_url, NULL);
 	provision(e);
 	essd_start(e, 0, NULL, 1);
-	WAIT_FOR(status_num(e, "online") == 1, 10000);
+	TU_WAIT_FOR(status_num(e, "online") == 1, 10000);
 	cJSON_Delete(admin(e, "POST", "/admin/faults", "{\"delay_ms\":4000,\"delay_next\":0}"));
 	char id[160];
 	snprintf(id, sizeof(id), "%s", command(e, "wipe", NULL));
-	WAIT_FOR(status_num(e, "wiping") == 1, 25000);
+	TU_WAIT_FOR(status_num(e, "wiping") == 1, 25000);
 	assert_true(status_num(e, "wiping") == 1);
 	/* meanwhile: essctl says so, and everything but status is refused */
 	char prog[500], out[700];
@@ -496,7 +483,7 @@ static void test_wipe_interrupted(void **state)
 	assert_string_not_equal(call_code(e, "list", NULL), "");
 	assert_false(call_ok(e, "sos", "{\"text\":\"x\"}"));
 	/* the server applies the result and holds its answer; essd dies */
-	WAIT_FOR(command_state(e, id, NULL) != -1, 10000);
+	TU_WAIT_FOR(command_state(e, id, NULL) != -1, 10000);
 	assert_int_equal(command_state(e, id, NULL), 1);
 	assert_true(e->essd > 0 && waitpid(e->essd, NULL, WNOHANG) == 0); /* not wiped yet */
 	assert_int_equal(tp_stop(&e->essd, SIGKILL, 2000), 128 + SIGKILL);
@@ -580,7 +567,7 @@ static void test_notify_watchdog(void **state)
 	assert_int_equal(notify_count(e, "WATCHDOG=1", 1500, 0), 0);
 #else
 	/* built without libsystemd: serves, and sends nothing */
-	WAIT_FOR(status_num(e, "uptime_s") >= 0, 10000);
+	TU_WAIT_FOR(status_num(e, "uptime_s") >= 0, 10000);
 	assert_true(status_num(e, "uptime_s") >= 0);
 	assert_int_equal(notify_count(e, "=", 1500, 0), 0);
 #endif
@@ -605,7 +592,7 @@ static void test_sighup(void **state)
 	/* the right URL, reloaded: online */
 	write_conf(e, e->srv.api_url, NULL);
 	kill(e->essd, SIGHUP);
-	WAIT_FOR(status_num(e, "online") == 1, 15000);
+	TU_WAIT_FOR(status_num(e, "online") == 1, 15000);
 	assert_true(status_num(e, "online") == 1);
 	assert_true(log_has(e, "configuration reloaded"));
 	/* a bad file: refused, the running configuration kept */
@@ -614,13 +601,13 @@ static void test_sighup(void **state)
 	fputs("[gps]\ninterval_s = banana\n", f);
 	fclose(f);
 	kill(e->essd, SIGHUP);
-	WAIT_FOR(log_has(e, "keeping the running configuration"), 5000);
+	TU_WAIT_FOR(log_has(e, "keeping the running configuration"), 5000);
 	assert_true(log_has(e, "keeping the running configuration"));
 	assert_true(waitpid(e->essd, NULL, WNOHANG) == 0);
 	assert_true(status_num(e, "online") == 1);
 	/* still on the good server: an incident arrives */
 	srv_incident(e, "INC-H1");
-	WAIT_FOR(status_num(e, "incidents") == 1, 15000);
+	TU_WAIT_FOR(status_num(e, "incidents") == 1, 15000);
 	assert_true(status_num(e, "incidents") == 1);
 	assert_int_equal(tp_stop(&e->essd, SIGTERM, 5000), 0);
 }

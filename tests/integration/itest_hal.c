@@ -19,6 +19,7 @@
 
 #include "agent/ctl_client.h"
 #include "tests/lib/faketree.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
 
@@ -44,40 +45,15 @@ struct env {
 	char device_id[160];
 };
 
+/* essd in its own process group with the fake tree as its hardware, output
+ * appended to dir/LOG. */
 static pid_t spawn(struct env *e, const char *log, char *const argv[])
 {
-	char path[800];
+	char path[800], root[700];
 	snprintf(path, sizeof(path), "%s/%s", e->dir, log);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		setenv("HAL_SYSFS_ROOT", e->root, 1);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-static void stop_pid(pid_t *pid)
-{
-	if (*pid <= 0)
-		return;
-	kill(*pid, SIGTERM);
-	for (int i = 0; i < 300; i++) {
-		if (waitpid(*pid, NULL, WNOHANG) == *pid) {
-			*pid = 0;
-			return;
-		}
-		usleep(10000);
-	}
-	kill(*pid, SIGKILL);
-	waitpid(*pid, NULL, 0);
-	*pid = 0;
+	snprintf(root, sizeof(root), "HAL_SYSFS_ROOT=%s", e->root);
+	char *const env[] = {root, NULL};
+	return tp_spawn(path, argv, env);
 }
 
 static int setup(void **state)
@@ -94,19 +70,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct env *e = *state;
-	stop_pid(&e->essd);
+	tp_stop(&e->essd, SIGKILL, 2000);
 	refsrv_stop(&e->srv);
 	tu_rmrf(e->dir);
 	free(e);
 	return 0;
 }
-
-#define WAIT_FOR(cond, ms)                                                                         \
-	do {                                                                                       \
-		int64_t until_ = tu_now_ms() + (ms);                                               \
-		while (!(cond) && tu_now_ms() < until_)                                            \
-			usleep(50000);                                                             \
-	} while (0)
 
 static cJSON *admin(struct env *e, const char *method, const char *path, const char *json)
 {
@@ -258,23 +227,25 @@ static void test_essd_hardware(void **state)
 
 	/* the first heartbeat tells the battery, not a made-up "vehicle" */
 	char power[32];
-	WAIT_FOR(last_heartbeat(e, power, sizeof(power)) != -2, 15000);
+	TU_WAIT_FOR(last_heartbeat(e, power, sizeof(power)) != -2, 15000);
 	assert_int_equal(last_heartbeat(e, power, sizeof(power)), 55);
 	assert_string_equal(power, "battery");
 
 	/* a silent assignment: light, never sound */
 	incident(e, "INC-HAL-SILENT", 1);
-	WAIT_FOR(!strcmp(rd(e, "sys/class/leds/status/trigger", buf, sizeof(buf)), "timer"), 15000);
+	TU_WAIT_FOR(!strcmp(rd(e, "sys/class/leds/status/trigger", buf, sizeof(buf)), "timer"),
+	            15000);
 	assert_string_equal(rd(e, "sys/class/leds/status/trigger", buf, sizeof(buf)), "timer");
 	assert_string_equal(rd(e, "sys/class/leds/buzzer/brightness", buf, sizeof(buf)), "0");
 	/* a normal one sounds */
 	incident(e, "INC-HAL-LOUD", 0);
-	WAIT_FOR(!strcmp(rd(e, "sys/class/leds/buzzer/brightness", buf, sizeof(buf)), "1"), 15000);
+	TU_WAIT_FOR(!strcmp(rd(e, "sys/class/leds/buzzer/brightness", buf, sizeof(buf)), "1"),
+	            15000);
 	assert_string_equal(rd(e, "sys/class/leds/buzzer/brightness", buf, sizeof(buf)), "1");
 
 	/* the panic button: one press is nothing, a double press is an SOS */
 	int w = -1;
-	WAIT_FOR((w = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0, 5000);
+	TU_WAIT_FOR((w = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0, 5000);
 	assert_true(w >= 0);
 	key(w, 1);
 	usleep(100000);
@@ -288,7 +259,7 @@ static void test_essd_hardware(void **state)
 	key(w, 1);
 	usleep(100000);
 	key(w, 0);
-	WAIT_FOR(accepted_sos(e) == 1, 15000);
+	TU_WAIT_FOR(accepted_sos(e) == 1, 15000);
 	assert_int_equal(accepted_sos(e), 1);
 
 	/* essctl status shows the hardware */
@@ -331,10 +302,10 @@ static void test_essd_hardware(void **state)
 	ft_write(e->root, "sys/class/power_supply/AC/type", "Mains\n");
 	ft_write(e->root, "sys/class/power_supply/AC/online", "1\n");
 	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
-	WAIT_FOR(tu_file_count(log, "power: ac", 9) >= 1, 5000);
+	TU_WAIT_FOR(tu_file_count(log, "power: ac", 9) >= 1, 5000);
 	assert_true(tu_file_count(log, "power: ac", 9) >= 1);
 
-	stop_pid(&e->essd);
+	assert_int_equal(tp_stop(&e->essd, SIGTERM, 3000), 0);
 	essd_log_clean(e);
 	/* the panic was logged once, as a double press */
 	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
@@ -386,7 +357,7 @@ static void test_link_up_syncs_now(void **state)
 	snprintf(sock, sizeof(sock), "%s/essd.sock", e->dir);
 	struct ctl_conn *c = NULL;
 	char err[256];
-	WAIT_FOR(ctl_conn_open(sock, &c, err, sizeof(err)) == 0, 10000);
+	TU_WAIT_FOR(ctl_conn_open(sock, &c, err, sizeof(err)) == 0, 10000);
 	assert_non_null(c);
 
 	/* the server fails (502, no Retry-After) until essd backs off for a
@@ -422,7 +393,7 @@ static void test_link_up_syncs_now(void **state)
 	ip("link add essv0 type veth peer name essv1");
 	ip("link set essv1 up");
 	ip("link set essv0 up");
-	WAIT_FOR(accepted_sos(e) == 1, 15000);
+	TU_WAIT_FOR(accepted_sos(e) == 1, 15000);
 	int64_t t_done = tu_now_ms();
 	assert_int_equal(accepted_sos(e), 1);
 	if (t_done >= t_seen + hold - 300)
@@ -431,7 +402,7 @@ static void test_link_up_syncs_now(void **state)
 	char log[700];
 	snprintf(log, sizeof(log), "%s/essd.log", e->dir);
 	assert_true(tu_file_count(log, "link: essv0 up (carrier)", 24) >= 1);
-	stop_pid(&e->essd);
+	assert_int_equal(tp_stop(&e->essd, SIGTERM, 3000), 0);
 	essd_log_clean(e);
 	refsrv_stop(&e->srv);
 }

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "tests/lib/refsrv.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/testutil.h"
 
 #include <errno.h>
@@ -62,7 +63,7 @@ static int teardown(void **state)
 }
 
 /* essd provision with server.url = url; its exit status, output in out. */
-static int provision(struct env *e, const char *url, const char *token, char *out, size_t cap)
+static int provision(struct env *e, const char *url, char *token, char *out, size_t cap)
 {
 	char conf[600], text[2048], serial[600], store[600];
 	snprintf(conf, sizeof(conf), "%s/essd.conf", e->dir);
@@ -81,23 +82,8 @@ static int provision(struct env *e, const char *url, const char *token, char *ou
 	assert_non_null(f);
 	fputs(text, f);
 	fclose(f);
-	char path[] = "/tmp/ess-policy-out-XXXXXX";
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(e->essd, "essd", "provision", "-c", conf, "--token", token, (char *)NULL);
-		_exit(127);
-	}
-	int status;
-	waitpid(pid, &status, 0);
-	ssize_t n = pread(fd, out, cap - 1, 0);
-	out[n > 0 ? n : 0] = 0;
-	close(fd);
-	unlink(path);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+	char *const argv[] = {"essd", "provision", "-c", conf, "--token", token, NULL};
+	return tp_run(e->essd, argv, out, cap);
 }
 
 /* Device API requests the server has seen (its request log). */

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "tests/lib/refsrv.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/testutil.h"
 
 #include <cjson/cJSON.h>
@@ -35,56 +36,18 @@ struct env {
 	char token_path[600];
 	int gps_port;
 	struct refsrv srv;
-	pid_t fake;   /* gpsfake's process group */
-	pid_t daemon; /* essd run */
+	pid_t fake;   /* gpsfake's process group (tp_spawn) */
+	pid_t daemon; /* essd run (tp_spawn) */
 };
 
 static struct env *g_env; /* for the atexit cleanup */
-
-static void fake_stop(struct env *e)
-{
-	if (e->fake <= 0)
-		return;
-	/* gpsfake runs gpsd as its child, in the group made at spawn; it can
-	 * outlive SIGTERM, so SIGKILL the group after a grace period */
-	kill(-e->fake, SIGTERM);
-	for (int i = 0; i < 40; i++) {
-		if (waitpid(e->fake, NULL, WNOHANG) == e->fake)
-			break;
-		usleep(50000);
-	}
-	kill(-e->fake, SIGKILL);
-	waitpid(e->fake, NULL, WNOHANG);
-	e->fake = 0;
-}
-
-/* SIGTERM by pid, SIGKILL after 5 s; returns the exit status (-1: killed). */
-static int daemon_stop(struct env *e)
-{
-	int status = 0, rc = -1;
-	if (e->daemon <= 0)
-		return 0;
-	kill(e->daemon, SIGTERM);
-	for (int i = 0; i < 100; i++) {
-		if (waitpid(e->daemon, &status, WNOHANG) == e->daemon) {
-			rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-			e->daemon = 0;
-			return rc;
-		}
-		usleep(50000);
-	}
-	kill(e->daemon, SIGKILL);
-	waitpid(e->daemon, NULL, 0);
-	e->daemon = 0;
-	return -1;
-}
 
 static void cleanup(void)
 {
 	if (!g_env)
 		return;
-	daemon_stop(g_env);
-	fake_stop(g_env);
+	tp_stop(&g_env->daemon, SIGTERM, 5000);
+	tp_stop(&g_env->fake, SIGTERM, 2000); /* then SIGKILLs gpsfake's group */
 	refsrv_stop(&g_env->srv);
 }
 
@@ -126,24 +89,7 @@ static int essd(struct env *e, char *out, size_t cap, ...)
 		argv[argc++] = a;
 	va_end(ap);
 	argv[argc] = NULL;
-	char path[700];
-	snprintf(path, sizeof(path), "%s/essd-out", e->dir);
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	assert_true(fd >= 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execv(e->essd, argv);
-		_exit(127);
-	}
-	int status;
-	waitpid(pid, &status, 0);
-	ssize_t n = pread(fd, out, cap - 1, 0);
-	out[n > 0 ? n : 0] = 0;
-	close(fd);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+	return tp_run(e->essd, argv, out, cap);
 }
 
 static void gpsfake_start(struct env *e)
@@ -165,18 +111,8 @@ static void gpsfake_start(struct env *e)
 	snprintf(port, sizeof(port), "%d", e->gps_port);
 	char flog[700];
 	snprintf(flog, sizeof(flog), "%s/gpsfake.log", e->dir);
-	e->fake = fork();
-	assert_true(e->fake >= 0);
-	if (e->fake == 0) {
-		setpgid(0, 0);
-		int fd = open(flog, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("gpsfake", "gpsfake", "-P", port, "-1", "-q", "-n", "-c", "0.1", log,
-		       (char *)NULL);
-		_exit(127);
-	}
-	setpgid(e->fake, e->fake);
+	char *const argv[] = {"gpsfake", "-P", port, "-1", "-q", "-n", "-c", "0.1", log, NULL};
+	e->fake = tp_spawn(flog, argv, NULL);
 }
 
 static int setup(void **state)
@@ -205,8 +141,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct env *e = *state;
-	daemon_stop(e);
-	fake_stop(e);
+	tp_stop(&e->daemon, SIGTERM, 5000);
+	tp_stop(&e->fake, SIGTERM, 2000);
 	refsrv_stop(&e->srv);
 	g_env = NULL;
 	tu_rmrf(e->dir);
@@ -330,15 +266,8 @@ static void test_selftest_passes(void **state)
 	char sock[700], dlog[700];
 	snprintf(sock, sizeof(sock), "%s/essd.sock", e->dir);
 	snprintf(dlog, sizeof(dlog), "%s/essd-run.log", e->dir);
-	e->daemon = fork();
-	assert_true(e->daemon >= 0);
-	if (e->daemon == 0) {
-		int fd = open(dlog, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(e->essd, "essd", "run", "-c", e->conf, (char *)NULL);
-		_exit(127);
-	}
+	char *const run[] = {e->essd, "run", "-c", e->conf, NULL};
+	e->daemon = tp_spawn(dlog, run, NULL);
 	for (int i = 0; i < 200 && access(sock, F_OK) != 0; i++)
 		usleep(50000);
 	assert_int_equal(access(sock, F_OK), 0);
@@ -348,7 +277,7 @@ static void test_selftest_passes(void **state)
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "PASS  daemon    essd running: unlocked"));
 	assert_int_equal(kill(e->daemon, 0), 0);
-	assert_int_equal(daemon_stop(e), 0);
+	assert_int_equal(tp_stop(&e->daemon, SIGTERM, 5000), 0);
 
 	/* the same as JSON, for scripts; the server's clock an hour ahead
 	 * (clock_skew, retried with the server's time like the daemon does) */
@@ -387,7 +316,7 @@ static void test_selftest_failures(void **state)
 	long status = 0;
 
 	/* gpsd down: gpsd fails, the fix is not waited for */
-	fake_stop(e);
+	tp_stop(&e->fake, SIGTERM, 2000);
 	int rc = essd(e, out, sizeof(out), "selftest", "-c", e->conf, "--json", "--gps-timeout",
 	              "3", NULL);
 	cJSON *doc = cJSON_Parse(out);

@@ -4,6 +4,7 @@
 #include "agent/store.h"
 #include "hal/keystore.h"
 #include "tests/lib/lpctl.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/testutil.h"
 
 #include <arpa/inet.h>
@@ -37,9 +38,9 @@ void ee_close(struct essenv *e)
 {
 	if (!e->dir)
 		return;
-	ee_stop(&e->essd, SIGKILL, 2000);
-	ee_stop(&e->proxy, SIGKILL, 2000);
-	ee_stop(&e->srv, SIGKILL, 2000);
+	tp_stop(&e->essd, SIGKILL, 2000);
+	tp_stop(&e->proxy, SIGKILL, 2000);
+	tp_stop(&e->srv, SIGKILL, 2000);
 	if (getenv("ESS_KEEP_DIR"))
 		fprintf(stderr, "# kept %s\n", e->dir), free(e->dir);
 	else
@@ -47,54 +48,12 @@ void ee_close(struct essenv *e)
 	e->dir = NULL;
 }
 
-pid_t ee_spawn(struct essenv *e, const char *name, char *const argv[])
+/* A child in its own process group, output appended to dir/NAME.log. */
+static pid_t spawn(struct essenv *e, const char *name, char *const argv[])
 {
 	char log[700];
 	snprintf(log, sizeof(log), "%s/%s.log", e->dir, name);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		setpgid(0, 0);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	setpgid(pid, pid);
-	return pid;
-}
-
-int ee_stop(pid_t *pid, int sig, int wait_ms)
-{
-	int status = 0, rc = -1;
-	if (*pid <= 0)
-		return -1;
-	kill(-*pid, sig);
-	int64_t until = tu_now_ms() + wait_ms;
-	for (;;) {
-		pid_t w = waitpid(*pid, &status, WNOHANG);
-		if (w == *pid || (w < 0 && errno == ECHILD)) {
-			rc = w < 0               ? 0
-			     : WIFEXITED(status) ? WEXITSTATUS(status)
-			                         : 128 + WTERMSIG(status);
-			break;
-		}
-		if (tu_now_ms() >= until) {
-			kill(-*pid, SIGKILL);
-			waitpid(*pid, &status, 0);
-			rc = 999; /* did not stop in time */
-			break;
-		}
-		usleep(5000);
-	}
-	kill(-*pid, SIGKILL); /* anything left in its group */
-	*pid = 0;
-	return rc;
+	return tp_spawn(log, argv, NULL);
 }
 
 /* ---- the reference server ---- */
@@ -174,9 +133,7 @@ int ee_srv_start(struct essenv *e)
 	/* a port freed a moment ago may still be in TIME_WAIT on a restart:
 	 * the server sets SO_REUSEADDR, but retry a few times anyway */
 	for (int attempt = 0; attempt < 5; attempt++) {
-		e->srv = ee_spawn(e, "srv", argv);
-		if (e->srv < 0)
-			return (int)e->srv;
+		e->srv = spawn(e, "srv", argv);
 		for (int i = 0; i < 400; i++) {
 			if (access(pf, R_OK) == 0) {
 				e->srv_starts++;
@@ -188,7 +145,7 @@ int ee_srv_start(struct essenv *e)
 			}
 			usleep(10000);
 		}
-		ee_stop(&e->srv, SIGKILL, 1000);
+		tp_stop(&e->srv, SIGKILL, 1000);
 		usleep(200000);
 	}
 	return -ETIMEDOUT;
@@ -220,7 +177,7 @@ int ee_proxy_start(struct essenv *e, char *const *extra)
 	for (int i = 0; extra && extra[i] && n < 30; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-	e->proxy = ee_spawn(e, "proxy", argv);
+	e->proxy = spawn(e, "proxy", argv);
 	return lpc_wait_ports(pf, cf, 4000, &e->proxy_port, &e->ctl_port);
 }
 
@@ -266,9 +223,9 @@ static int essd_cmd(struct essenv *e, char *const args[])
 	for (int i = 0; args[i] && n < 7; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
-	pid_t p = ee_spawn(e, "essd-cmd", argv);
+	pid_t p = spawn(e, "essd-cmd", argv);
 	int status;
-	if (p < 0 || waitpid(p, &status, 0) != p)
+	if (waitpid(p, &status, 0) != p)
 		return -ECHILD;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
@@ -301,7 +258,7 @@ int ee_essd_spawn(struct essenv *e)
 	char prog[500];
 	snprintf(prog, sizeof(prog), "%s/essd", e->build);
 	char *argv[] = {prog, "run", "-c", e->conf, NULL};
-	e->essd = ee_spawn(e, "essd", argv);
+	e->essd = spawn(e, "essd", argv);
 	if (e->essd < 0) {
 		int rc = (int)e->essd;
 		e->essd = 0;
@@ -336,12 +293,12 @@ int ee_essd_start(struct essenv *e)
 	return rc < 0 ? rc : ee_essd_wait(e, 15000);
 }
 
-cJSON *ee_call(struct essenv *e, const char *method, const char *params, int timeout_ms)
+cJSON *ee_ctl_call(const char *sock, const char *method, const char *params, int timeout_ms)
 {
 	struct ctl_conn *c;
 	char err[256];
 	cJSON *ans = NULL;
-	if (ctl_conn_open(e->sock, &c, err, sizeof(err)) < 0)
+	if (ctl_conn_open(sock, &c, err, sizeof(err)) < 0)
 		return NULL;
 	int rc = ctl_conn_call(c, method, params ? cJSON_Parse(params) : NULL, timeout_ms, &ans);
 	ctl_conn_close(c);
@@ -352,15 +309,25 @@ cJSON *ee_call(struct essenv *e, const char *method, const char *params, int tim
 	return ans;
 }
 
-double ee_status_num(struct essenv *e, const char *a, const char *b)
+cJSON *ee_call(struct essenv *e, const char *method, const char *params, int timeout_ms)
 {
-	cJSON *ans = ee_call(e, "status", NULL, 5000);
+	return ee_ctl_call(e->sock, method, params, timeout_ms);
+}
+
+double ee_ctl_status_num(const char *sock, const char *a, const char *b, int timeout_ms)
+{
+	cJSON *ans = ee_ctl_call(sock, "status", NULL, timeout_ms);
 	const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(ans, "result"), a);
 	if (b)
 		v = cJSON_GetObjectItem(v, b);
 	double d = cJSON_IsNumber(v) ? v->valuedouble : cJSON_IsTrue(v) ? 1 : -1;
 	cJSON_Delete(ans);
 	return d;
+}
+
+double ee_status_num(struct essenv *e, const char *a, const char *b)
+{
+	return ee_ctl_status_num(e->sock, a, b, 5000);
 }
 
 int ee_wait_drained(struct essenv *e, int wait_ms)

@@ -5,9 +5,10 @@
  * the dispatcher API; and a ledger of the responders' actions checked
  * against the server's record.
  *
- * Every child runs in its own process group and is stopped by that pid
- * (never by name): ee_close() stops whatever is still running, also after a
- * failed assertion (call it from the teardown).
+ * Every child runs in its own process group (tests/lib/proc.h: tp_spawn)
+ * and is stopped by that pid with tp_stop (never by name): ee_close()
+ * stops whatever is still running, also after a failed assertion (call it
+ * from the teardown).
  *
  * Programs come from $ESS_BUILD (default build/host). Functions return 0 or
  * a negative errno unless their comment says otherwise. */
@@ -41,14 +42,6 @@ int ee_open(struct essenv *e, const char *tag);
 /* Stops every child by pid (SIGKILL), removes the directory. */
 void ee_close(struct essenv *e);
 
-/* fork + exec argv in a new process group, stdout and stderr appended to
- * dir/NAME.log. Returns the pid (-errno on failure). */
-pid_t ee_spawn(struct essenv *e, const char *name, char *const argv[]);
-/* Signals the process group of *pid and waits at most wait_ms, then
- * SIGKILLs it. Returns the exit status, 128 + signal, or -1 when *pid was
- * 0. Sets *pid to 0. */
-int ee_stop(pid_t *pid, int sig, int wait_ms);
-
 /* The reference server on srv_port with its database in dir (kept across
  * restarts); waits until it answers. */
 int ee_srv_start(struct essenv *e);
@@ -81,8 +74,11 @@ int ee_essd_start(struct essenv *e);
 /* A control-socket call; the whole answer or NULL (no connection, no
  * answer within timeout_ms). */
 cJSON *ee_call(struct essenv *e, const char *method, const char *params, int timeout_ms);
+/* The same on the socket at sock (for tests that start essd themselves). */
+cJSON *ee_ctl_call(const char *sock, const char *method, const char *params, int timeout_ms);
 /* status.A(.B) as a number (true: 1); -1 when absent or not reachable. */
 double ee_status_num(struct essenv *e, const char *a, const char *b);
+double ee_ctl_status_num(const char *sock, const char *a, const char *b, int timeout_ms);
 /* Waits until the outbox is empty (kicking a sync now and then). */
 int ee_wait_drained(struct essenv *e, int wait_ms);
 /* An assigned incident for the unit, waited for on the device, acked. */

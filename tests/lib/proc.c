@@ -3,6 +3,7 @@
 
 #include "tests/lib/testutil.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -79,4 +80,32 @@ int tp_stop(pid_t *pid, int sig, int wait_ms)
 	}
 	kill(-group, SIGKILL); /* anything left in its group (gpsfake's gpsd) */
 	return rc;
+}
+
+int tp_run(const char *prog, char *const argv[], char *out, size_t cap)
+{
+	FILE *f = tmpfile(); /* removed when closed */
+	if (!f) {
+		perror("tmpfile");
+		abort();
+	}
+	int fd = fileno(f);
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		abort();
+	}
+	if (pid == 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execvp(prog, argv);
+		_exit(127);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	ssize_t n = pread(fd, out, cap - 1, 0);
+	out[n > 0 ? n : 0] = 0;
+	fclose(f);
+	return status_of(status);
 }

@@ -9,6 +9,7 @@
 #ifndef ESS_TESTS_PROC_H
 #define ESS_TESTS_PROC_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 /* fork + exec of argv[0] (PATH searched) in a new process group, stdout and
@@ -24,5 +25,10 @@ int tp_stop(pid_t *pid, int sig, int wait_ms);
 /* Waits up to wait_ms for the leader to exit by itself: its status as
  * tp_stop's (and *pid = 0), or -1 if it still runs (*pid kept). */
 int tp_wait(pid_t *pid, int wait_ms);
+
+/* Runs prog (PATH searched) with argv to its end, stdout and stderr
+ * captured: the first cap - 1 bytes in out, NUL-terminated. Returns the
+ * exit status, 128 + signal when killed by one. */
+int tp_run(const char *prog, char *const argv[], char *out, size_t cap);
 
 #endif

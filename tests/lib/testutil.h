@@ -35,6 +35,14 @@ size_t tu_file_count(const char *path, const void *needle, size_t nlen);
 /* SHA-256 of a file as hex (all zeros if missing). */
 void tu_file_hash(const char *path, char hex[65]);
 int64_t tu_now_ms(void);
+/* Polls cond every 50 ms until it holds or ms have passed (the caller
+ * asserts cond afterwards, so that a timeout fails with the condition). */
+#define TU_WAIT_FOR(cond, ms)                                                                      \
+	do {                                                                                       \
+		int64_t until_ = tu_now_ms() + (ms);                                               \
+		while (!(cond) && tu_now_ms() < until_)                                            \
+			usleep(50000);                                                             \
+	} while (0)
 /* A TCP port on 127.0.0.1 that was free a moment ago (for programs that
  * take a fixed port, like gpsd); aborts on failure. */
 int tu_free_port(void);
