@@ -555,6 +555,10 @@ static void on_stop(struct loop *l, int signo, void *arg)
 	struct daemon *d = arg;
 	log_info("signal %d: stopping", signo);
 	NOTIFY("STOPPING=1");
+	/* no WATCHDOG=1 after STOPPING=1: the rest of this loop pass could
+	 * otherwise still ping */
+	loop_timer_cancel(l, d->wd_t);
+	d->wd_t = NULL;
 	d->stopping = 1;
 	loop_stop(l);
 }
@@ -734,7 +738,8 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	rc = loop_run(d.loop);
 	if (rc < 0)
 		fmt_err(err, errlen, rc, "event loop: %s", strerror(-rc));
-	NOTIFY("STOPPING=1");
+	if (!d.stopping) /* a signal has said it already */
+		NOTIFY("STOPPING=1");
 	*wiped = d.wiped;
 out:
 	daemon_free(&d);
