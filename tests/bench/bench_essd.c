@@ -33,7 +33,9 @@
  * 63): it needs ESS_BENCH_ESSD=1, otherwise it says so and exits (plain
  * `make bench` stays short). ESS_BENCH_ESSD_S=N shortens the GPS run for
  * development: the values are then printed as "# " lines only, never as
- * figures. */
+ * figures. ESS_BENCH_ESSD_PHASES=gps (a comma list of startup, idle, gps)
+ * runs only those phases, e.g. to iterate on the GPS wakeups (~11 minutes,
+ * or shorter with ESS_BENCH_ESSD_S); their figures are the same. */
 #include "agent/ctl_client.h"
 #include "agent/store.h"
 #include "tests/bench/bench.h"
@@ -569,6 +571,8 @@ static void phase_gps(const char *dir, int run_s, int long_run, int real)
 	essd_pid = start_essd(dir);
 	if (wait_ready(essd_pid, 60000) < 0)
 		die("essd did not start", -1);
+	printf("# essd pid %d (strace -f -tt -p it to see each wakeup)\n", (int)essd_pid);
+	fflush(stdout);
 	run_until(t0, WARMUP_S);
 	take(&a, t0);
 	int ten = real && long_run ? 600 : run_s;
@@ -603,6 +607,19 @@ static void phase_gps(const char *dir, int run_s, int long_run, int real)
 	       (c.rss_anon_kib - a.rss_anon_kib) / 1024.0);
 	bench_figure("essd.rss_growth_mib_1h", (c.rss_anon_kib - a.rss_anon_kib) / 1024.0, 3, "MiB",
 	             "<=", 1);
+}
+
+/* Whether ESS_BENCH_ESSD_PHASES (unset: all) names this phase. */
+static int want_phase(const char *name)
+{
+	const char *p = getenv("ESS_BENCH_ESSD_PHASES");
+	size_t n = strlen(name);
+	if (!p || !p[0])
+		return 1;
+	for (const char *q = p; (q = strstr(q, name)); q += n)
+		if ((q == p || q[-1] == ',') && (q[n] == 0 || q[n] == ','))
+			return 1;
+	return 0;
 }
 
 int main(void)
@@ -653,11 +670,15 @@ int main(void)
 	fill_store(store_dir);
 	notify_open(dir);
 
-	phase_startup(dir);
-	phase_idle(dir);
-	printf("# 1 Hz GPS for %d s (%s)\n", run_s, real ? "measured" : "shortened");
-	fflush(stdout);
-	phase_gps(dir, run_s, long_run, real);
+	if (want_phase("startup"))
+		phase_startup(dir);
+	if (want_phase("idle"))
+		phase_idle(dir);
+	if (want_phase("gps")) {
+		printf("# 1 Hz GPS for %d s (%s)\n", run_s, real ? "measured" : "shortened");
+		fflush(stdout);
+		phase_gps(dir, run_s, long_run, real);
+	}
 
 	cleanup();
 	tu_rmrf(bench_tmp);
