@@ -40,6 +40,27 @@
 #define PURGE_MS          600000 /* retention purge */
 #define ACTIVE_RECHECK_MS 5000
 
+/* Periodic jobs run by a bound: armed at bound - slack with that slack, they
+ * run in the last stretch before the bound, in a wakeup the daemon has
+ * anyway when one comes (a GPS report), never after the bound. */
+static int64_t slack_of(int64_t bound_ms)
+{
+	return bound_ms / 4 < LOOP_PERIODIC_SLACK_MS ? bound_ms / 4 : LOOP_PERIODIC_SLACK_MS;
+}
+
+static int64_t before(int64_t bound_ms)
+{
+	return bound_ms - slack_of(bound_ms);
+}
+
+static struct loop_timer *add_by(struct loop *l, int64_t bound_ms, loop_timer_fn fn, void *arg)
+{
+	struct loop_timer *t = loop_timer_add(l, before(bound_ms), fn, arg);
+	if (t)
+		loop_timer_set_slack(t, slack_of(bound_ms));
+	return t;
+}
+
 struct daemon {
 	const char *config_path;
 	struct config cfg;      /* in effect: the file's, with the server's values */
@@ -116,6 +137,12 @@ static void update_active(void *arg)
 }
 
 static int64_t flush_timer(struct loop *l, void *arg);
+
+static int64_t flush_ms(const struct daemon *d)
+{
+	return (int64_t)d->cfg.store.position_flush_s * 1000;
+}
+
 /* The disk-full state, told to the user (status "disk_full", a "disk"
  * publication) when it changes. */
 static void set_disk_full(struct daemon *d, int full)
@@ -152,8 +179,7 @@ static void on_gps_time_jump(void *arg)
 static void arm_flush(struct daemon *d)
 {
 	if (!d->flush_t)
-		d->flush_t = loop_timer_add(d->loop, (int64_t)d->cfg.store.position_flush_s * 1000,
-		                            flush_timer, d);
+		d->flush_t = add_by(d->loop, flush_ms(d), flush_timer, d);
 }
 
 /* Something met a full disk (a responder's action, the panic button): the
@@ -191,14 +217,16 @@ static int64_t flush_timer(struct loop *l, void *arg)
 	struct daemon *d = arg;
 	int64_t dropped = 0;
 	if (disk_check(d))
-		return (int64_t)d->cfg.store.position_flush_s * 1000;
+		return before(flush_ms(d));
 	int rc = store_pos_flush(d->store);
 	if (rc == -ENOSPC) {
 		set_disk_full(d, 1);
-		return (int64_t)d->cfg.store.position_flush_s * 1000; /* watch for space */
+		return before(flush_ms(d)); /* watch for space */
 	}
 	if (rc == 0)
 		rc = store_pos_thin(d->store, d->cfg.store.max_positions, &dropped);
+	if (rc == 0 && d->sync) /* the upload goes with this flush when near its turn */
+		sync_pos_flushed(d->sync);
 	if (rc < 0)
 		log_warnx("trail: flush: %s", strerror(-rc));
 	else if (dropped)
@@ -253,7 +281,9 @@ static int64_t purge_timer(struct loop *l, void *arg)
 		cJSON_AddNumberToObject(o, "incidents", rc);
 		ctlm_publish(&d->m, "purged", o);
 	}
-	return PURGE_MS;
+	/* the first purge runs at once, the later ones by their bound */
+	loop_timer_set_slack(d->purge_t, slack_of(PURGE_MS));
+	return before(PURGE_MS);
 }
 
 static int64_t maint_timer(struct loop *l, void *arg)
@@ -262,7 +292,7 @@ static int64_t maint_timer(struct loop *l, void *arg)
 	struct daemon *d = arg;
 	store_checkpoint(d->store);
 	update_active(d);
-	return MAINTENANCE_MS;
+	return before(MAINTENANCE_MS);
 }
 
 #ifdef HAVE_SYSTEMD
@@ -274,7 +304,7 @@ static int64_t watchdog_timer(struct loop *l, void *arg)
 	sd_notify(0, "WATCHDOG=1");
 	if (sd_watchdog_enabled(0, &usec) <= 0 || usec < 2000)
 		return -1;
-	return (int64_t)(usec / 2000);
+	return before((int64_t)(usec / 2000));
 }
 #endif
 
@@ -283,7 +313,7 @@ static void watchdog_start(struct daemon *d)
 #ifdef HAVE_SYSTEMD
 	uint64_t usec = 0;
 	if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
-		d->wd_t = loop_timer_add(d->loop, (int64_t)(usec / 2000), watchdog_timer, d);
+		d->wd_t = add_by(d->loop, (int64_t)(usec / 2000), watchdog_timer, d);
 		log_info("systemd watchdog every %llu ms", (unsigned long long)(usec / 2000));
 	}
 #else
@@ -619,8 +649,10 @@ static void on_hup(struct loop *l, int signo, void *arg)
 		if (sync_begin(d, why, sizeof(why)) < 0)
 			log_errx("reload: %s", why);
 	}
-	if (d->flush_t)
-		loop_timer_set(d->loop, d->flush_t, (int64_t)d->cfg.store.position_flush_s * 1000);
+	if (d->flush_t) {
+		loop_timer_set(d->loop, d->flush_t, before(flush_ms(d)));
+		loop_timer_set_slack(d->flush_t, slack_of(flush_ms(d)));
+	}
 	log_info("configuration reloaded");
 	NOTIFY("READY=1");
 }
@@ -716,10 +748,9 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 		fmt_err(err, errlen, rc, "signals: %s", strerror(-rc));
 		goto out;
 	}
-	d.flush_t =
-	    loop_timer_add(d.loop, (int64_t)d.cfg.store.position_flush_s * 1000, flush_timer, &d);
+	d.flush_t = add_by(d.loop, flush_ms(&d), flush_timer, &d);
 	d.purge_t = loop_timer_add(d.loop, 0, purge_timer, &d);
-	d.maint_t = loop_timer_add(d.loop, MAINTENANCE_MS, maint_timer, &d);
+	d.maint_t = add_by(d.loop, MAINTENANCE_MS, maint_timer, &d);
 	if (!d.flush_t || !d.purge_t || !d.maint_t) {
 		rc = fmt_err(err, errlen, -ENOMEM, "timers: out of memory");
 		goto out;

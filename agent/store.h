@@ -208,6 +208,12 @@ int store_pos_flush(struct store *s);
 typedef int (*store_fix_fn)(void *arg, const struct store_fix *fixes, size_t n);
 int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int64_t *token);
 int store_pos_consumed(struct store *s, int64_t token);
+/* The same, deferred: the fixes up to token are no longer counted or
+ * peeked at once, and their rows are deleted in the transaction of the next
+ * flush (or peek, or store_pos_consumed), so that an upload costs no commit
+ * (no fsync) of its own. Until then a crash keeps them: they are sent again,
+ * which the device API makes harmless (the server keys fixes on time). */
+void store_pos_acked(struct store *s, int64_t token);
 int store_pos_count(struct store *s, int64_t *n); /* stored + buffered */
 /* Keeps the trail within max fixes (docs/store.md, "Bounding the trail"):
  * while over the bound, the densest stored chunk (the oldest among equals)

@@ -145,6 +145,15 @@ void sync_kick(struct sync *s);
  * holds. */
 void sync_link_up(struct sync *s);
 
+/* The daemon has just flushed the trail (its flush timer). When online and
+ * the positions upload's turn is near (within a quarter of its period), the
+ * upload goes now, in this same wakeup, and finds the trail sealed already:
+ * the flush and the upload share one wakeup and one commit (the upload's
+ * acknowledgement is deleted in the next flush's transaction,
+ * store_pos_acked). While flushes come, the upload's own timer is only a
+ * fallback, one flush period later than its regular turn. */
+void sync_pos_flushed(struct sync *s);
+
 int sync_online(const struct sync *s);
 int sync_stopped(const struct sync *s);             /* revoked, unknown device, sync_stop */
 int64_t sync_last_success_ms(const struct sync *s); /* unix ms of the last 2xx; 0 never */

@@ -696,6 +696,57 @@ static void test_positions(void **state)
 	tu_store_close(&t);
 }
 
+/* store_pos_acked: the fixes leave the count and the peek at once, their
+ * rows go with the next flush; without one they stay (a crash sends them
+ * again, harmless for the server). */
+static void test_positions_acked(void **state)
+{
+	struct tu_store t;
+	struct fixsum fs = {0};
+	int64_t n, token;
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	for (int i = 0; i < 100; i++) {
+		struct store_fix f = make_fix(i);
+		assert_int_equal(store_pos_append(t.s, &f), 0);
+	}
+	assert_int_equal(store_pos_peek(t.s, 5000, fix_cb, &fs, &token), 100);
+	store_pos_acked(t.s, token);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 0);
+	for (int i = 100; i < 150; i++) {
+		struct store_fix f = make_fix(i);
+		assert_int_equal(store_pos_append(t.s, &f), 0);
+	}
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 50);
+	assert_int_equal(store_pos_flush(t.s), 0); /* the acked rows go with it */
+	tu_store_close(&t);
+
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 50);
+	struct fixsum fs2 = {0};
+	assert_int_equal(store_pos_peek(t.s, 5000, fix_cb, &fs2, &token), 50);
+	assert_int_equal(fs2.n, 50);
+	store_pos_acked(t.s, token);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 0);
+	tu_store_close(&t); /* nothing buffered: no flush, the rows stay */
+
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 50);
+	store_pos_acked(t.s, token);
+	struct fixsum fs3 = {0};
+	/* a peek with nothing flushed since deletes them itself */
+	assert_int_equal(store_pos_peek(t.s, 5000, fix_cb, &fs3, &token), 0);
+	tu_store_close(&t);
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 0);
+	tu_store_close(&t);
+}
+
 static void test_device_key(void **state)
 {
 	struct tu_store t;
@@ -767,6 +818,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_outbox_group_visibility, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rejected_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_positions_acked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_device_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
 	};
