@@ -35,9 +35,12 @@
 #define NOTIFY(...) ((void)0)
 #endif
 
-#define WIPE_GRACE_MS     10000  /* the command_result may take this long to go out */
-#define MAINTENANCE_MS    60000  /* active-incident check; the WAL checkpoint every tenth */
-#define CHECKPOINT_EVERY  10     /* maintenance turns: 10 min */
+#define WIPE_GRACE_MS    10000 /* the command_result may take this long to go out */
+#define MAINTENANCE_MS   60000 /* active-incident check; the WAL checkpoint every tenth */
+#define CHECKPOINT_EVERY 10    /* maintenance turns: 10 min */
+/* The upload of the trail from memory starts this long before the flush
+ * bound, for its answer to come back in time (else the flush writes). */
+#define MEM_LEAD_MS       3000
 #define PURGE_MS          600000 /* retention purge */
 #define ACTIVE_RECHECK_MS 5000
 
@@ -81,6 +84,13 @@ struct daemon {
 	int stopping;
 	int64_t pos_errors;
 	int maint_turns;
+	/* The trail's flush: flush_due is the bound of the oldest buffered fix
+	 * (monotonic); MEM_LEAD_MS before it the upload may take the buffer
+	 * straight from memory (mem_stage 1: started, fixes up to mem_newest_t
+	 * sent at mem_kick_ms; 2: not started, flush at the bound). */
+	int64_t flush_due;
+	int mem_stage;
+	int64_t mem_newest_t, mem_kick_ms;
 };
 
 static void config_err(void *arg, const char *file, unsigned line, const char *msg)
@@ -178,10 +188,27 @@ static void on_gps_time_jump(void *arg)
 
 /* While the disk is full the flush timer is what notices space coming back
  * (disk_check): it must be armed then even though no fix is stored. */
+static int64_t mem_lead(const struct daemon *d)
+{
+	return flush_ms(d) >= 4 * MEM_LEAD_MS ? MEM_LEAD_MS : 0;
+}
+
+/* The delay for the flush timer to run by at (monotonic), within its slack. */
+static int64_t flush_delay_to(const struct daemon *d, int64_t at)
+{
+	int64_t delay = at - loop_now_ms() - slack_of(flush_ms(d));
+	return delay > 0 ? delay : 0;
+}
+
 static void arm_flush(struct daemon *d)
 {
-	if (!d->flush_t)
-		d->flush_t = add_by(d->loop, flush_ms(d), flush_timer, d);
+	if (d->flush_t)
+		return;
+	d->flush_due = loop_now_ms() + flush_ms(d);
+	d->mem_stage = 0;
+	d->flush_t = add_by(d->loop, flush_ms(d) - mem_lead(d), flush_timer, d);
+	if (d->flush_t)
+		loop_timer_set_slack(d->flush_t, slack_of(flush_ms(d)));
 }
 
 /* Something met a full disk (a responder's action, the panic button): the
@@ -217,9 +244,35 @@ static int64_t flush_timer(struct loop *l, void *arg)
 {
 	(void)l;
 	struct daemon *d = arg;
-	int64_t dropped = 0;
+	int64_t dropped = 0, oldest, newest;
 	if (disk_check(d))
 		return before(flush_ms(d));
+	if (d->mem_stage == 0 && mem_lead(d)) {
+		/* Online, the server can have these fixes before their bound: no
+		 * write (no fsync, no flash wear) unless it does not answer. */
+		if (d->sync && store_pos_buffered(d->store, &oldest, &d->mem_newest_t) &&
+		    sync_pos_from_memory(d->sync)) {
+			d->mem_stage = 1;
+			d->mem_kick_ms = loop_now_ms();
+		} else {
+			d->mem_stage = 2;
+		}
+		return flush_delay_to(d, d->flush_due);
+	}
+	if (d->mem_stage == 1) {
+		d->mem_stage = 0;
+		if (store_pos_buffered(d->store, &oldest, &newest) == 0) {
+			d->flush_t = NULL; /* all on the server; the next fix arms again */
+			return -1;
+		}
+		if (oldest > d->mem_newest_t) {
+			/* what is left came after the upload started: bound from then */
+			d->flush_due = d->mem_kick_ms + flush_ms(d);
+			return flush_delay_to(d, d->flush_due - mem_lead(d));
+		}
+		/* no answer in time: the fixes are written as they always were */
+	}
+	d->mem_stage = 0;
 	int rc = store_pos_flush(d->store);
 	if (rc == -ENOSPC) {
 		set_disk_full(d, 1);
@@ -656,8 +709,10 @@ static void on_hup(struct loop *l, int signo, void *arg)
 		if (sync_begin(d, why, sizeof(why)) < 0)
 			log_errx("reload: %s", why);
 	}
-	if (d->flush_t) {
-		loop_timer_set(d->loop, d->flush_t, before(flush_ms(d)));
+	if (d->flush_t) { /* the new bound from now: flush (or upload) by it */
+		d->flush_due = loop_now_ms() + flush_ms(d);
+		d->mem_stage = 0;
+		loop_timer_set(d->loop, d->flush_t, before(flush_ms(d)) - mem_lead(d));
 		loop_timer_set_slack(d->flush_t, slack_of(flush_ms(d)));
 	}
 	log_info("configuration reloaded");
@@ -755,7 +810,7 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 		fmt_err(err, errlen, rc, "signals: %s", strerror(-rc));
 		goto out;
 	}
-	d.flush_t = add_by(d.loop, flush_ms(&d), flush_timer, &d);
+	arm_flush(&d);
 	d.purge_t = loop_timer_add(d.loop, 0, purge_timer, &d);
 	d.maint_t = add_by(d.loop, MAINTENANCE_MS, maint_timer, &d);
 	if (!d.flush_t || !d.purge_t || !d.maint_t) {

@@ -181,6 +181,63 @@ void store_pos_acked(struct store *s, int64_t token)
 		s->pos_acked = token;
 }
 
+size_t store_pos_buffered(struct store *s, int64_t *oldest_t, int64_t *newest_t)
+{
+	*oldest_t = *newest_t = 0;
+	if (!s->pos_buf || s->pos_n == 0)
+		return 0;
+	*oldest_t = s->pos_buf[0].t_ms;
+	*newest_t = s->pos_buf[s->pos_n - 1].t_ms;
+	return s->pos_n;
+}
+
+int store_pos_only_buffered(struct store *s)
+{
+	sqlite3_stmt *st = store_stmt(s, "SELECT count(*) FROM positions WHERE id > ? AND id != ?");
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_bind_int64(st, 1, s->pos_acked);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, s->pos_chunk_id);
+	int only = 0;
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		only = sqlite3_column_int64(st, 0) == 0;
+		rc = SQLITE_OK;
+	}
+	sqlite3_reset(st);
+	rc = store_sqlerr(s, rc, "positions");
+	return rc < 0 ? rc : only;
+}
+
+size_t store_pos_copy_buffered(struct store *s, struct store_fix *out, size_t max)
+{
+	size_t n = s->pos_buf && s->pos_n < max ? s->pos_n : s->pos_buf ? max : 0;
+	if (n)
+		memcpy(out, s->pos_buf, n * sizeof(*out));
+	return n;
+}
+
+void store_pos_drop_buffered(struct store *s, int64_t t_ms)
+{
+	size_t k = 0;
+	if (!s->pos_buf)
+		return;
+	while (k < s->pos_n && s->pos_buf[k].t_ms <= t_ms)
+		k++;
+	if (k == 0)
+		return;
+	memmove(s->pos_buf, s->pos_buf + k, (s->pos_n - k) * sizeof(*s->pos_buf));
+	sodium_memzero(s->pos_buf + (s->pos_n - k), k * sizeof(*s->pos_buf));
+	s->pos_n -= k;
+	if (s->pos_chunk_id && s->pos_n == 0) {
+		/* the open chunk's row holds only fixes the server has */
+		store_pos_acked(s, s->pos_chunk_id);
+		s->pos_chunk_id = 0;
+	}
+	/* a sealed open chunk is rewritten whole at the next flush */
+	s->pos_sealed = 0;
+}
+
 int store_pos_count(struct store *s, int64_t *n)
 {
 	sqlite3_stmt *st = store_stmt(s, "SELECT total(n) FROM positions WHERE id > ?");

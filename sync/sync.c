@@ -85,6 +85,8 @@ struct sync {
 	int64_t pos_sent_ms;  /* monotonic: when the last upload started */
 	int pos_kicked;       /* the next upload is the one a flush started */
 	int pos_by_flush;     /* the upload in flight is */
+	int pos_mem;          /* the next (or in-flight) upload is the buffer's */
+	int64_t pos_mem_t;    /* …up to this fix time */
 	int64_t pos_flush_ms; /* the daemon's trail flush bound */
 	struct sync_stats stats;
 };
@@ -925,10 +927,15 @@ static void on_pos(void *arg, const struct http_response *r)
 		v = V_FAIL;
 	}
 	if (v == V_OK) {
-		/* deleted with the next flush: no commit (fsync) of its own */
-		store_pos_acked(s->st, s->pos_token);
+		/* From memory: never written at all. From the database: deleted
+		 * with the next flush, no commit (fsync) of its own. */
+		if (s->pos_mem)
+			store_pos_drop_buffered(s->st, s->pos_mem_t);
+		else
+			store_pos_acked(s->st, s->pos_token);
 		s->stats.fixes_sent += s->nfixes;
 	}
+	s->pos_mem = 0;
 	after(s, c, v);
 	if (v == V_OK) {
 		int full = s->nfixes >= PROTO_MAX_FIXES / 2 || c->again;
@@ -947,7 +954,15 @@ static void start_pos(struct sync *s)
 	if (!chan_ready(s, c))
 		return;
 	s->nfixes = 0;
-	int rc = store_pos_peek(s->st, PROTO_MAX_FIXES, peek_fixes, s, &s->pos_token);
+	int rc = 0;
+	if (s->pos_mem) { /* sync_pos_from_memory: the buffer, nothing written */
+		s->nfixes = store_pos_copy_buffered(s->st, s->fixes, PROTO_MAX_FIXES);
+		s->pos_mem_t = s->nfixes ? s->fixes[s->nfixes - 1].t_ms : 0;
+		if (!s->nfixes)
+			s->pos_mem = 0;
+	} else {
+		rc = store_pos_peek(s->st, PROTO_MAX_FIXES, peek_fixes, s, &s->pos_token);
+	}
 	if (rc < 0) {
 		log_warnx("sync: reading positions: %s", strerror(-rc));
 		chan_period(c, (int64_t)s->pos_upload_s * 1000);
@@ -962,6 +977,7 @@ static void start_pos(struct sync *s)
 	size_t len;
 	char *json = proto_fixes_json(s->fixes, s->nfixes, &len);
 	if (!json) {
+		s->pos_mem = 0;
 		chan_schedule(c, 1000);
 		return;
 	}
@@ -1316,6 +1332,29 @@ void sync_link_up(struct sync *s)
 		else
 			chan_schedule(cs[i], d);
 	}
+}
+
+/* Whether the positions upload may go now on the daemon's word: online,
+ * idle, not held, and its turn near (three quarters of its period past). */
+static int pos_turn_near(struct sync *s)
+{
+	int64_t now = loop_now_ms(), period = (int64_t)s->pos_upload_s * 1000;
+	if (!s->started || s->stopped || !s->online || s->pos.req || s->gate_ms > now)
+		return 0;
+	return !s->pos_sent_ms || now - s->pos_sent_ms >= period - period / 4;
+}
+
+int sync_pos_from_memory(struct sync *s)
+{
+	if (!s || !pos_turn_near(s) || store_pos_only_buffered(s->st) != 1)
+		return 0;
+	int64_t oldest, newest;
+	if (store_pos_buffered(s->st, &oldest, &newest) == 0)
+		return 0;
+	s->pos_kicked = 1;
+	s->pos_mem = 1;
+	chan_schedule(&s->pos, 0);
+	return 1;
 }
 
 void sync_pos_flushed(struct sync *s)

@@ -153,6 +153,13 @@ void sync_link_up(struct sync *s);
  * store_pos_acked). While flushes come, the upload's own timer is only a
  * fallback, one flush period later than its regular turn. */
 void sync_pos_flushed(struct sync *s);
+/* The daemon's flush is near (its bound minus a few seconds) and the trail
+ * is all in memory: when online and the upload's turn is near, the
+ * buffered fixes go to the server straight from memory (now, in this
+ * wakeup) and leave the buffer once acknowledged, never written: returns
+ * 1. The daemon still flushes, at the bound, whatever is left of them
+ * then (no answer, an error). 0: nothing started, flush as usual. */
+int sync_pos_from_memory(struct sync *s);
 
 int sync_online(const struct sync *s);
 int sync_stopped(const struct sync *s);             /* revoked, unknown device, sync_stop */
