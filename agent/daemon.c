@@ -352,7 +352,8 @@ static int64_t maint_timer(struct loop *l, void *arg)
 	if (++d->maint_turns % CHECKPOINT_EVERY == 0)
 		store_checkpoint(d->store);
 	update_active(d);
-	return before(MAINTENANCE_MS);
+	int64_t next = loop_timer_due(d->maint_t) + MAINTENANCE_MS - loop_now_ms(); /* in phase */
+	return next >= 0 ? next : before(MAINTENANCE_MS);
 }
 
 #ifdef HAVE_SYSTEMD

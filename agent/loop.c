@@ -204,6 +204,11 @@ void loop_timer_cancel(struct loop *l, struct loop_timer *t)
 	free(t);
 }
 
+int64_t loop_timer_due(const struct loop_timer *t)
+{
+	return t->due;
+}
+
 void loop_timer_set_slack(struct loop_timer *t, int64_t slack_ms)
 {
 	t->slack = slack_ms > 0 ? slack_ms : 0;

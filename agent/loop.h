@@ -45,6 +45,11 @@ void loop_timer_cancel(struct loop *l, struct loop_timer *t); /* frees it; NULL 
  * due. Kept across re-arms; 0 (the default) runs it as soon as it is due.
  * A periodic job with a bound arms itself at bound - slack. */
 void loop_timer_set_slack(struct loop_timer *t, int64_t slack_ms);
+/* The time t was due (monotonic ms; in its callback: the due time that made
+ * it run). A periodic job with slack returns due + period - now to keep its
+ * phase when it ran early, so that jobs whose periods are multiples of one
+ * another keep meeting in the same wakeups. */
+int64_t loop_timer_due(const struct loop_timer *t);
 /* The slack periodic housekeeping uses (flushes, uploads, heartbeats,
  * polls of sysfs): longer than the 1 s between a 1 Hz receiver's reports,
  * so that with GPS running such a job costs no wakeup of its own. */

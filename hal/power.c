@@ -81,7 +81,9 @@ static int64_t poll_timer(struct loop *l, void *arg)
 	(void)l;
 	struct hal_power *pw = arg;
 	hal_power_refresh(pw);
-	return pw->poll_ms - pw->poll_slack;
+	/* in phase: the next reading is due a period after this one was */
+	int64_t next = loop_timer_due(pw->t) + pw->poll_ms - loop_now_ms();
+	return next >= 0 ? next : pw->poll_ms - pw->poll_slack;
 }
 
 int hal_power_open(const char *name, const struct hal_power_params *p, struct hal_power **out,

@@ -207,6 +207,7 @@ struct ran {
 	uint64_t wake[8]; /* loop_wakeups when it ran */
 	int n;
 	int64_t again; /* returned: re-arm delay, or -1 */
+	struct loop_timer *timer;
 };
 
 static int64_t mark(struct loop *l, void *arg)
@@ -364,6 +365,43 @@ static void test_slack_kept_when_rearmed(void **state)
 	loop_close(l);
 }
 
+static int64_t in_phase(struct loop *l, void *arg)
+{
+	struct ran *r = arg;
+	r->at[r->n] = loop_now_ms();
+	r->wake[r->n] = loop_wakeups(l);
+	r->n++;
+	if (r->n >= 3)
+		return -1;
+	/* the next run due a period (100 ms) after this one was due */
+	return loop_timer_due(r->timer) + 100 - loop_now_ms();
+}
+
+/* A periodic timer that ran early (in an fd's wakeup, inside its slack)
+ * keeps its phase with loop_timer_due: its later runs stay on its own
+ * deadlines (every 100 ms from the first), not 100 ms after the early run. */
+static void test_slack_keeps_phase(void **state)
+{
+	(void)state;
+	struct loop *l;
+	assert_int_equal(loop_open(&l), 0);
+	struct ran t = {0}, f = {0};
+	int64_t start = loop_now_ms();
+	t.timer = loop_timer_add(l, 50, in_phase, &t); /* due 50, deadline 100 */
+	loop_timer_set_slack(t.timer, 50);
+	int fd = fd_in(60);
+	assert_int_equal(loop_fd_add(l, fd, LOOP_READ, on_tfd, &f), 0);
+	run_until(l, &t.n, 3, 3000);
+	assert_int_equal(t.wake[0], f.wake[0]); /* the first run rode the fd */
+	assert_true(t.at[0] - start >= 60 && t.at[0] - start < 100);
+	/* then on its deadlines: 200 and 300 ms (not 160 and 260) */
+	assert_true(t.at[1] - start >= 200 && t.at[1] - start <= 200 + LATE_MS);
+	assert_true(t.at[2] - start >= 300 && t.at[2] - start <= 300 + LATE_MS);
+	loop_fd_del(l, fd);
+	close(fd);
+	loop_close(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -376,6 +414,7 @@ int main(void)
 	    cmocka_unit_test(test_slack_timers_coalesce),
 	    cmocka_unit_test(test_slack_does_not_delay_others),
 	    cmocka_unit_test(test_slack_kept_when_rearmed),
+	    cmocka_unit_test(test_slack_keeps_phase),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
