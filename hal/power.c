@@ -119,9 +119,9 @@ int hal_power_open(const char *name, const struct hal_power_params *p, struct ha
 	pw->on_change = p->on_change;
 	pw->arg = p->arg;
 	/* A reading every poll_ms at the latest, taken when the loop is awake
-	 * anyway (a GPS report) if one comes in the last quarter (2 s at most). */
-	pw->poll_slack =
-	    pw->poll_ms / 4 < LOOP_PERIODIC_SLACK_MS ? pw->poll_ms / 4 : LOOP_PERIODIC_SLACK_MS;
+	 * anyway (a GPS report, a server's answer) if one comes in the second
+	 * half of the period: idle, this poll is the most frequent wakeup. */
+	pw->poll_slack = pw->poll_ms / 2;
 	if (!(pw->t = loop_timer_add(pw->loop, pw->poll_ms - pw->poll_slack, poll_timer, pw))) {
 		ops->close(pw->priv);
 		free(pw);
