@@ -353,7 +353,7 @@ static int64_t maint_timer(struct loop *l, void *arg)
 		store_checkpoint(d->store);
 	update_active(d);
 	int64_t next = loop_timer_due(d->maint_t) + MAINTENANCE_MS - loop_now_ms(); /* in phase */
-	return next >= 0 ? next : before(MAINTENANCE_MS);
+	return next >= 0 ? next : MAINTENANCE_MS - LOOP_IDLE_SLACK_MS;
 }
 
 #ifdef HAVE_SYSTEMD
@@ -813,7 +813,10 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	}
 	arm_flush(&d);
 	d.purge_t = loop_timer_add(d.loop, 0, purge_timer, &d);
-	d.maint_t = add_by(d.loop, MAINTENANCE_MS, maint_timer, &d);
+	/* local reads only (and a checkpoint every tenth): a long window */
+	d.maint_t = loop_timer_add(d.loop, MAINTENANCE_MS - LOOP_IDLE_SLACK_MS, maint_timer, &d);
+	if (d.maint_t)
+		loop_timer_set_slack(d.maint_t, LOOP_IDLE_SLACK_MS);
 	if (!d.flush_t || !d.purge_t || !d.maint_t) {
 		rc = fmt_err(err, errlen, -ENOMEM, "timers: out of memory");
 		goto out;

@@ -54,6 +54,10 @@ int64_t loop_timer_due(const struct loop_timer *t);
  * polls of sysfs): longer than the 1 s between a 1 Hz receiver's reports,
  * so that with GPS running such a job costs no wakeup of its own. */
 #define LOOP_PERIODIC_SLACK_MS 2000
+/* The slack of cheap local checks (nothing to send, nothing to write): as
+ * long as the period of the most frequent idle wakeup (the power poll, 10 s)
+ * so that, idle, they always meet it. */
+#define LOOP_IDLE_SLACK_MS 10000
 
 /* Delivers signo through a signalfd, outside signal-handler context. The
  * signal is blocked for the whole process (call before other threads

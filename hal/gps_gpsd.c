@@ -65,10 +65,13 @@ static void schedule_reconnect(struct gpsd_src *s)
 	int64_t delay = s->backoff_ms;
 	s->backoff_ms = delay * 2 > s->p.backoff_max_ms ? s->p.backoff_max_ms : delay * 2;
 	s->st.next_backoff_ms = delay;
-	/* At the long delays (gpsd gone for good) the attempt may go up to 2 s
-	 * early, in a wakeup essd has anyway (loop_timer_set_slack); the short
+	/* At the long delays (gpsd gone for good) the attempt may go up to a
+	 * third early (10 s at most), in a wakeup essd has anyway
+	 * (loop_timer_set_slack, LOOP_IDLE_SLACK_MS); the short
 	 * ones of a restarting gpsd stay exact. */
-	int64_t slack = delay >= 10000 ? LOOP_PERIODIC_SLACK_MS : 0;
+	int64_t slack = delay < 10000                    ? 0
+	                : delay / 3 < LOOP_IDLE_SLACK_MS ? delay / 3
+	                                                 : LOOP_IDLE_SLACK_MS;
 	if (!s->reconnect)
 		s->reconnect = loop_timer_add(s->p.loop, delay - slack, try_connect, s);
 	else

@@ -970,8 +970,11 @@ static void start_pos(struct sync *s)
 	}
 	s->pos_by_flush = s->pos_kicked;
 	s->pos_kicked = 0;
-	if (s->nfixes == 0) {
-		chan_period(c, (int64_t)s->pos_upload_s * 1000);
+	if (s->nfixes == 0) { /* only a look at the store next time: a long window */
+		int64_t period = (int64_t)s->pos_upload_s * 1000;
+		int64_t slack = period / 3 < LOOP_IDLE_SLACK_MS ? period / 3 : LOOP_IDLE_SLACK_MS;
+		chan_arm(c, period - slack, slack);
+		c->regular = 1;
 		return;
 	}
 	size_t len;
