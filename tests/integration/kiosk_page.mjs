@@ -15,11 +15,14 @@ function ok(cond, desc, diag) {
   if (!cond && diag !== undefined) console.log('# ' + String(diag).split('\n').join('\n# '));
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// no single step may hang the check (a page caught mid-navigation can keep
+// a DevTools call waiting): each try gives up after 5 s and is retried
+const bounded = (p, ms) => Promise.race([p, sleep(ms).then(() => null)]);
 async function until(ms, fn) {
   const end = Date.now() + ms;
   let last;
   while (Date.now() < end) {
-    try { last = await fn(); if (last) return last; } catch (e) { last = null; }
+    try { last = await bounded(fn(), 5000); if (last) return last; } catch (e) { last = null; }
     await sleep(250);
   }
   return last;
@@ -41,24 +44,25 @@ try {
       (await page.locator(`#list li[data-id="${E.INCIDENT}"]`).count()) === 1);
     ok(shown, 'logged in: the status bar and the dispatched incident are shown',
       await page.evaluate(() => document.body.innerText.slice(0, 400)));
-    const gps = await page.textContent('#gps');
-    ok(gps.length > 0, 'the status bar shows the GPS state', gps);
+    const gps = await until(5000, () => page.textContent('#gps'));
+    ok(gps && gps.length > 0, 'the status bar shows the GPS state', gps);
     ok(!/token/.test(page.url()), 'the token is gone from the address bar', page.url());
     // the session is a cookie now, not the token: an API call from the page works
-    const st = await page.evaluate(async () => (await fetch('/api/call', {
+    const st = await until(10000, () => page.evaluate(async () => (await fetch('/api/call', {
       method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"method":"status"}',
-    })).status);
+    })).status));
     ok(st === 200, 'the page\'s session cookie opens the API', st);
   } else {
     const refused = await until(15000, () => page.isVisible('#noauth'));
     ok(refused, 'a wrong token: the page shows only "no access"');
-    ok((await page.locator('#list li').count()) === 0, 'a wrong token: no incident is shown');
+    ok(await until(5000, async () => (await page.locator('#list li').count()) === 0),
+      'a wrong token: no incident is shown');
   }
-  if (E.SHOT) await page.screenshot({ path: E.SHOT });
+  if (E.SHOT) await bounded(page.screenshot({ path: E.SHOT }).catch(() => {}), 10000);
 } catch (e) {
   ok(false, 'the page check crashed', e && e.stack || e);
 } finally {
   // the browser is the launcher's: disconnect, kiosk.sh stops it by pid
-  if (browser) await browser.close().catch(() => {});
+  if (browser) await bounded(browser.close().catch(() => {}), 5000);
 }
 process.exit(failed ? 1 : 0);
