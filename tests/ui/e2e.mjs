@@ -170,6 +170,21 @@ async function main() {
     ok(/[\u0E00-\u0E7F]/.test(th), 'browser: Thai by default', th);
     const fonts = await page.evaluate(() => getComputedStyle(document.body).fontFamily);
     ok(/Garuda|Loma|Tlwg/.test(fonts), 'browser: the TLWG fonts are named', fonts);
+    // always visible: the GPS fix (gpsfake's drive) with its accuracy, the clock's state
+    const bar = await until(15000, async () => {
+      const g = await page.textContent('#gps');
+      const c = await page.textContent('#clockq');
+      return /±\d+ m/.test(g) && c.length > 0 ? g + ' / ' + c : null;
+    });
+    ok(bar, 'status bar: GPS with its accuracy and the clock state', bar);
+    // day and night themes: the switch changes the colours, and is kept
+    const bg = () => page.evaluate(() => document.body.className + ' ' + getComputedStyle(document.body).backgroundColor);
+    const bg1 = await bg();
+    await page.click('#theme');
+    const bg2 = await bg();
+    await page.click('#theme');
+    const bg3 = await bg();
+    ok(bg1 !== bg2 && bg1 === bg3 && /night|day/.test(bg2), 'day and night themes switch', `${bg1} -> ${bg2} -> ${bg3}`);
     await page.screenshot({ path: `${ART}/ui-1280x800-empty.png` });
 
     // a new assignment: full-screen alert with a sound
