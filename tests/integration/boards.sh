@@ -173,12 +173,14 @@ fi
 if command -v lintian >/dev/null && command -v dpkg-shlibdeps >/dev/null; then
 	version=$(cat VERSION)
 	arch=$(dpkg --print-architecture)
-	cp -a "$build/essd" "$build/essctl" "$tmp/"
+	cp -a "$build/essd" "$build/essctl" "$build/ess-ui" "$tmp/"
 	if deb=$(boards/package.sh "$tmp" host "$version" "$arch" strip boards/host/essd-system.conf 2>"$tmp/pkg.err"); then
 		ok "boards/package.sh builds $(basename "$deb")"
 		contents=$(dpkg-deb -c "$deb")
 		for f in ./usr/bin/essd ./usr/bin/essctl ./lib/systemd/system/essd.service \
 			./lib/systemd/system/ess-firstboot.service ./lib/udev/rules.d/70-ess-agent.rules \
+			./usr/bin/ess-ui ./lib/systemd/system/ess-ui.service ./lib/systemd/system/ess-kiosk.service \
+			./usr/lib/ess-agent/ess-kiosk \
 			./etc/ess/essd.conf ./etc/ess/gpsd; do
 			case "$contents" in *" $f"*) ;; *) not_ok "package holds $f" ;; esac
 		done
