@@ -59,8 +59,13 @@ LIB_SRCS  := $(filter-out $(PROG_SRCS),$(wildcard agent/*.c sync/*.c hal/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/libess.a
 
-TESTLIB_SRCS := $(wildcard tests/lib/*.c)
+TESTLIB_SRCS := $(filter-out tests/lib/fakegpiod.c,$(wildcard tests/lib/*.c))
 TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/obj/%.o)
+# The unit tests link a fake libgpiod (tests/lib/fakegpiod.h: a chip made of
+# files under HAL_SYSFS_ROOT) in place of the real one, which needs a GPIO
+# chip this kernel cannot make; every program links the real libgpiod.
+FAKEGPIOD_OBJ := $(BUILD)/obj/tests/lib/fakegpiod.o
+UNIT_LDLIBS    = $(filter-out -lgpiod,$(LDLIBS))
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # Integration tests in C drive the real programs over loopback.
@@ -116,9 +121,9 @@ $(LIB): $(LIB_OBJS)
 $(BUILD)/%: $(BUILD)/obj/agent/cmd-%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TESTLIB_OBJS) $(LIB)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TESTLIB_OBJS) $(FAKEGPIOD_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(UNIT_LDLIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/tests/itest_%: $(BUILD)/obj/tests/integration/itest_%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
@@ -146,9 +151,9 @@ $(UI_LIB): $(UI_SRCS:%.c=$(BUILD)/obj/%.o) $(MHD_LOOP_OBJS) $(BUILD)/obj/gen/ui_
 $(BUILD)/ess-ui: $(BUILD)/obj/agent/ui/main.o $(UI_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MHD_LIBS)
 
-$(BUILD)/tests/test_ui_%: $(BUILD)/obj/tests/unit/test_ui_%.o $(TESTLIB_OBJS) $(UI_LIB) $(LIB)
+$(BUILD)/tests/test_ui_%: $(BUILD)/obj/tests/unit/test_ui_%.o $(TESTLIB_OBJS) $(FAKEGPIOD_OBJ) $(UI_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MHD_LIBS) $(CMOCKA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(UNIT_LDLIBS) $(MHD_LIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
