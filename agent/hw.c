@@ -326,7 +326,7 @@ void hw_check_alert(const struct config *cfg, struct loop *l, struct hw_check *o
 	int snd_gpio = !strncmp(cfg->alert.sounder, "gpio:", 5);
 	if (st.led_missing || snd_missing)
 		check_set(out, HW_CHECK_FAIL,
-		          "%s%s%s%s%s%s not found: check the wiring and the driver",
+		          "%s%s%s%s%s not found%s: check the wiring and the driver",
 		          st.led_missing ? "LED " : "", st.led_missing ? led : "",
 		          st.led_missing && snd_missing ? " and " : "",
 		          snd_missing ? "sounder " : "", snd_missing ? cfg->alert.sounder : "",

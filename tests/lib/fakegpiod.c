@@ -69,18 +69,23 @@ static int read_file(const char *path, char *buf, size_t cap)
 
 /* Parses a chip file: 0 and the line count and label, or -1 with ENOENT
  * (missing) or ENOTTY (something else is there). */
-static int chip_parse(const char *path, unsigned *lines, char *label, size_t cap, struct stat *st)
+static int chip_parse(const char *path, unsigned *lines, char *label, size_t cap,
+                      unsigned long long *gen)
 {
-	char buf[128], lab[64];
+	char buf[160], lab[64];
 	unsigned n;
-	if (stat(path, st) < 0)
+	unsigned long long g = 0;
+	struct stat st;
+	if (stat(path, &st) < 0)
 		return -1;
-	if (!S_ISREG(st->st_mode) || read_file(path, buf, sizeof(buf)) < 0 ||
-	    sscanf(buf, "fakegpiod %u %63s", &n, lab) != 2 || n == 0 || n > FG_MAX_LINES) {
+	if (!S_ISREG(st.st_mode) || read_file(path, buf, sizeof(buf)) < 0 ||
+	    sscanf(buf, "fakegpiod %u %63s %llu", &n, lab, &g) < 2 || n == 0 || n > FG_MAX_LINES) {
 		errno = ENOTTY;
 		return -1;
 	}
 	*lines = n;
+	if (gen)
+		*gen = g;
 	if (label)
 		snprintf(label, cap, "%s", lab);
 	return 0;
@@ -146,8 +151,16 @@ void fg_chip_add(const char *root, const char *name, unsigned lines, const char 
 		    write_file(p, "0\n", O_TRUNC) < 0)
 			die("write", p);
 	}
-	/* the chip file last: a handle never sees a chip without its lines */
-	snprintf(v, sizeof(v), "fakegpiod %u %s\n", lines, label);
+	/* the chip file last: a handle never sees a chip without its lines.
+	 * A generation tells a chip that came back from the one a handle
+	 * opened (the file system may well reuse the inode). */
+	static unsigned long long count;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	unsigned long long gen =
+	    ((unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec) ^
+	    ((unsigned long long)getpid() << 40) ^ ++count;
+	snprintf(v, sizeof(v), "fakegpiod %u %s %llu\n", lines, label, gen);
 	if (write_file(chip, v, O_TRUNC) < 0)
 		die("write", chip);
 }
@@ -155,10 +168,9 @@ void fg_chip_add(const char *root, const char *name, unsigned lines, const char 
 void fg_chip_remove(const char *root, const char *name)
 {
 	char chip[FG_CHIP], p[FG_PATH], buf[128];
-	struct stat st;
 	unsigned lines = 0;
 	chip_file(root, name, chip, sizeof(chip));
-	if (chip_parse(chip, &lines, buf, sizeof(buf), &st) < 0)
+	if (chip_parse(chip, &lines, buf, sizeof(buf), NULL) < 0)
 		lines = 0;
 	if (unlink(chip) < 0 && errno != ENOENT)
 		die("unlink", chip);
@@ -256,8 +268,7 @@ struct gpiod_line {
 
 struct gpiod_chip {
 	char path[FG_CHIP];
-	dev_t dev;
-	ino_t ino;
+	unsigned long long gen;
 	unsigned n;
 	char label[64];
 	struct gpiod_line **lines;
@@ -267,10 +278,9 @@ struct gpiod_chip {
  * went and came back is a new device; old handles stay dead). */
 static int alive(const struct gpiod_chip *c)
 {
-	struct stat st;
 	unsigned n;
-	if (chip_parse(c->path, &n, NULL, 0, &st) < 0 || st.st_dev != c->dev ||
-	    st.st_ino != c->ino) {
+	unsigned long long gen;
+	if (chip_parse(c->path, &n, NULL, 0, &gen) < 0 || gen != c->gen) {
 		errno = ENODEV;
 		return 0;
 	}
@@ -279,14 +289,14 @@ static int alive(const struct gpiod_chip *c)
 
 struct gpiod_chip *gpiod_chip_open(const char *path)
 {
-	struct stat st;
 	unsigned n;
+	unsigned long long gen;
 	char label[64];
 	if (strlen(path) >= FG_CHIP) {
 		errno = ENAMETOOLONG;
 		return NULL;
 	}
-	if (chip_parse(path, &n, label, sizeof(label), &st) < 0)
+	if (chip_parse(path, &n, label, sizeof(label), &gen) < 0)
 		return NULL;
 	struct gpiod_chip *c = calloc(1, sizeof(*c));
 	if (!c || !(c->lines = calloc(n, sizeof(*c->lines)))) {
@@ -296,8 +306,7 @@ struct gpiod_chip *gpiod_chip_open(const char *path)
 	}
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	snprintf(c->label, sizeof(c->label), "%s", label);
-	c->dev = st.st_dev;
-	c->ino = st.st_ino;
+	c->gen = gen;
 	c->n = n;
 	return c;
 }

@@ -7,10 +7,12 @@
  * The tree, under the root:
  *
  *   dev/gpiochipN                  the chip: a regular file
- *                                  "fakegpiod LINES LABEL\n". Anything else
- *                                  there (an empty file, say) is "not a GPIO
- *                                  chip" (ENOTTY, as libgpiod says for a
- *                                  file that is no GPIO character device)
+ *                                  "fakegpiod LINES LABEL GENERATION\n" (the
+ *                                  generation tells a chip that came back
+ *                                  from the one a handle opened). Anything
+ *                                  else there (an empty file, say) is "not a
+ *                                  GPIO chip" (ENOTTY, as libgpiod says for
+ *                                  a file that is no GPIO character device)
  *   dev/gpiochipN.lines/K/value    line K's level, "0" or "1": the fake
  *                                  writes it for an output, the test for an
  *                                  input (fg_line_set)
