@@ -113,6 +113,11 @@ $(BUILD)/obj/%.o: %.c | $(BUILD)/.deps
 # armhf libgps is built with a 32-bit time_t (board.mk: LIBGPS_TIME_BITS);
 # the file converts to int64 ms at once (docs/boards.md).
 $(BUILD)/obj/hal/gps_gpsd.o: override CFLAGS += $(if $(filter 32,$(LIBGPS_TIME_BITS)),-U_TIME_BITS)
+# The same for libgpiod 1.6: struct gpiod_line_event holds a struct timespec
+# (Debian 12's armhf libgpiod2 has a 32-bit time_t, board.mk:
+# LIBGPIOD_TIME_BITS); hal/gpio.c only reads its event_type, and the fake
+# that stands in for the library in the unit tests gets the library's flags.
+$(BUILD)/obj/hal/gpio.o $(FAKEGPIOD_OBJ): override CFLAGS += $(if $(filter 32,$(LIBGPIOD_TIME_BITS)),-U_TIME_BITS)
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
