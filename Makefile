@@ -235,6 +235,14 @@ lintian: package
 	lintian --info --display-info --pedantic $(PACKAGE_DEB)
 package-test: package
 	@sh tests/package/dpkg_install.sh $(PACKAGE_DEB) $(BUILD)
+# A flashable disk image of a cross board (boards/image.sh, as root, ~5 min):
+# $(BUILD)/ess-$(BOARD).img and its .bmap. image-check inspects the last one
+# built (partitions, files, users, enabled units) without mounting it.
+.PHONY: image image-check
+image: package
+	@boards/image.sh $(BUILD) $(BOARD) $(PACKAGE_DEB)
+image-check:
+	@sh tests/image/check_image.sh $(BUILD)/ess-$(BOARD).img $(BOARD)
 
 format:
 	clang-format -i $(wildcard */*.[ch] agent/ui/*.[ch] agent/mhd/*.[ch] sync/refserver/*.[ch] tests/*/*.[ch])
