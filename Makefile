@@ -238,9 +238,10 @@ package-test: package
 # A flashable disk image of a cross board (boards/image.sh, as root, ~5 min):
 # $(BUILD)/ess-$(BOARD).img and its .bmap. image-check inspects the last one
 # built (partitions, files, users, enabled units) without mounting it.
+# IMAGE_CONF=FILE: the fleet's essd.conf in the image instead of the board's.
 .PHONY: image image-check
 image: package
-	@boards/image.sh $(BUILD) $(BOARD) $(PACKAGE_DEB)
+	@ESS_IMAGE_CONF='$(IMAGE_CONF)' boards/image.sh $(BUILD) $(BOARD) $(PACKAGE_DEB)
 image-check:
 	@sh tests/image/check_image.sh $(BUILD)/ess-$(BOARD).img $(BOARD)
 

@@ -7,7 +7,10 @@
 #   2: ESSROOT  ext4, the root file system (made by mkfs.ext4 -d, no mount)
 # and a .bmap for bmaptool. Usage (as root; make BOARD=… image does it):
 #   boards/image.sh BUILD BOARD DEB
-# writes BUILD/ess-BOARD.img and BUILD/ess-BOARD.img.bmap.
+# writes BUILD/ess-BOARD.img and BUILD/ess-BOARD.img.bmap. ESS_IMAGE_CONF
+# (make … IMAGE_CONF=FILE): the fleet's /etc/ess/essd.conf (server.url,
+# server.server_key) in place of the package's; either way the image's own
+# essd (run under qemu) must pass `essd check` on it, or no image.
 #
 # The foreign-architecture packages' maintainer scripts have to run (the
 # system user, enabled units, gpsd's user): they run under qemu-user through
@@ -62,6 +65,10 @@ if [ "$inner" = 0 ]; then
 		echo "image: no package $deb (make BOARD=$board package)" >&2
 		exit 1
 	}
+	if [ -n "${ESS_IMAGE_CONF:-}" ] && [ ! -f "$ESS_IMAGE_CONF" ]; then
+		echo "image: no configuration file $ESS_IMAGE_CONF" >&2
+		exit 1
+	fi
 	work=$(mktemp -d /tmp/ess-image-XXXXXX)
 	pid=""
 	cleanup() {
@@ -107,7 +114,8 @@ root="$work/root"
 # (mmdebstrap's --include of a .deb path) hands dpkg a path that does not
 # exist inside it.
 ESS_IMAGE_DEB=$(realpath "$deb")
-export ESS_IMAGE_DEB
+ESS_IMAGE_CONF=${ESS_IMAGE_CONF:+$(realpath "$ESS_IMAGE_CONF")}
+export ESS_IMAGE_DEB ESS_IMAGE_CONF
 # A device: systemd as init, udev (the rules give essd its LEDs and GPIO
 # lines), networkd and timesyncd (the token and TLS need the time), gpsd,
 # CA certificates; our package pulls its libraries. No ssh, no desktop.
@@ -116,6 +124,8 @@ export ESS_IMAGE_DEB
 mmdebstrap --mode=root --variant=apt --architectures="$arch" --skip=chroot/mount/sys \
 	--include=systemd-sysv,udev,kmod,iproute2,systemd-timesyncd,ca-certificates,gpsd,dosfstools \
 	--customize-hook='cp "$ESS_IMAGE_DEB" "$1/tmp/ess-agent.deb" && chroot "$1" apt-get install -y --no-install-recommends /tmp/ess-agent.deb && rm "$1/tmp/ess-agent.deb"' \
+	--customize-hook='[ -z "$ESS_IMAGE_CONF" ] || install -m 0644 "$ESS_IMAGE_CONF" "$1/etc/ess/essd.conf"' \
+	--customize-hook='chroot "$1" /usr/bin/essd check -c /etc/ess/essd.conf' \
 	--customize-hook='echo ess-device >"$1/etc/hostname"' \
 	--customize-hook='printf "%s\n" "LABEL=ESSROOT / ext4 defaults,noatime 0 1" "LABEL=ESSBOOT /boot vfat defaults,umask=0077,nofail 0 2" >"$1/etc/fstab"' \
 	--customize-hook='printf "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n" >"$1/etc/systemd/network/20-wired.network"' \

@@ -180,6 +180,28 @@ static void test_line_errors(void **state)
 	assert_int_equal(hal_gpio_open(NULL, NULL, HAL_GPIO_INPUT, "essd", &g), -EINVAL);
 }
 
+/* On the real root a chip may be named by its label, as the kernel gives it
+ * (the fake looks in $FAKEGPIOD_DEV where libgpiod scans /dev); under a
+ * test root only /dev names count. */
+static void test_label(void **state)
+{
+	struct fx *f = *state;
+	struct hal_gpio *g;
+	char dev[600];
+	snprintf(dev, sizeof(dev), "%s/dev", f->root);
+	fg_line_set(f->root, "gpiochip1", 2, 1);
+	assert_int_equal(hal_gpio_open(NULL, "buttons:2", HAL_GPIO_INPUT, "essd", &g), -ENOENT);
+	unsetenv("HAL_SYSFS_ROOT");
+	setenv("FAKEGPIOD_DEV", dev, 1);
+	assert_int_equal(hal_gpio_open(NULL, "buttons:2", HAL_GPIO_INPUT, "essd", &g), 0);
+	assert_int_equal(hal_gpio_get(g), 1);
+	hal_gpio_close(g);
+	assert_int_equal(hal_gpio_open(NULL, "buttons:8", HAL_GPIO_INPUT, "essd", &g), -ERANGE);
+	assert_int_equal(hal_gpio_open(NULL, "keypad:1", HAL_GPIO_INPUT, "essd", &g), -ENOENT);
+	unsetenv("FAKEGPIOD_DEV");
+	setenv("HAL_SYSFS_ROOT", f->root, 1);
+}
+
 static struct hal_alert *alert_open(struct fx *f, const char *sounder)
 {
 	char err[256];
@@ -586,6 +608,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_line, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_line_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_label, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_alert_sounder, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_alert_sounder_vanishes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_button, setup, teardown),
