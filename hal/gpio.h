@@ -34,9 +34,8 @@ int hal_gpio_parse(const char *spec, char *chip, unsigned *offset);
 
 /* Requests the line for consumer ("essd"). -ENOENT: no such chip (gone or
  * never there); -ENODEV: the file there is no GPIO chip; -EACCES: not
- * allowed to open it; -ERANGE: the chip
- * has no line OFFSET; -EBUSY: another program (or handle) holds the line;
- * -ENOTSUP: built without libgpiod. */
+ * allowed to open it; -ERANGE: the chip has no line OFFSET; -EBUSY: another
+ * program (or handle) holds the line; -ENOTSUP: built without libgpiod. */
 int hal_gpio_open(const char *root, const char *spec, enum hal_gpio_mode mode, const char *consumer,
                   struct hal_gpio **out);
 void hal_gpio_close(struct hal_gpio *g); /* NULL is fine */
