@@ -69,6 +69,8 @@ if [ "$inner" = 0 ]; then
 		echo "image: no configuration file $ESS_IMAGE_CONF" >&2
 		exit 1
 	fi
+	# a failed build must not leave the last image there to be flashed
+	rm -f "$img" "$img.bmap"
 	work=$(mktemp -d /tmp/ess-image-XXXXXX)
 	pid=""
 	cleanup() {
