@@ -39,6 +39,10 @@ fi
 if [ -n "$gnu" ]; then
 	arch=$(sed -n 's/^DEB_ARCH[[:space:]]*[:?]*=[[:space:]]*//p' "$dir/$board/board.mk")
 	PACKAGES="$PACKAGES gcc-$gnu qemu-user"
+	# make BOARD=… image (boards/image.sh): the root file system with
+	# mmdebstrap, the target's maintainer scripts under qemu-user-static,
+	# the partitions without mounting anything
+	PACKAGES="$PACKAGES mmdebstrap qemu-user-static fdisk dosfstools mtools bmap-tools"
 	# ESS_SYSROOT (make SYSROOT=…): the libraries come from a private
 	# sysroot (boards/sysroot.sh), nothing of the target is installed
 	if [ -z "${ESS_SYSROOT:-}" ]; then
