@@ -106,6 +106,8 @@ static int open_store(const struct config *cfg, int create, struct hal_keystore 
 	}
 	if (flags & STORE_OPENED_RECOVERED)
 		log_warnx("store: the database failed its integrity check and was moved aside");
+	else if (flags & STORE_OPENED_CHECKED)
+		log_info("store: the last stop was not clean: the database was checked at open");
 	return 0;
 }
 
@@ -281,6 +283,8 @@ static int64_t store_check_timer(struct loop *l, void *arg)
 		log_warnx("store: integrity check: %s; again in a minute", strerror(-rc));
 		return MAINTENANCE_MS;
 	}
+	if (rc == 0)
+		log_info("store: integrity check passed");
 	d->check_t = NULL;
 	return -1;
 }
