@@ -944,10 +944,14 @@ void store_close(struct store *s)
 		clean = 0;
 	}
 	/* Clean means: everything is in the database file, synced, and the WAL
-	 * is empty. A checkpoint that fails (the disk gone, a reader holding
-	 * the WAL) leaves the next open to check the file itself. */
-	if (clean && sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
-	                                       NULL) != SQLITE_OK)
+	 * gone (the close removes it once it is all checkpointed). A checkpoint
+	 * that fails or cannot take every frame (the disk gone, another
+	 * process reading) leaves the next open to check the file itself.
+	 * PASSIVE: a stop never waits for another process's reader. */
+	int wal_frames = -1, done_frames = -1;
+	if (clean && (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
+	                                        &done_frames) != SQLITE_OK ||
+	              wal_frames != done_frames))
 		clean = 0;
 	/* A damaged database is left exactly as it is, WAL included, for the
 	 * next open to move aside: no checkpoint into it on the way out. */
