@@ -777,14 +777,16 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	rc = d.store_failed ? 0 : loop_run(d.loop); /* failed before the loop ran */
 	if (rc < 0)
 		fmt_err(err, errlen, rc, "event loop: %s", strerror(-rc));
-	if (rc == 0 && d.store_failed)
-		rc = fmt_err(err, errlen, -EUCLEAN,
-		             "store: the database is damaged: stopped (the next start moves it "
-		             "aside)");
 	if (!d.stopping) /* a signal has said it already */
 		NOTIFY("STOPPING=1");
 	*wiped = d.wiped;
 out:
+	/* also when a start-up step failed because of it: the cause, not the
+	 * symptom (a damaged store reads as "not provisioned") */
+	if (d.store_failed)
+		rc = fmt_err(err, errlen, -EUCLEAN,
+		             "store: the database is damaged: stopped (the next start moves it "
+		             "aside)");
 	daemon_free(&d);
 	if (rc == 0)
 		log_info("stopped");

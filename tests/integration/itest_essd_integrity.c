@@ -60,9 +60,9 @@ static int store_file(const char *name)
 	return lstat(p, &st) == 0;
 }
 
-/* The root page of the quarantine table (empty, read by nothing at
- * start-up), through the store's API with essd stopped; a clean close. */
-static int quarantine_root(void)
+/* The root page of a table, through the store's API with essd stopped;
+ * a clean close. */
+static int root_page(const char *table)
 {
 	char dir[700];
 	struct tu_store t;
@@ -77,10 +77,10 @@ static int quarantine_root(void)
 	assert_int_equal(store_open(&p, &t.s, &t.flags, err, sizeof(err)), 0);
 	sqlite3_stmt *st;
 	assert_int_equal(sqlite3_prepare_v2(t.s->db,
-	                                    "SELECT rootpage FROM sqlite_schema WHERE name = "
-	                                    "'quarantine'",
-	                                    -1, &st, NULL),
+	                                    "SELECT rootpage FROM sqlite_schema WHERE name = ?", -1,
+	                                    &st, NULL),
 	                 SQLITE_OK);
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	int root = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
@@ -106,7 +106,7 @@ static void damage_at_rest(int page, char hash[65])
 	tu_file_hash(p, hash);
 }
 
-/* The damaged file moved aside, byte for byte. */
+/* The damaged file moved aside, byte for byte (one of those there). */
 static int aside_matches(const char *hash)
 {
 	char cmd[1600], list[700];
@@ -116,15 +116,18 @@ static int aside_matches(const char *hash)
 	if (system(cmd) != 0)
 		return 0;
 	size_t len;
-	char *name = (char *)tu_read_file(list, &len);
-	if (!name)
-		return 0;
-	while (len && name[len - 1] == '\n')
-		name[--len] = 0;
-	char got[65];
-	tu_file_hash(name, got);
-	free(name);
-	return strcmp(got, hash) == 0;
+	char *names = (char *)tu_read_file(list, &len);
+	int found = 0;
+	for (char *line = names, *nl; line && *line && !found; line = nl + 1) {
+		if (!(nl = strchr(line, '\n')))
+			break;
+		*nl = 0;
+		char got[65];
+		tu_file_hash(line, got);
+		found = strcmp(got, hash) == 0;
+	}
+	free(names);
+	return found;
 }
 
 static void test_essd_integrity(void **state)
@@ -154,9 +157,12 @@ static void test_essd_integrity(void **state)
 	assert_int_equal(log_count("integrity check passed"), 1);
 	assert_int_equal(tp_stop(&env.essd, SIGTERM, 5000), 0);
 
-	/* damaged at rest after a clean stop: found after start-up */
-	char hash[65];
-	damage_at_rest(quarantine_root(), hash);
+	/* damaged at rest after a clean stop, in the quarantine table (empty,
+	 * read by nothing at start-up): found by the deferred check */
+	char hash[65], cmd[1600];
+	snprintf(cmd, sizeof(cmd), "cp -a %s/store %s/store.bak", env.dir, env.dir);
+	assert_int_equal(system(cmd), 0);
+	damage_at_rest(root_page("quarantine"), hash);
 	assert_true(store_file("ess.db.clean"));
 	assert_int_equal(ee_essd_spawn(&env), 0);
 	int st = tp_wait(&env.essd, 20000);
@@ -176,6 +182,29 @@ static void test_essd_integrity(void **state)
 	assert_true(aside_matches(hash));
 	if (st != 0)
 		printf("# after the move: essd exited %d (a fresh store has no identity)\n", st);
+
+	/* the store as it was, damaged now where start-up reads (the state
+	 * table: the lock, the unit): SQLite reports the damage before READY=1,
+	 * essd says so and exits 1 without serving */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/store && cp -a %s/store.bak %s/store", env.dir,
+	         env.dir, env.dir);
+	assert_int_equal(system(cmd), 0);
+	damage_at_rest(root_page("state"), hash);
+	assert_true(store_file("ess.db.clean"));
+	int running = log_count("running: unit");
+	assert_int_equal(ee_essd_spawn(&env), 0);
+	st = tp_wait(&env.essd, 20000);
+	if (st < 0)
+		fail_msg("essd kept running on a damaged database");
+	assert_int_equal(st, 1);
+	assert_int_equal(log_count("running: unit"), running);
+	assert_int_equal(log_count("is damaged; nothing more is written"), 2);
+	assert_int_equal(log_count("the database is damaged: stopped"), 2);
+	assert_false(store_file("ess.db.clean"));
+	assert_int_equal(ee_essd_spawn(&env), 0);
+	tp_wait(&env.essd, 20000);
+	assert_int_equal(log_count("failed its integrity check; moved to"), 2);
+	assert_true(aside_matches(hash));
 }
 
 int main(void)
