@@ -17,6 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
 #define SETERR(...)                                                                                \
 	do {                                                                                       \
 		if (err)                                                                           \
@@ -502,18 +505,49 @@ static int db_configure(struct store *s)
 	return rc;
 }
 
-static int db_check(struct store *s)
+static int pragma_int(sqlite3 *db, const char *sql, int *v)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return rc;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		const char *r = (const char *)sqlite3_column_text(st, 0);
-		rc = (r && strcmp(r, "ok") == 0) ? SQLITE_OK : SQLITE_CORRUPT;
+		*v = sqlite3_column_int(st, 0);
+		rc = SQLITE_OK;
 	}
 	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Pages of cache the check may use: it reads every page about once, so a
+ * larger cache only keeps the whole file in the heap afterwards (10 MB of
+ * database would fill SQLite's default 2 MB cache, all of it counted in
+ * essd's RssAnon) rather than what the daemon itself reads. */
+#define CHECK_CACHE_KIB 256
+
+static int db_check(struct store *s)
+{
+	sqlite3_stmt *st;
+	int cache = 0;
+	char sql[48];
+	int rc = pragma_int(s->db, "PRAGMA cache_size", &cache);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(s->db, "PRAGMA cache_size = -" STR(CHECK_CACHE_KIB), NULL, NULL,
+		                  NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			const char *r = (const char *)sqlite3_column_text(st, 0);
+			rc = (r && strcmp(r, "ok") == 0) ? SQLITE_OK : SQLITE_CORRUPT;
+		}
+		sqlite3_finalize(st);
+	}
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size = %d", cache);
+	sqlite3_exec(s->db, sql, NULL, NULL, NULL);
 	return rc;
 }
 
