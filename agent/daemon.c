@@ -274,11 +274,11 @@ static void on_store_failed(void *arg)
 
 /* After a clean stop the store leaves its integrity check to now: serving
  * already, and ~10 ms for 10 MB once is nothing to an idle loop. */
-static int64_t store_check_timer(struct loop *l, void *arg)
+static int64_t integrity_timer(struct loop *l, void *arg)
 {
 	(void)l;
 	struct daemon *d = arg;
-	int rc = store_check(d->store);
+	int rc = store_integrity_check(d->store);
 	if (rc < 0 && rc != -EUCLEAN) {
 		log_warnx("store: integrity check: %s; again in a minute", strerror(-rc));
 		return MAINTENANCE_MS;
@@ -758,8 +758,8 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 		rc = fmt_err(err, errlen, -ENOMEM, "timers: out of memory");
 		goto out;
 	}
-	if (store_check_pending(d.store) &&
-	    !(d.check_t = loop_timer_add(d.loop, STORE_CHECK_MS, store_check_timer, &d))) {
+	if (store_integrity_pending(d.store) &&
+	    !(d.check_t = loop_timer_add(d.loop, STORE_CHECK_MS, integrity_timer, &d))) {
 		rc = fmt_err(err, errlen, -ENOMEM, "timers: out of memory");
 		goto out;
 	}

@@ -218,7 +218,7 @@ static int check_store(struct run *x)
 	/* After a clean stop the open leaves the check for later (docs/store.md,
 	 * "Integrity"): the technician's check runs it now. A damaged file is
 	 * moved aside by the next open. */
-	if ((rc = store_check(x->st)) == -EUCLEAN) {
+	if ((rc = store_integrity_check(x->st)) == -EUCLEAN) {
 		set(c, SELFTEST_FAIL,
 		    "the database failed its integrity check: it is moved aside at the next "
 		    "start; report the device");

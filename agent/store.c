@@ -589,7 +589,7 @@ static int move_aside(struct store *s, char *err, size_t errlen)
  * invalid. Invalid, missing or not matching: the last close was not clean
  * and the database is checked at open. The marker is no security boundary:
  * a forged one only moves the check from before READY to a moment later
- * (store_check). */
+ * (store_integrity_check). */
 #define CLEAN_MAGIC "ESSCLN01"
 
 struct clean_marker {
@@ -930,7 +930,7 @@ int store_open(const struct store_params *p, struct store **out, int *flags, cha
 		goto fail;
 
 	/* The check (quick_check reads the whole file: ~10 ms for 10 MB) runs
-	 * here only when the last close was not clean; otherwise store_check
+	 * here only when the last close was not clean; otherwise store_integrity_check
 	 * runs it later, when the daemon is serving. */
 	int check = !clean_marker_take(s);
 	s->opening = 1;
@@ -1004,7 +1004,7 @@ void store_close(struct store *s)
 	store_free(s);
 }
 
-int store_check_pending(const struct store *s)
+int store_integrity_pending(const struct store *s)
 {
 	return s->check_pending;
 }
@@ -1020,7 +1020,7 @@ void store_on_failed(struct store *s, void (*cb)(void *arg), void *arg)
 	s->on_failed_arg = arg;
 }
 
-int store_check(struct store *s)
+int store_integrity_check(struct store *s)
 {
 	if (s->failed)
 		return -EUCLEAN;

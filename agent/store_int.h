@@ -58,7 +58,7 @@ struct store {
 	 * decryptions of it. Its plaintext never outlives the transaction. */
 	struct outbox_group *grp_cache;
 	/* Integrity (docs/store.md, "Integrity"): the check runs at open only
-	 * after an unclean close; otherwise it is pending until store_check.
+	 * after an unclean close; otherwise it is pending until store_integrity_check.
 	 * failed: the database was found damaged (by the check or by SQLite
 	 * saying SQLITE_CORRUPT): nothing more is written to it, and close
 	 * leaves no clean marker, so the next open checks it and moves it

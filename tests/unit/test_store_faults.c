@@ -1225,7 +1225,7 @@ static int64_t n_incidents(struct store *s)
 }
 
 /* After a kill (no store_close) the next open checks the database; after a
- * clean close it does not, and the check is pending until store_check. */
+ * clean close it does not, and the check is pending until store_integrity_check. */
 static void test_integrity_unclean_checked_at_open(void **state)
 {
 	const char *dir = *state;
@@ -1234,11 +1234,11 @@ static void test_integrity_unclean_checked_at_open(void **state)
 
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
 	assert_false(t.flags & (STORE_OPENED_CHECKED | STORE_OPENED_RECOVERED));
-	assert_int_equal(store_check_pending(t.s), 1);
+	assert_int_equal(store_integrity_pending(t.s), 1);
 	assert_false(file_there(dir, "ess.db.clean")); /* cleared at open */
-	assert_int_equal(store_check(t.s), 0);
-	assert_int_equal(store_check_pending(t.s), 0);
-	assert_int_equal(store_check(t.s), 0); /* once is enough */
+	assert_int_equal(store_integrity_check(t.s), 0);
+	assert_int_equal(store_integrity_pending(t.s), 0);
+	assert_int_equal(store_integrity_check(t.s), 0); /* once is enough */
 	tu_store_close(&t);
 
 	/* killed while open: no marker, checked at open, nothing lost */
@@ -1259,7 +1259,7 @@ static void test_integrity_unclean_checked_at_open(void **state)
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
 	assert_true(t.flags & STORE_OPENED_CHECKED);
 	assert_false(t.flags & STORE_OPENED_RECOVERED);
-	assert_int_equal(store_check_pending(t.s), 0);
+	assert_int_equal(store_integrity_pending(t.s), 0);
 	assert_int_equal(n_incidents(t.s), 51);
 	tu_store_close(&t);
 
@@ -1288,11 +1288,11 @@ static void test_integrity_deferred_check_finds_damage(void **state)
 
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
 	assert_false(t.flags & (STORE_OPENED_CHECKED | STORE_OPENED_RECOVERED));
-	assert_int_equal(store_check_pending(t.s), 1);
+	assert_int_equal(store_integrity_pending(t.s), 1);
 	assert_int_equal(store_failed(t.s), 0);
 	failed_calls = 0;
 	store_on_failed(t.s, count_failed, NULL);
-	assert_int_equal(store_check(t.s), -EUCLEAN);
+	assert_int_equal(store_integrity_check(t.s), -EUCLEAN);
 	assert_int_equal(store_failed(t.s), 1);
 	assert_int_equal(failed_calls, 1);
 	/* nothing more is written to it */
@@ -1301,7 +1301,7 @@ static void test_integrity_deferred_check_finds_damage(void **state)
 	                               2, SIG) < 0);
 	assert_int_equal(store_begin(t.s), -EUCLEAN);
 	assert_int_equal(store_checkpoint(t.s), -EUCLEAN);
-	assert_int_equal(store_check(t.s), -EUCLEAN);
+	assert_int_equal(store_integrity_check(t.s), -EUCLEAN);
 	assert_int_equal(failed_calls, 1); /* said once */
 	tu_store_close(&t);
 	assert_false(file_there(dir, "ess.db.clean"));
