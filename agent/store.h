@@ -62,8 +62,8 @@ enum store_open_flags {
  *
  * The integrity check (PRAGMA quick_check, ~1 ms per MiB) runs here only
  * when the last close was not clean (docs/store.md, "Integrity"); after a
- * clean close it is left pending for store_integrity_check, which the daemon runs from
- * its loop once it is serving. */
+ * clean close it is left pending for store_integrity_check, which the
+ * daemon runs from its loop once it is serving. */
 int store_open(const struct store_params *p, struct store **out, int *flags, char *err,
                size_t errlen);
 /* Flushes buffered positions, checkpoints, wipes keys, closes; when all of
@@ -77,9 +77,9 @@ int store_integrity_pending(const struct store *s);
  * database is sound. -EUCLEAN: it is damaged: the store is failed (below).
  * Another negative errno: the check could not run; it stays pending. */
 int store_integrity_check(struct store *s);
-/* 1 once the database was found damaged, by store_integrity_check or by SQLite
- * reporting corruption (SQLITE_CORRUPT, SQLITE_NOTADB) to any call, which
- * then returns -EUCLEAN. A failed store writes nothing more (every write
+/* 1 once the database was found damaged, by store_integrity_check or by
+ * SQLite reporting corruption (SQLITE_CORRUPT, SQLITE_NOTADB) to any call,
+ * which then returns -EUCLEAN. A failed store writes nothing more (every write
  * fails with -EUCLEAN or -EIO) and its close leaves no clean marker, so the
  * next store_open checks the database and moves it aside, as it does with
  * any corrupt database: the owner should close it and open it again. */
