@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,114 @@ int http_auth_make(const char *device_id, int64_t timestamp, const char *method,
 	         (long long)timestamp);
 	snprintf(out->signature, sizeof(out->signature), "ESS-Signature: %s", b64);
 	return 0;
+}
+
+/* ---- TLS sessions that survive their connection (OpenSSL) ----
+ *
+ * OpenSSL marks a session not resumable when its connection is freed
+ * without having sent a close_notify (a reset, an EOF, libcurl 7.88 closing
+ * an HTTP/2 connection), and libcurl caches the very session object the
+ * connection uses: after any unclean end its cache holds a dead session,
+ * which it still offers, and the server does a full handshake (measured
+ * against nginx: no HTTP/2 reconnect ever resumed). So libcurl's cache is
+ * given copies: each new session is duplicated before libcurl stores it,
+ * and each connection starts from a duplicate of the cached one; the
+ * copies the connections use may be spoiled, the cached ones are not.
+ * libcurl links OpenSSL already (Debian's libcurl4); its functions are
+ * looked up at run time so that the agent needs no OpenSSL headers or
+ * libraries of its own; with another TLS backend, or any symbol missing,
+ * nothing changes (sessions then resume only after clean closes). */
+
+#define OSSL_CB_HANDSHAKE_START 0x10 /* SSL_CB_HANDSHAKE_START, a stable ABI value */
+
+typedef int (*ossl_new_cb)(void *ssl, void *sess);
+typedef void (*ossl_info_cb)(const void *ssl, int where, int ret);
+
+static struct {
+	int state; /* 0 not looked up, 1 usable, -1 not */
+	ossl_new_cb (*get_new_cb)(void *ctx);
+	void (*set_new_cb)(void *ctx, ossl_new_cb cb);
+	ossl_info_cb (*get_info_cb)(const void *ctx);
+	void (*set_info_cb)(void *ctx, ossl_info_cb cb);
+	void *(*sess_dup)(const void *sess);
+	void (*sess_free)(void *sess);
+	void *(*get_session)(const void *ssl);
+	int (*set_session)(void *ssl, void *sess);
+	int (*in_before)(const void *ssl);
+	ossl_new_cb curl_new_cb;   /* libcurl's (one function for every context) */
+	ossl_info_cb prev_info_cb; /* one set before ours, if any */
+} ossl;
+
+static int ossl_sym(void *fnp, const char *name)
+{
+	void *p = dlsym(RTLD_DEFAULT, name);
+	memcpy(fnp, &p, sizeof(p)); /* object to function pointer, as POSIX allows */
+	return p != NULL;
+}
+
+static int ossl_usable(void)
+{
+	if (ossl.state)
+		return ossl.state > 0;
+	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+	int ok = v && v->ssl_version && strncmp(v->ssl_version, "OpenSSL/", 8) == 0 &&
+	         ossl_sym(&ossl.get_new_cb, "SSL_CTX_sess_get_new_cb") &&
+	         ossl_sym(&ossl.set_new_cb, "SSL_CTX_sess_set_new_cb") &&
+	         ossl_sym(&ossl.get_info_cb, "SSL_CTX_get_info_callback") &&
+	         ossl_sym(&ossl.set_info_cb, "SSL_CTX_set_info_callback") &&
+	         ossl_sym(&ossl.sess_dup, "SSL_SESSION_dup") &&
+	         ossl_sym(&ossl.sess_free, "SSL_SESSION_free") &&
+	         ossl_sym(&ossl.get_session, "SSL_get_session") &&
+	         ossl_sym(&ossl.set_session, "SSL_set_session") &&
+	         ossl_sym(&ossl.in_before, "SSL_in_before");
+	ossl.state = ok ? 1 : -1;
+	if (!ok)
+		log_debug("http: TLS sessions resume only after clean closes (not OpenSSL)");
+	return ok;
+}
+
+/* A new session: libcurl stores a copy, the connection keeps the original. */
+static int ossl_on_new_session(void *ssl, void *sess)
+{
+	void *copy = ossl.sess_dup(sess);
+	if (!copy)
+		return ossl.curl_new_cb(ssl, sess);
+	if (!ossl.curl_new_cb(ssl, copy))
+		ossl.sess_free(copy);
+	return 0; /* OpenSSL keeps no extra reference to the original */
+}
+
+/* A connection about to send its ClientHello with libcurl's cached session:
+ * it gets a copy of it instead. */
+static void ossl_on_info(const void *ssl, int where, int ret)
+{
+	if (ossl.prev_info_cb)
+		ossl.prev_info_cb(ssl, where, ret);
+	if (!(where & OSSL_CB_HANDSHAKE_START) || !ossl.in_before(ssl))
+		return;
+	void *cur = ossl.get_session(ssl);
+	void *copy = cur ? ossl.sess_dup(cur) : NULL;
+	if (copy) {
+		ossl.set_session((void *)(uintptr_t)ssl, copy);
+		ossl.sess_free(copy);
+	}
+}
+
+static CURLcode on_ssl_ctx(CURL *e, void *ctx, void *arg)
+{
+	(void)e;
+	(void)arg;
+	ossl_new_cb cb = ossl.get_new_cb(ctx);
+	if (cb && cb != ossl_on_new_session) {
+		ossl.curl_new_cb = cb;
+		ossl.set_new_cb(ctx, ossl_on_new_session);
+	}
+	ossl_info_cb info = ossl.get_info_cb(ctx);
+	if (info != ossl_on_info) {
+		ossl.prev_info_cb = info;
+		ossl.set_info_cb(ctx, ossl_on_info);
+	}
+	return CURLE_OK;
 }
 
 /* ---- the loop glue ---- */
@@ -704,6 +813,8 @@ int http_request(struct http *h, const char *method, const char *path_query, con
 	}
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_SHARE, h->share);
+	if (h->tls && ossl_usable())
+		curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	if (h->tls) {
 		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 		/* Requests started together (at start-up, after an outage) wait

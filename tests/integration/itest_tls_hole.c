@@ -9,8 +9,8 @@
  *   a connection dropped for good without a reset ("drop all": the NAT
  *   forgot it, packets blackholed): the agent abandons it within its
  *   silence bound (dead_s + the longest hold waiting on it), opens a new
- *   one and drains; while the link is healthy, the same short bound never
- *   fires (the long poll's answers keep the connection heard). */
+ *   one (resuming its TLS session) and drains; while the link is healthy, the same short bound
+ * never fires (the long poll's answers keep the connection heard). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -227,6 +227,34 @@ static void server_events(const struct env *e, int *all, int *accepted, int *dis
 	cJSON_Delete(doc);
 }
 
+/* Connections nginx saw (tests/lib/tlsfront: tls.access), and how many of
+ * them resumed a TLS session. */
+static void tls_sessions(const struct env *e, int *conns, int *resumed)
+{
+	char path[600], line[128];
+	long long seen[64];
+	int n = 0;
+	*conns = *resumed = 0;
+	snprintf(path, sizeof(path), "%s/tls.access", e->dir);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		long long c;
+		char r;
+		if (sscanf(line, "%lld %c", &c, &r) != 2)
+			continue;
+		int known = 0;
+		for (int i = 0; i < n; i++)
+			known |= seen[i] == c;
+		if (known || n == 64)
+			continue;
+		seen[n++] = c;
+		(*conns)++;
+		*resumed += r == 'r';
+	}
+	fclose(f);
+}
+
 /* A 28 s hole with the batches sent into it: the connection is kept (no new
  * one at the proxy, none abandoned) and the batches in flight are answered
  * after it, not resent (the server saw each event exactly once). */
@@ -305,6 +333,13 @@ static void test_silent_drop_abandoned(void **state)
 	assert_true(proxy_accepted(e) > before);
 	assert_int_equal(accepted, NEVENTS);
 	assert_int_equal(distinct, NEVENTS);
+	/* the new connection resumed the engine's TLS session, though the one
+	 * it came from ended without a close_notify (sync/http.c) */
+	int conns, resumed;
+	tls_sessions(e, &conns, &resumed);
+	print_message("# nginx saw %d connection(s), %d of them resumed a TLS session\n", conns,
+	              resumed);
+	assert_int_equal(resumed, 1);
 }
 
 int main(void)
