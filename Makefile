@@ -59,8 +59,13 @@ LIB_SRCS  := $(filter-out $(PROG_SRCS),$(wildcard agent/*.c sync/*.c hal/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/libess.a
 
-TESTLIB_SRCS := $(wildcard tests/lib/*.c)
+TESTLIB_SRCS := $(filter-out tests/lib/fakegpiod.c,$(wildcard tests/lib/*.c))
 TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/obj/%.o)
+# The unit tests link a fake libgpiod (tests/lib/fakegpiod.h: a chip made of
+# files under HAL_SYSFS_ROOT) in place of the real one, which needs a GPIO
+# chip this kernel cannot make; every program links the real libgpiod.
+FAKEGPIOD_OBJ := $(BUILD)/obj/tests/lib/fakegpiod.o
+UNIT_LDLIBS    = $(filter-out -lgpiod,$(LDLIBS))
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # Integration tests in C drive the real programs over loopback.
@@ -108,6 +113,11 @@ $(BUILD)/obj/%.o: %.c | $(BUILD)/.deps
 # armhf libgps is built with a 32-bit time_t (board.mk: LIBGPS_TIME_BITS);
 # the file converts to int64 ms at once (docs/boards.md).
 $(BUILD)/obj/hal/gps_gpsd.o: override CFLAGS += $(if $(filter 32,$(LIBGPS_TIME_BITS)),-U_TIME_BITS)
+# The same for libgpiod 1.6: struct gpiod_line_event holds a struct timespec
+# (Debian 12's armhf libgpiod2 has a 32-bit time_t, board.mk:
+# LIBGPIOD_TIME_BITS); hal/gpio.c only reads its event_type, and the fake
+# that stands in for the library in the unit tests gets the library's flags.
+$(BUILD)/obj/hal/gpio.o $(FAKEGPIOD_OBJ): override CFLAGS += $(if $(filter 32,$(LIBGPIOD_TIME_BITS)),-U_TIME_BITS)
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
@@ -116,9 +126,9 @@ $(LIB): $(LIB_OBJS)
 $(BUILD)/%: $(BUILD)/obj/agent/cmd-%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TESTLIB_OBJS) $(LIB)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TESTLIB_OBJS) $(FAKEGPIOD_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(UNIT_LDLIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/tests/itest_%: $(BUILD)/obj/tests/integration/itest_%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
@@ -146,9 +156,9 @@ $(UI_LIB): $(UI_SRCS:%.c=$(BUILD)/obj/%.o) $(MHD_LOOP_OBJS) $(BUILD)/obj/gen/ui_
 $(BUILD)/ess-ui: $(BUILD)/obj/agent/ui/main.o $(UI_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MHD_LIBS)
 
-$(BUILD)/tests/test_ui_%: $(BUILD)/obj/tests/unit/test_ui_%.o $(TESTLIB_OBJS) $(UI_LIB) $(LIB)
+$(BUILD)/tests/test_ui_%: $(BUILD)/obj/tests/unit/test_ui_%.o $(TESTLIB_OBJS) $(FAKEGPIOD_OBJ) $(UI_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MHD_LIBS) $(CMOCKA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(UNIT_LDLIBS) $(MHD_LIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
@@ -225,6 +235,15 @@ lintian: package
 	lintian --info --display-info --pedantic $(PACKAGE_DEB)
 package-test: package
 	@sh tests/package/dpkg_install.sh $(PACKAGE_DEB) $(BUILD)
+# A flashable disk image of a cross board (boards/image.sh, as root, ~5 min):
+# $(BUILD)/ess-$(BOARD).img and its .bmap. image-check inspects the last one
+# built (partitions, files, users, enabled units) without mounting it.
+# IMAGE_CONF=FILE: the fleet's essd.conf in the image instead of the board's.
+.PHONY: image image-check
+image: package
+	@ESS_IMAGE_CONF='$(IMAGE_CONF)' boards/image.sh $(BUILD) $(BOARD) $(PACKAGE_DEB)
+image-check:
+	@sh tests/image/check_image.sh $(BUILD)/ess-$(BOARD).img $(BOARD)
 
 format:
 	clang-format -i $(wildcard */*.[ch] agent/ui/*.[ch] agent/mhd/*.[ch] sync/refserver/*.[ch] tests/*/*.[ch])

@@ -196,7 +196,14 @@ cJSON *ctlm_status(struct ctlm *m)
 		          ? cJSON_AddNumberToObject(fix, "accuracy_m", f.accuracy_dm / 10.0)
 		          : cJSON_AddNullToObject(fix, "accuracy_m")) &&
 		     cJSON_AddNumberToObject(fix, "age_s",
-		                             (double)((loop_now_ms() - f.mono_ms) / 1000));
+		                             (double)((loop_now_ms() - f.mono_ms) / 1000)) &&
+		     /* the touch UI turns its bearing arrow heading-up while moving */
+		     (f.speed_cm_s >= 0
+		          ? cJSON_AddNumberToObject(fix, "speed_m_s", f.speed_cm_s / 100.0)
+		          : cJSON_AddNullToObject(fix, "speed_m_s")) &&
+		     (f.heading_cdeg >= 0
+		          ? cJSON_AddNumberToObject(fix, "track_deg", f.heading_cdeg / 100.0)
+		          : cJSON_AddNullToObject(fix, "track_deg"));
 	} else if (ok) {
 		ok = cJSON_AddNullToObject(o, "last_fix") != NULL;
 	}

@@ -43,6 +43,7 @@
 #define MEM_LEAD_MS       3000
 #define PURGE_MS          600000 /* retention purge */
 #define ACTIVE_RECHECK_MS 5000
+#define STORE_CHECK_MS    2000 /* the deferred integrity check, once serving */
 
 /* Periodic jobs run by a bound: armed at bound - slack with that slack, they
  * run in the last stretch before the bound, in a wakeup the daemon has
@@ -91,6 +92,8 @@ struct daemon {
 	int64_t flush_due;
 	int mem_stage;
 	int64_t mem_newest_t, mem_kick_ms;
+	struct loop_timer *check_t;
+	int store_failed; /* the database was found damaged: stop, exit non-zero */
 };
 
 static void config_err(void *arg, const char *file, unsigned line, const char *msg)
@@ -136,6 +139,8 @@ static int open_store(const struct config *cfg, int create, struct hal_keystore 
 	}
 	if (flags & STORE_OPENED_RECOVERED)
 		log_warnx("store: the database failed its integrity check and was moved aside");
+	else if (flags & STORE_OPENED_CHECKED)
+		log_info("store: the last stop was not clean: the database was checked at open");
 	return 0;
 }
 
@@ -339,6 +344,34 @@ static int64_t purge_timer(struct loop *l, void *arg)
 	/* the first purge runs at once, the later ones by their bound */
 	loop_timer_set_slack(d->purge_t, slack_of(PURGE_MS));
 	return before(PURGE_MS);
+}
+
+/* The store found its database damaged (the deferred check, or SQLite at
+ * any call): essd stops and exits with an error; the next start finds no
+ * clean marker, checks the database at open and moves it aside, the same
+ * path as a database found damaged at open (docs/store.md, "Integrity"). */
+static void on_store_failed(void *arg)
+{
+	struct daemon *d = arg;
+	d->store_failed = 1;
+	loop_stop(d->loop);
+}
+
+/* After a clean stop the store leaves its integrity check to now: serving
+ * already, and ~10 ms for 10 MB once is nothing to an idle loop. */
+static int64_t integrity_timer(struct loop *l, void *arg)
+{
+	(void)l;
+	struct daemon *d = arg;
+	int rc = store_integrity_check(d->store);
+	if (rc < 0 && rc != -EUCLEAN) {
+		log_warnx("store: integrity check: %s; again in a minute", strerror(-rc));
+		return MAINTENANCE_MS;
+	}
+	if (rc == 0)
+		log_info("store: integrity check passed");
+	d->check_t = NULL;
+	return -1;
 }
 
 static int64_t maint_timer(struct loop *l, void *arg)
@@ -788,6 +821,7 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	if ((rc = open_store(&d.cfg, 0, &d.ks, &d.store, err, errlen)) < 0)
 		goto out;
 	d.m.resp.store = d.store;
+	store_on_failed(d.store, on_store_failed, &d);
 	disk_check(&d);
 	track_params_of(&d, &tp);
 	if ((rc = track_open(&tp, &d.track)) < 0) {
@@ -821,6 +855,11 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 		rc = fmt_err(err, errlen, -ENOMEM, "timers: out of memory");
 		goto out;
 	}
+	if (store_integrity_pending(d.store) &&
+	    !(d.check_t = loop_timer_add(d.loop, STORE_CHECK_MS, integrity_timer, &d))) {
+		rc = fmt_err(err, errlen, -ENOMEM, "timers: out of memory");
+		goto out;
+	}
 	watchdog_start(&d);
 	char pend[4];
 	if (store_state_get(d.store, SYNC_KEY_WIPE, pend, sizeof(pend), NULL) == 0) {
@@ -832,13 +871,19 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 	log_info("essd %s running: unit %s, control socket %s", ESS_VERSION,
 	         d.m.unit[0] ? d.m.unit : "-", d.cfg.control.socket);
 	NOTIFY("READY=1\nSTATUS=running");
-	rc = loop_run(d.loop);
+	rc = d.store_failed ? 0 : loop_run(d.loop); /* failed before the loop ran */
 	if (rc < 0)
 		fmt_err(err, errlen, rc, "event loop: %s", strerror(-rc));
 	if (!d.stopping) /* a signal has said it already */
 		NOTIFY("STOPPING=1");
 	*wiped = d.wiped;
 out:
+	/* also when a start-up step failed because of it: the cause, not the
+	 * symptom (a damaged store reads as "not provisioned") */
+	if (d.store_failed)
+		rc = fmt_err(err, errlen, -EUCLEAN,
+		             "store: the database is damaged: stopped (the next start moves it "
+		             "aside)");
 	daemon_free(&d);
 	if (rc == 0)
 		log_info("stopped");

@@ -278,6 +278,25 @@ static void run_for(struct loop *l, int ms)
 		loop_run_once(l, (int)(end - loop_now_ms()));
 }
 
+/* Why a GPIO line could not be had (hal_gpio_open's errors), for people. */
+static const char *gpio_why(int err)
+{
+	switch (err) {
+	case -ERANGE:
+		return " (the chip has no such line: check the offset)";
+	case -EBUSY:
+		return " (the line is held by another program, e.g. a running essd)";
+	case -ENODEV:
+		return " (that is not a GPIO chip)";
+	case -EACCES:
+		return " (no access to the chip: check the udev rule and essd's group)";
+	case -ENOENT:
+		return " (no such chip)";
+	default:
+		return "";
+	}
+}
+
 void hw_check_alert(const struct config *cfg, struct loop *l, struct hw_check *out)
 {
 	if (cfg->alert.backend == CONFIG_ALERT_NONE) {
@@ -304,12 +323,14 @@ void hw_check_alert(const struct config *cfg, struct loop *l, struct hw_check *o
 	hal_alert_close(a);
 	const char *led = cfg->alert.led[0] ? cfg->alert.led : "(the first one)";
 	int snd_missing = cfg->alert.sounder[0] && st.sounder_missing;
+	int snd_gpio = !strncmp(cfg->alert.sounder, "gpio:", 5);
 	if (st.led_missing || snd_missing)
 		check_set(out, HW_CHECK_FAIL,
-		          "%s%s%s%s%s not found: check the wiring and the driver",
+		          "%s%s%s%s%s not found%s: check the wiring and the driver",
 		          st.led_missing ? "LED " : "", st.led_missing ? led : "",
 		          st.led_missing && snd_missing ? " and " : "",
-		          snd_missing ? "sounder " : "", snd_missing ? cfg->alert.sounder : "");
+		          snd_missing ? "sounder " : "", snd_missing ? cfg->alert.sounder : "",
+		          snd_missing && snd_gpio ? gpio_why(st.sounder_error) : "");
 	else if (st.wake_missing)
 		check_set(out, HW_CHECK_WARN, "LED%s exercised; no backlight to wake the screen",
 		          cfg->alert.sounder[0] ? " and sounder" : "");
@@ -351,10 +372,13 @@ void hw_check_panic(const struct config *cfg, struct loop *l, int timeout_ms, st
 	hal_input_stats(in, &st);
 	if (!st.attached) {
 		hal_input_close(in);
-		check_set(out, HW_CHECK_FAIL,
-		          "panic button %s not found (or held by another program, e.g. a running "
-		          "essd for a GPIO line)",
-		          cfg->input.device);
+		const char *reason =
+		    cfg->input.backend == CONFIG_INPUT_GPIO ? gpio_why(st.error) : "";
+		check_set(out, HW_CHECK_FAIL, "panic button %s not found%s", cfg->input.device,
+		          reason[0]
+		              ? reason
+		              : " (or held by another program, e.g. a running essd for a GPIO "
+		                "line)");
 		return;
 	}
 	int64_t end = loop_now_ms() + timeout_ms;

@@ -17,6 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
 #define SETERR(...)                                                                                \
 	do {                                                                                       \
 		if (err)                                                                           \
@@ -54,6 +57,8 @@ static int file_exists(const char *path)
 
 sqlite3_stmt *store_stmt(struct store *s, const char *sql)
 {
+	if (s->failed) /* a damaged database: nothing more goes through it */
+		return NULL;
 	for (int i = 0; i < STORE_STMT_CACHE; i++) {
 		if (s->stmts[i].sql == sql) {
 			sqlite3_reset(s->stmts[i].st);
@@ -98,10 +103,29 @@ int store_sqlerr(struct store *s, int rc, const char *what)
 		return -EROFS;
 	case SQLITE_TOOBIG:
 		return -E2BIG;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		if (s)
+			store_fail(s, what);
+		return -EUCLEAN;
 	default:
 		log_errx("store: %s: %s", what, s ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 		return -EIO;
 	}
+}
+
+void store_fail(struct store *s, const char *what)
+{
+	if (s->failed)
+		return;
+	s->failed = 1;
+	if (s->opening) /* store_open checks the file and retries itself */
+		return;
+	log_errx("store: %s: the database %s is damaged; nothing more is written to it, and it "
+	         "is moved aside at the next open",
+	         what, s->db_path);
+	if (s->on_failed)
+		s->on_failed(s->on_failed_arg);
 }
 
 /* BEGIN, COMMIT and ROLLBACK run on every append: prepared once. */
@@ -122,6 +146,8 @@ static int step_cached(struct store *s, const char *sql, const char *what)
 int store_tx_start(struct store *s, int *owned)
 {
 	*owned = 0;
+	if (s->failed)
+		return -EUCLEAN;
 	if (!sqlite3_get_autocommit(s->db)) /* store_begin's, or an outer one here */
 		return 0;
 	int rc = step_cached(s, sql_begin, "begin");
@@ -197,6 +223,8 @@ int store_begin(struct store *s)
 {
 	if (s->in_tx)
 		return -EBUSY;
+	if (s->failed)
+		return -EUCLEAN;
 	int rc = step_cached(s, sql_begin, "begin");
 	if (rc == 0) {
 		s->in_tx = 1;
@@ -477,18 +505,49 @@ static int db_configure(struct store *s)
 	return rc;
 }
 
-static int db_check(struct store *s)
+static int pragma_int(sqlite3 *db, const char *sql, int *v)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return rc;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		const char *r = (const char *)sqlite3_column_text(st, 0);
-		rc = (r && strcmp(r, "ok") == 0) ? SQLITE_OK : SQLITE_CORRUPT;
+		*v = sqlite3_column_int(st, 0);
+		rc = SQLITE_OK;
 	}
 	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Pages of cache the check may use: it reads every page about once, so a
+ * larger cache only keeps the whole file in the heap afterwards (10 MB of
+ * database would fill SQLite's default 2 MB cache, all of it counted in
+ * essd's RssAnon) rather than what the daemon itself reads. */
+#define CHECK_CACHE_KIB 256
+
+static int db_check(struct store *s)
+{
+	sqlite3_stmt *st;
+	int cache = 0;
+	char sql[48];
+	int rc = pragma_int(s->db, "PRAGMA cache_size", &cache);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(s->db, "PRAGMA cache_size = -" STR(CHECK_CACHE_KIB), NULL, NULL,
+		                  NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			const char *r = (const char *)sqlite3_column_text(st, 0);
+			rc = (r && strcmp(r, "ok") == 0) ? SQLITE_OK : SQLITE_CORRUPT;
+		}
+		sqlite3_finalize(st);
+	}
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size = %d", cache);
+	sqlite3_exec(s->db, sql, NULL, NULL, NULL);
 	return rc;
 }
 
@@ -520,7 +579,76 @@ static int move_aside(struct store *s, char *err, size_t errlen)
 	return fsu_sync_dir_of(s->db_path);
 }
 
-static int db_open(struct store *s, int *recovered, char *err, size_t errlen)
+/* ---- the clean-close marker (docs/store.md, "Integrity") ----
+ * Written by store_close after everything went to the database file (the
+ * WAL checkpointed and gone), removed by the next open. It names the
+ * database file as it was left (device, inode, size, modification time),
+ * so a marker that outlived a later session (its removal lost in a power
+ * cut) or a database changed behind the store's back (a copy put in place,
+ * another program) does not match; a hash makes a torn or garbled one
+ * invalid. Invalid, missing or not matching: the last close was not clean
+ * and the database is checked at open. The marker is no security boundary:
+ * a forged one only moves the check from before READY to a moment later
+ * (store_integrity_check). */
+#define CLEAN_MAGIC "ESSCLN01"
+
+struct clean_marker {
+	unsigned char magic[8];
+	uint64_t dev, ino;
+	int64_t size, mtime_s, mtime_ns;
+	unsigned char hash[32]; /* BLAKE2b-256 of everything before it */
+};
+_Static_assert(sizeof(struct clean_marker) == 8 + 5 * 8 + 32, "clean marker layout");
+
+static int clean_marker_of(const struct store *s, struct clean_marker *m)
+{
+	struct stat st, wal;
+	char path[PATH_MAX + 8];
+	memset(m, 0, sizeof(*m));
+	if (lstat(s->db_path, &st) < 0 || !S_ISREG(st.st_mode))
+		return -1;
+	/* a WAL with frames in it is a session that did not end here */
+	snprintf(path, sizeof(path), "%s-wal", s->db_path);
+	if (lstat(path, &wal) == 0 && wal.st_size > 0)
+		return -1;
+	memcpy(m->magic, CLEAN_MAGIC, 8);
+	m->dev = (uint64_t)st.st_dev;
+	m->ino = (uint64_t)st.st_ino;
+	m->size = (int64_t)st.st_size;
+	m->mtime_s = (int64_t)st.st_mtim.tv_sec;
+	m->mtime_ns = (int64_t)st.st_mtim.tv_nsec;
+	crypto_generichash(m->hash, sizeof(m->hash), (const unsigned char *)m,
+	                   offsetof(struct clean_marker, hash), NULL, 0);
+	return 0;
+}
+
+static void clean_marker_write(const struct store *s)
+{
+	struct clean_marker m;
+	char err[256];
+	if (clean_marker_of(s, &m) < 0)
+		return;
+	if (fsu_write_private(s->clean_path, &m, sizeof(m), 0, err, sizeof(err)) < 0)
+		log_warnx("store: clean-close marker not written (%s): the next start checks the "
+		          "database first",
+		          err);
+}
+
+/* 1 when a valid marker says the database was closed cleanly and is as it
+ * was left; the marker is removed either way. Not synced: if the removal is
+ * lost, the marker no longer matches a database this session changed. */
+static int clean_marker_take(const struct store *s)
+{
+	struct clean_marker got, want;
+	int rc = fsu_read_private(s->clean_path, &got, sizeof(got), NULL, 0);
+	if (rc != -ENOENT)
+		unlink(s->clean_path);
+	if (rc < 0)
+		return 0;
+	return clean_marker_of(s, &want) == 0 && sodium_memcmp(&got, &want, sizeof(got)) == 0;
+}
+
+static int db_open(struct store *s, int check, int *recovered, char *err, size_t errlen)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		mode_t old = umask(077);
@@ -530,7 +658,7 @@ static int db_open(struct store *s, int *recovered, char *err, size_t errlen)
 		                         s->vfs);
 		if (rc == SQLITE_OK)
 			rc = db_configure(s);
-		if (rc == SQLITE_OK)
+		if (rc == SQLITE_OK && check)
 			rc = db_check(s);
 		umask(old);
 		if (rc == SQLITE_OK)
@@ -667,6 +795,55 @@ static void store_free(struct store *s)
 	free(s);
 }
 
+/* Closes the database and forgets its statements (store_open's retry). */
+static void db_reset(struct store *s)
+{
+	for (int i = 0; i < STORE_STMT_CACHE && s->stmts[i].sql; i++) {
+		sqlite3_finalize(s->stmts[i].st);
+		s->stmts[i].sql = NULL;
+		s->stmts[i].st = NULL;
+	}
+	if (s->db)
+		sqlite3_close_v2(s->db);
+	s->db = NULL;
+	s->failed = 0;
+}
+
+/* Opens the database (checked when check), migrates, proves the key and
+ * loads the sequences. */
+static int db_setup(struct store *s, int check, int have_db, int *fl, char *err, size_t errlen)
+{
+	int recovered = 0, rc;
+	rc = db_open(s, check, &recovered, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (recovered)
+		*fl |= STORE_OPENED_RECOVERED;
+	int before = 0;
+	sqlite3_stmt *uv;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &uv, NULL) == SQLITE_OK) {
+		if (sqlite3_step(uv) == SQLITE_ROW)
+			before = sqlite3_column_int(uv, 0);
+		sqlite3_finalize(uv);
+	}
+	rc = store_schema_migrate(s->db, store_schema_version(), err, errlen);
+	if (rc < 0)
+		return rc;
+	if (before != 0 && before != store_schema_version())
+		*fl |= STORE_OPENED_MIGRATED;
+	int fresh = 0;
+	rc = keycheck(s, &fresh, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (fresh && have_db && !recovered)
+		log_warnx("store: %s had no key check; it is now bound to %s", s->db_path,
+		          s->keys_path);
+	rc = load_sequences(s);
+	if (rc < 0)
+		SETERR("%s: %s", s->db_path, strerror(-rc));
+	return rc;
+}
+
 int store_open(const struct store_params *p, struct store **out, int *flags, char *err,
                size_t errlen)
 {
@@ -686,7 +863,9 @@ int store_open(const struct store_params *p, struct store **out, int *flags, cha
 	    snprintf(s->db_path, sizeof(s->db_path), "%s/ess.db", p->dir) >=
 	        (int)sizeof(s->db_path) ||
 	    snprintf(s->keys_path, sizeof(s->keys_path), "%s/keys", p->dir) >=
-	        (int)sizeof(s->keys_path)) {
+	        (int)sizeof(s->keys_path) ||
+	    snprintf(s->clean_path, sizeof(s->clean_path), "%s/ess.db.clean", p->dir) >=
+	        (int)sizeof(s->clean_path)) {
 		SETERR("store directory path too long");
 		rc = -ENAMETOOLONG;
 		goto fail;
@@ -750,34 +929,28 @@ int store_open(const struct store_params *p, struct store **out, int *flags, cha
 	if (rc < 0)
 		goto fail;
 
-	int recovered = 0;
-	rc = db_open(s, &recovered, err, errlen);
-	if (rc < 0)
-		goto fail;
-	if (recovered)
-		fl |= STORE_OPENED_RECOVERED;
-	int before = 0;
-	sqlite3_stmt *uv;
-	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &uv, NULL) == SQLITE_OK) {
-		if (sqlite3_step(uv) == SQLITE_ROW)
-			before = sqlite3_column_int(uv, 0);
-		sqlite3_finalize(uv);
+	/* The check (quick_check reads the whole file: ~10 ms for 10 MB) runs
+	 * here only when the last close was not clean; otherwise store_integrity_check
+	 * runs it later, when the daemon is serving. */
+	int check = !clean_marker_take(s);
+	s->opening = 1;
+	rc = db_setup(s, check, have_db, &fl, err, errlen);
+	if (rc < 0 && !check && rc != -EKEYREJECTED && rc != -ENOMEM && rc != -ENOSPC) {
+		/* Something failed with the check not yet run: it may be damage
+		 * the check finds. Check now, and try once more (a damaged file
+		 * is moved aside there, as at any open). */
+		db_reset(s);
+		check = 1;
+		fl &= ~(STORE_OPENED_RECOVERED | STORE_OPENED_MIGRATED);
+		rc = db_setup(s, 1, have_db, &fl, err, errlen);
 	}
-	rc = store_schema_migrate(s->db, store_schema_version(), err, errlen);
+	s->opening = 0;
 	if (rc < 0)
 		goto fail;
-	if (before != 0 && before != store_schema_version())
-		fl |= STORE_OPENED_MIGRATED;
-	int fresh = 0;
-	rc = keycheck(s, &fresh, err, errlen);
-	if (rc < 0)
-		goto fail;
-	if (fresh && have_db && !recovered)
-		log_warnx("store: %s had no key check; it is now bound to %s", s->db_path,
-		          s->keys_path);
-	rc = load_sequences(s);
-	if (rc == 0)
-		rc = store_pos_open(s);
+	if (check)
+		fl |= STORE_OPENED_CHECKED;
+	s->check_pending = !check;
+	rc = store_pos_open(s);
 	if (rc < 0) {
 		SETERR("%s: %s", s->db_path, strerror(-rc));
 		goto fail;
@@ -799,9 +972,71 @@ void store_close(struct store *s)
 		return;
 	if (s->in_tx)
 		store_rollback(s);
-	if (store_pos_flush(s) < 0)
+	int clean = !s->failed;
+	if (store_pos_flush(s) < 0) {
 		log_warnx("store: buffered positions could not be saved at close");
+		clean = 0;
+	}
+	/* Clean means: everything is in the database file, synced, and the WAL
+	 * gone (the close removes it once it is all checkpointed). A checkpoint
+	 * that fails or cannot take every frame (the disk gone, another
+	 * process reading) leaves the next open to check the file itself.
+	 * PASSIVE: a stop never waits for another process's reader. */
+	int wal_frames = -1, done_frames = -1;
+	if (clean && (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
+	                                        &done_frames) != SQLITE_OK ||
+	              wal_frames != done_frames))
+		clean = 0;
+	/* A damaged database is left exactly as it is, WAL included, for the
+	 * next open to move aside: no checkpoint into it on the way out. */
+	if (s->failed)
+		sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	for (int i = 0; i < STORE_STMT_CACHE && s->stmts[i].sql; i++) {
+		sqlite3_finalize(s->stmts[i].st);
+		s->stmts[i].sql = NULL;
+	}
+	if (sqlite3_close(s->db) != SQLITE_OK)
+		clean = 0; /* store_free closes it for good */
+	else
+		s->db = NULL;
+	if (clean)
+		clean_marker_write(s);
 	store_free(s);
+}
+
+int store_integrity_pending(const struct store *s)
+{
+	return s->check_pending;
+}
+
+int store_failed(const struct store *s)
+{
+	return s->failed;
+}
+
+void store_on_failed(struct store *s, void (*cb)(void *arg), void *arg)
+{
+	s->on_failed = cb;
+	s->on_failed_arg = arg;
+}
+
+int store_integrity_check(struct store *s)
+{
+	if (s->failed)
+		return -EUCLEAN;
+	if (!s->check_pending)
+		return 0;
+	int rc = db_check(s);
+	if (rc == SQLITE_OK) {
+		s->check_pending = 0;
+		return 0;
+	}
+	if (is_corruption(rc)) {
+		s->check_pending = 0;
+		store_fail(s, "integrity check");
+		return -EUCLEAN;
+	}
+	return store_sqlerr(s, rc, "integrity check");
 }
 
 int store_wipe(struct store *s, char *err, size_t errlen)
@@ -810,6 +1045,7 @@ int store_wipe(struct store *s, char *err, size_t errlen)
 	char db_path[PATH_MAX], keys_path[PATH_MAX];
 	memcpy(db_path, s->db_path, sizeof(db_path));
 	memcpy(keys_path, s->keys_path, sizeof(keys_path));
+	unlink(s->clean_path); /* names no data; nothing left to be clean */
 	struct hal_keystore *ks = s->keystore;
 	/* Discard, not flush: nothing new is written on the way out. */
 	s->pos_n = s->pos_sealed = 0;
@@ -1080,6 +1316,8 @@ int64_t store_disk_bytes(struct store *s)
 
 int store_checkpoint(struct store *s)
 {
+	if (s->failed)
+		return -EUCLEAN;
 	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	return store_sqlerr(s, rc, "checkpoint");
 }

@@ -11,7 +11,8 @@
  * Every function returns 0 (or a count / enum >= 0 where it says) or a
  * negative errno: -ENOSPC disk full (the transaction was rolled back, nothing
  * stored before is lost), -EBADMSG a row failed its authentication and was
- * quarantined, -ENOENT not found, -EIO other database errors. Functions that
+ * quarantined, -ENOENT not found, -EUCLEAN the database is damaged (see
+ * store_failed), -EIO other database errors. Functions that
  * take err fill it with a message naming files, never data.
  *
  * Strings handed back in records are owned by the record; release a record
@@ -51,16 +52,40 @@ enum store_open_flags {
 	STORE_OPENED_CREATED = 1,   /* a new, empty store was made */
 	STORE_OPENED_RECOVERED = 2, /* the old database failed its check and was moved aside */
 	STORE_OPENED_MIGRATED = 4,  /* the schema was upgraded */
+	STORE_OPENED_CHECKED = 8,   /* the integrity check ran at open (no clean close before) */
 };
 
 /* Opens (or, with create, makes) the store. On a corrupt database the file is
  * renamed to ess.db.corrupt-<UTC time> (never deleted) and a fresh one is
  * made. A wrong or missing key is an error that leaves every file untouched.
- * flags (may be NULL) receives enum store_open_flags. */
+ * flags (may be NULL) receives enum store_open_flags.
+ *
+ * The integrity check (PRAGMA quick_check, ~1 ms per MiB) runs here only
+ * when the last close was not clean (docs/store.md, "Integrity"); after a
+ * clean close it is left pending for store_integrity_check, which the
+ * daemon runs from its loop once it is serving. */
 int store_open(const struct store_params *p, struct store **out, int *flags, char *err,
                size_t errlen);
-/* Flushes buffered positions, wipes keys, closes. NULL is fine. */
+/* Flushes buffered positions, checkpoints, wipes keys, closes; when all of
+ * that succeeded and the store is not failed, leaves the clean-close marker
+ * that lets the next open defer its integrity check. NULL is fine. */
 void store_close(struct store *s);
+
+/* 1 while the integrity check has not run since the store was opened. */
+int store_integrity_pending(const struct store *s);
+/* Runs the pending integrity check (0 at once when none is pending). 0: the
+ * database is sound. -EUCLEAN: it is damaged: the store is failed (below).
+ * Another negative errno: the check could not run; it stays pending. */
+int store_integrity_check(struct store *s);
+/* 1 once the database was found damaged, by store_integrity_check or by
+ * SQLite reporting corruption (SQLITE_CORRUPT, SQLITE_NOTADB) to any call,
+ * which then returns -EUCLEAN. A failed store writes nothing more (every write
+ * fails with -EUCLEAN or -EIO) and its close leaves no clean marker, so the
+ * next store_open checks the database and moves it aside, as it does with
+ * any corrupt database: the owner should close it and open it again. */
+int store_failed(const struct store *s);
+/* cb(arg) is called once, when the store becomes failed (NULL: none). */
+void store_on_failed(struct store *s, void (*cb)(void *arg), void *arg);
 
 /* Crypto-shred: destroys the wrapped keys file and the KEK, then the
  * database files, and closes s (do not use it afterwards). Nothing that was

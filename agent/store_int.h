@@ -60,11 +60,24 @@ struct store {
 	 * event, and reopening a 64-event group for each would cost 64
 	 * decryptions of it. Its plaintext never outlives the transaction. */
 	struct outbox_group *grp_cache;
+	/* Integrity (docs/store.md, "Integrity"): the check runs at open only
+	 * after an unclean close; otherwise it is pending until store_integrity_check.
+	 * failed: the database was found damaged (by the check or by SQLite
+	 * saying SQLITE_CORRUPT): nothing more is written to it, and close
+	 * leaves no clean marker, so the next open checks it and moves it
+	 * aside. opening: inside store_open, which retries with the check
+	 * itself instead of declaring the store failed. */
+	int check_pending;
+	int failed;
+	int opening;
+	void (*on_failed)(void *arg);
+	void *on_failed_arg;
 	const char *vfs; /* borrowed from the params: a registered VFS name lives forever */
 	enum store_durability durability;
 	char dir[PATH_MAX];
 	char db_path[PATH_MAX];
 	char keys_path[PATH_MAX];
+	char clean_path[PATH_MAX]; /* the clean-close marker */
 };
 
 /* A cached prepared statement for a static SQL string (compared by address),
@@ -74,8 +87,11 @@ sqlite3_stmt *store_stmt(struct store *s, const char *sql);
  * binding the arguments by fmt: 'i' int64_t, 't' const char * (NULL binds
  * NULL), 'b' const void * then size_t. Returns 0 or a negative errno. */
 int store_exec(struct store *s, const char *sql, const char *what, const char *fmt, ...);
-/* Maps an SQLite result code to a negative errno (0 for OK/ROW/DONE). */
+/* Maps an SQLite result code to a negative errno (0 for OK/ROW/DONE);
+ * SQLITE_CORRUPT and SQLITE_NOTADB fail the store (store_fail), -EUCLEAN. */
 int store_sqlerr(struct store *s, int rc, const char *what);
+/* Marks the store failed (damaged database): logged, on_failed called, once. */
+void store_fail(struct store *s, const char *what);
 /* Opens a transaction unless store_begin did; store_tx_end commits or rolls
  * back only what store_tx_start opened. */
 int store_tx_start(struct store *s, int *owned);

@@ -12,13 +12,16 @@ set -eu
 
 # chromium, fonts-thai-tlwg, nodejs: the touch UI's browser test (tests/ui/; npm
 # comes with the machine's nodejs, playwright-core from tests/ui/package-lock.json).
+# cage, xwayland: the kiosk compositor of ess-kiosk.service (Debian's cage
+# will not start without Xwayland; the package recommends both with
+# chromium); tests/integration/kiosk.sh runs it on wlroots' headless backend.
 PACKAGES="build-essential pkg-config clang clang-format
 libsqlite3-dev sqlite3 libcurl4-openssl-dev libgps-dev libcjson-dev
 libsodium-dev libcmocka-dev libmicrohttpd-dev libsystemd-dev zlib1g-dev libgpiod-dev iproute2
 gpsd gpsd-clients python3 curl util-linux nginx-light openssl valgrind
 dpkg-dev fakeroot lintian systemd adduser
 gcc-arm-linux-gnueabihf qemu-user
-chromium fonts-thai-tlwg nodejs"
+chromium fonts-thai-tlwg nodejs cage xwayland"
 
 # The libraries the agent links, for a foreign architecture.
 CROSS_LIBS="libsqlite3-dev libcurl4-openssl-dev libgps-dev libcjson-dev
@@ -36,6 +39,10 @@ fi
 if [ -n "$gnu" ]; then
 	arch=$(sed -n 's/^DEB_ARCH[[:space:]]*[:?]*=[[:space:]]*//p' "$dir/$board/board.mk")
 	PACKAGES="$PACKAGES gcc-$gnu qemu-user"
+	# make BOARD=… image (boards/image.sh): the root file system with
+	# mmdebstrap, the target's maintainer scripts under qemu-user-static,
+	# the partitions without mounting anything
+	PACKAGES="$PACKAGES mmdebstrap qemu-user-static fdisk dosfstools mtools bmap-tools"
 	# ESS_SYSROOT (make SYSROOT=…): the libraries come from a private
 	# sysroot (boards/sysroot.sh), nothing of the target is installed
 	if [ -z "${ESS_SYSROOT:-}" ]; then

@@ -18,21 +18,30 @@ mkdir -p "$stage/DEBIAN"
 umask 022
 
 install -d "$stage/usr/bin"
-for p in essd essctl; do
+for p in essd essctl ess-ui; do
 	install -m 0755 "$build/$p" "$stage/usr/bin/$p"
 	# debug symbols stay in the build tree; lintian wants stripped binaries
 	$strip --remove-section=.comment --remove-section=.note --strip-unneeded \
 		"$stage/usr/bin/$p"
 done
 
+# the touch UI's kiosk launcher (ess-kiosk.service runs it)
+install -d "$stage/usr/lib/ess-agent"
+install -m 0755 "$here/common/ess-kiosk" "$stage/usr/lib/ess-agent/ess-kiosk"
+
 install -d "$stage/usr/share/man/man8" "$stage/usr/share/man/man1"
 gzip -9n <"$here/common/man/essd.8" >"$stage/usr/share/man/man8/essd.8.gz"
+gzip -9n <"$here/common/man/ess-ui.8" >"$stage/usr/share/man/man8/ess-ui.8.gz"
 gzip -9n <"$here/common/man/essctl.1" >"$stage/usr/share/man/man1/essctl.1.gz"
-chmod 0644 "$stage/usr/share/man/man8/essd.8.gz" "$stage/usr/share/man/man1/essctl.1.gz"
+chmod 0644 "$stage/usr/share/man/man8/essd.8.gz" "$stage/usr/share/man/man8/ess-ui.8.gz" \
+	"$stage/usr/share/man/man1/essctl.1.gz"
 
 install -d "$stage/lib/systemd/system" "$stage/lib/systemd/system/gpsd.service.d"
 install -m 0644 "$(pick essd.service)" "$stage/lib/systemd/system/essd.service"
 install -m 0644 "$(pick ess-firstboot.service)" "$stage/lib/systemd/system/ess-firstboot.service"
+for u in ess-ui.service ess-kiosk.service; do
+	install -m 0644 "$(pick $u)" "$stage/lib/systemd/system/$u"
+done
 install -m 0644 "$(pick gpsd-ess.conf)" "$stage/lib/systemd/system/gpsd.service.d/ess-agent.conf"
 install -d "$stage/lib/udev/rules.d"
 install -m 0644 "$(pick 70-ess-agent.rules)" "$stage/lib/udev/rules.d/70-ess-agent.rules"
@@ -71,7 +80,7 @@ if [ -n "$sysroot" ]; then
 		-l"$sysroot/usr/lib/$triplet" -l"$sysroot/lib/$triplet"
 fi
 shlibs=$(cd "$build/pkg" && DEB_HOST_ARCH=$arch dpkg-shlibdeps "$@" -O \
-	-e root/usr/bin/essd -e root/usr/bin/essctl 2>/dev/null |
+	-e root/usr/bin/essd -e root/usr/bin/essctl -e root/usr/bin/ess-ui 2>/dev/null |
 	sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] || { echo "package: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)

@@ -74,10 +74,14 @@ static void set_sounder(struct hal_alert *a, int on)
 	if (!a->ops->sounder)
 		return;
 	int rc = a->ops->sounder(a->priv, on);
-	if (rc < 0 && on)
+	if (rc < 0 && on) {
 		a->st.sounder_missing++;
-	if (rc == 0 && on)
+		a->st.sounder_error = rc;
+	}
+	if (rc == 0 && on) {
 		a->st.sounded++;
+		a->st.sounder_error = 0;
+	}
 	a->st.sounding = rc == 0 && on;
 }
 

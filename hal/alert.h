@@ -41,7 +41,8 @@ struct hal_alert_ops {
 	const char *desc;
 	int (*open)(const struct hal_alert_params *p, void **priv, char *err, size_t errlen);
 	void (*close)(void *priv);
-	/* -ENODEV: the output is not there right now (rescanned next call). */
+	/* < 0: the output is not there right now (rescanned next call): -ENODEV,
+	 * or for a GPIO line hal_gpio_open's reason (-ENOENT, -ERANGE, -EBUSY, …). */
 	int (*led)(void *priv, int on);
 	int (*sounder)(void *priv, int on);
 	int (*wake)(void *priv);
@@ -55,6 +56,7 @@ struct hal_alert_stats {
 	uint64_t sounder_missing;
 	uint64_t wake_missing;
 	int led_on, sounding; /* right now */
+	int sounder_error;    /* the last failure to sound (negative errno); 0 after a sound */
 };
 
 struct hal_alert;

@@ -10,6 +10,7 @@
  * found again at the next alert. */
 #include "hal/alert.h"
 
+#include "agent/log.h"
 #include "hal/gpio.h"
 #include "hal/sysfs.h"
 
@@ -24,6 +25,7 @@ struct sysfs_alert {
 	char sounder_led[80];  /* "led:NAME" */
 	char sounder_gpio[80]; /* "gpio:CHIP:OFFSET" without "gpio:" */
 	struct hal_gpio *gpio; /* requested on first use */
+	int gpio_lost;         /* said in the log: said once, not at every alert */
 };
 
 static int attr(const char *dev, const char *name, char *out, size_t cap)
@@ -111,18 +113,25 @@ static int sysfs_sounder(void *priv, int on)
 		return led_set(s->root, s->sounder_led, on, 0);
 	if (!s->sounder_gpio[0])
 		return on ? -ENODEV : 0;
+	int rc = 0;
 	if (!s->gpio) {
 		if (!on)
 			return 0; /* not requested: it is low */
-		if (hal_gpio_open(s->root, s->sounder_gpio, HAL_GPIO_OUTPUT, "essd", &s->gpio) < 0)
-			return -ENODEV;
+		rc = hal_gpio_open(s->root, s->sounder_gpio, HAL_GPIO_OUTPUT, "essd", &s->gpio);
 	}
-	if (hal_gpio_set(s->gpio, on) < 0) {
+	if (rc == 0 && (rc = hal_gpio_set(s->gpio, on)) < 0) {
 		hal_gpio_close(s->gpio); /* gone: request it anew next time */
 		s->gpio = NULL;
-		return -ENODEV;
 	}
-	return 0;
+	if (rc < 0 && !s->gpio_lost) {
+		s->gpio_lost = 1;
+		log_warnx("alert: sounder gpio:%s unavailable (%s); tried again at each alert",
+		          s->sounder_gpio, strerror(-rc));
+	} else if (rc == 0 && s->gpio_lost) {
+		s->gpio_lost = 0;
+		log_info("alert: sounder gpio:%s is back", s->sounder_gpio);
+	}
+	return rc;
 }
 
 /* bl_power 0 is FB_BLANK_UNBLANK; a backlight left at brightness 0 is

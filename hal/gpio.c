@@ -55,11 +55,16 @@ int hal_gpio_open(const char *root, const char *spec, enum hal_gpio_mode mode, c
 	if (!c && !r[0])
 		c = gpiod_chip_open_by_label(chip);
 	if (!c)
-		return errno == ENOTTY || errno == EINVAL ? -ENODEV : -ENOENT;
+		return errno == ENOTTY || errno == EINVAL  ? -ENODEV
+		       : errno == EACCES || errno == EPERM ? -EACCES /* the udev rule's group */
+		                                           : -ENOENT;
 	struct gpiod_line *l = gpiod_chip_get_line(c, off);
 	if (!l) {
+		/* EINVAL: the chip is there but has fewer lines (a wrong offset
+		 * in the configuration, or another chip under that name) */
+		int e = errno == EINVAL ? ERANGE : ENOENT;
 		gpiod_chip_close(c);
-		return -ENOENT;
+		return -e;
 	}
 	rc = mode == HAL_GPIO_OUTPUT  ? gpiod_line_request_output(l, consumer, 0)
 	     : mode == HAL_GPIO_INPUT ? gpiod_line_request_input(l, consumer)

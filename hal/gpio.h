@@ -4,10 +4,10 @@
  *
  * A line is named "CHIP:OFFSET": CHIP is a character device name under
  * <root>/dev ("gpiochip0") or, on the real root only, a chip label as the
- * kernel gives it; OFFSET the line number on that chip. The tests cannot
- * create a GPIO chip (gpio-sim needs configfs and its module), so they
- * drive the parser and the absent-chip paths here, and exercise the
- * backends' GPIO use through recorded fake ops tables; see docs/hal.md.
+ * kernel gives it; OFFSET the line number on that chip. This kernel cannot
+ * create a GPIO chip (gpio-sim needs configfs and its module), so the unit
+ * tests link tests/lib/fakegpiod.c, the same libgpiod calls over a chip
+ * made of files under the root; see docs/hal.md.
  *
  * Built without libgpiod (no HAVE_LIBGPIOD), opening a line fails with
  * -ENOTSUP and everything else still works.
@@ -33,7 +33,9 @@ struct hal_gpio;
 int hal_gpio_parse(const char *spec, char *chip, unsigned *offset);
 
 /* Requests the line for consumer ("essd"). -ENOENT: no such chip (gone or
- * never there); -ENOTSUP: built without libgpiod. */
+ * never there); -ENODEV: the file there is no GPIO chip; -EACCES: not
+ * allowed to open it; -ERANGE: the chip has no line OFFSET; -EBUSY: another
+ * program (or handle) holds the line; -ENOTSUP: built without libgpiod. */
 int hal_gpio_open(const char *root, const char *spec, enum hal_gpio_mode mode, const char *consumer,
                   struct hal_gpio **out);
 void hal_gpio_close(struct hal_gpio *g); /* NULL is fine */

@@ -1,6 +1,7 @@
 /* The panic detector and the module around the input backends (input.h). */
 #include "hal/input.h"
 
+#include "agent/log.h"
 #include "agent/loop.h"
 
 #include <errno.h>
@@ -131,11 +132,17 @@ static int64_t rescan_timer(struct loop *l, void *arg)
 {
 	(void)l;
 	struct hal_input *in = arg;
-	if (in->ops->attach(in->priv) < 0)
+	int rc = in->ops->attach(in->priv);
+	if (rc < 0) {
+		in->st.error = rc;
 		return in->rescan_ms;
+	}
 	in->st.attached = 1;
 	in->st.attaches++;
+	in->st.error = 0;
 	in->rescan_t = NULL;
+	if (in->st.losses)
+		log_info("input: the panic button (%s) is back", in->ops->name);
 	return -1;
 }
 
@@ -146,6 +153,9 @@ void hal_input_lost(struct hal_input *in)
 	in->ops->detach(in->priv);
 	in->st.attached = 0;
 	in->st.losses++;
+	/* once per loss: the rescans that follow are silent */
+	log_warnx("input: the panic button (%s) went away; looking for it every %d ms",
+	          in->ops->name, in->rescan_ms);
 	/* a key held when the device went away is let go: no phantom long press */
 	if (in->det.down)
 		hal_input_key(in, 0);
@@ -191,12 +201,12 @@ int hal_input_open(const char *name, const struct hal_input_params *p, struct ha
 		free(in);
 		return rc;
 	}
-	if (ops->attach) {
-		if (ops->attach(in->priv) == 0) {
-			in->st.attached = 1;
-			in->st.attaches++;
-		} else if (!(in->rescan_t =
-		                 loop_timer_add(in->loop, in->rescan_ms, rescan_timer, in))) {
+	if (ops->attach && (rc = ops->attach(in->priv)) == 0) {
+		in->st.attached = 1;
+		in->st.attaches++;
+	} else if (ops->attach) {
+		in->st.error = rc;
+		if (!(in->rescan_t = loop_timer_add(in->loop, in->rescan_ms, rescan_timer, in))) {
 			ops->close(in->priv);
 			free(in);
 			return -ENOMEM;

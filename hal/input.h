@@ -85,6 +85,7 @@ struct hal_input_stats {
 	uint64_t losses;   /* times the device went away */
 	uint64_t presses;
 	uint64_t panics;
+	int error; /* detached: why the last (re)open failed (negative errno), else 0 */
 };
 
 /* Opens backend `name` ("evdev", "gpio", "none"). A device that is absent

@@ -9,11 +9,13 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define SETERR(...)                                                                                \
@@ -22,7 +24,8 @@
 			snprintf(err, errlen, __VA_ARGS__);                                        \
 	} while (0)
 
-#define TIMER_IDLE_MS (24 * 3600 * 1000) /* "no timeout wanted": a harmless far wake-up */
+#define TIMER_IDLE_MS  (24 * 3600 * 1000) /* "no timeout wanted": a harmless far wake-up */
+#define HTTP_SOCKS_MAX 8                  /* curl's sockets watched for silence */
 
 struct http_req {
 	struct http_req *next, *prev;
@@ -36,6 +39,14 @@ struct http_req {
 	int too_large;
 	http_done_fn cb;
 	void *arg;
+	int hold_s;
+};
+
+/* One of curl's sockets, for the silence watchdog: when a byte last came
+ * from the server on it. */
+struct hsock {
+	int fd; /* -1: free */
+	int64_t last_rx_ms;
 };
 
 struct http {
@@ -56,6 +67,14 @@ struct http {
 	int64_t clock_offset_s;
 	long max_conns; /* CURLMOPT_MAX_HOST_CONNECTIONS now */
 	int tls;        /* https: HTTP/2 wanted */
+	CURLSH *share;  /* the TLS session cache shared by every request */
+	/* The silence watchdog (https only; see http.h): */
+	int dead_s;
+	struct loop_timer *wd;
+	int in_wd;       /* inside its callback: the wish is returned, not set */
+	int64_t wd_want; /* …that wish (-1: none) */
+	struct hsock socks[HTTP_SOCKS_MAX];
+	uint64_t abandoned;
 };
 
 /* ---- URL policy ---- */
@@ -128,9 +147,223 @@ int http_auth_make(const char *device_id, int64_t timestamp, const char *method,
 	return 0;
 }
 
+/* ---- TLS sessions that survive their connection (OpenSSL) ----
+ *
+ * OpenSSL marks a session not resumable when its connection is freed
+ * without having sent a close_notify (a reset, an EOF, libcurl 7.88 closing
+ * an HTTP/2 connection), and libcurl caches the very session object the
+ * connection uses: after any unclean end its cache holds a dead session,
+ * which it still offers, and the server does a full handshake (measured
+ * against nginx: no HTTP/2 reconnect ever resumed). So libcurl's cache is
+ * given copies: each new session is duplicated before libcurl stores it,
+ * and each connection starts from a duplicate of the cached one; the
+ * copies the connections use may be spoiled, the cached ones are not.
+ * libcurl links OpenSSL already (Debian's libcurl4); its functions are
+ * looked up at run time so that the agent needs no OpenSSL headers or
+ * libraries of its own; with another TLS backend, or any symbol missing,
+ * nothing changes (sessions then resume only after clean closes). */
+
+#define OSSL_CB_HANDSHAKE_START 0x10 /* SSL_CB_HANDSHAKE_START, a stable ABI value */
+
+typedef int (*ossl_new_cb)(void *ssl, void *sess);
+typedef void (*ossl_info_cb)(const void *ssl, int where, int ret);
+
+static struct {
+	int state; /* 0 not looked up, 1 usable, -1 not */
+	ossl_new_cb (*get_new_cb)(void *ctx);
+	void (*set_new_cb)(void *ctx, ossl_new_cb cb);
+	ossl_info_cb (*get_info_cb)(const void *ctx);
+	void (*set_info_cb)(void *ctx, ossl_info_cb cb);
+	void *(*sess_dup)(const void *sess);
+	void (*sess_free)(void *sess);
+	void *(*get_session)(const void *ssl);
+	int (*set_session)(void *ssl, void *sess);
+	int (*in_before)(const void *ssl);
+	ossl_new_cb curl_new_cb;   /* libcurl's (one function for every context) */
+	ossl_info_cb prev_info_cb; /* one set before ours, if any */
+} ossl;
+
+static int ossl_sym(void *fnp, const char *name)
+{
+	void *p = dlsym(RTLD_DEFAULT, name);
+	memcpy(fnp, &p, sizeof(p)); /* object to function pointer, as POSIX allows */
+	return p != NULL;
+}
+
+static int ossl_usable(void)
+{
+	if (ossl.state)
+		return ossl.state > 0;
+	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+	int ok = v && v->ssl_version && strncmp(v->ssl_version, "OpenSSL/", 8) == 0 &&
+	         ossl_sym(&ossl.get_new_cb, "SSL_CTX_sess_get_new_cb") &&
+	         ossl_sym(&ossl.set_new_cb, "SSL_CTX_sess_set_new_cb") &&
+	         ossl_sym(&ossl.get_info_cb, "SSL_CTX_get_info_callback") &&
+	         ossl_sym(&ossl.set_info_cb, "SSL_CTX_set_info_callback") &&
+	         ossl_sym(&ossl.sess_dup, "SSL_SESSION_dup") &&
+	         ossl_sym(&ossl.sess_free, "SSL_SESSION_free") &&
+	         ossl_sym(&ossl.get_session, "SSL_get_session") &&
+	         ossl_sym(&ossl.set_session, "SSL_set_session") &&
+	         ossl_sym(&ossl.in_before, "SSL_in_before");
+	ossl.state = ok ? 1 : -1;
+	if (!ok)
+		log_debug("http: TLS sessions resume only after clean closes (not OpenSSL)");
+	return ok;
+}
+
+/* A new session: libcurl stores a copy, the connection keeps the original. */
+static int ossl_on_new_session(void *ssl, void *sess)
+{
+	void *copy = ossl.sess_dup(sess);
+	if (!copy)
+		return ossl.curl_new_cb(ssl, sess);
+	if (!ossl.curl_new_cb(ssl, copy))
+		ossl.sess_free(copy);
+	return 0; /* OpenSSL keeps no extra reference to the original */
+}
+
+/* A connection about to send its ClientHello with libcurl's cached session:
+ * it gets a copy of it instead. */
+static void ossl_on_info(const void *ssl, int where, int ret)
+{
+	if (ossl.prev_info_cb)
+		ossl.prev_info_cb(ssl, where, ret);
+	if (!(where & OSSL_CB_HANDSHAKE_START) || !ossl.in_before(ssl))
+		return;
+	void *cur = ossl.get_session(ssl);
+	void *copy = cur ? ossl.sess_dup(cur) : NULL;
+	if (copy) {
+		ossl.set_session((void *)(uintptr_t)ssl, copy);
+		ossl.sess_free(copy);
+	}
+}
+
+static CURLcode on_ssl_ctx(CURL *e, void *ctx, void *arg)
+{
+	(void)e;
+	(void)arg;
+	ossl_new_cb cb = ossl.get_new_cb(ctx);
+	if (cb && cb != ossl_on_new_session) {
+		ossl.curl_new_cb = cb;
+		ossl.set_new_cb(ctx, ossl_on_new_session);
+	}
+	ossl_info_cb info = ossl.get_info_cb(ctx);
+	if (info != ossl_on_info) {
+		ossl.prev_info_cb = info;
+		ossl.set_info_cb(ctx, ossl_on_info);
+	}
+	return CURLE_OK;
+}
+
 /* ---- the loop glue ---- */
 
 static void check_done(struct http *h);
+
+/* ---- the silence watchdog ----
+ *
+ * On a multiplexed (HTTP/2) connection a request that hits its timeout
+ * only resets its own stream: libcurl never closes a multiplexed
+ * connection for a stream's error (Curl_conncontrol: "stream signal on
+ * multiplex conn never affects close state"; measured here too). That keeps
+ * the connection through a coverage hole, which is what we want; but a
+ * connection that is truly dead (the NAT forgot it, no RST ever comes)
+ * would then carry every new request into the void until TCP gives up,
+ * minutes later, or never (a middlebox that still ACKs). libcurl 7.88 sends
+ * no HTTP/2 PING on a multi handle's connections (curl_easy_upkeep only
+ * acts on curl_easy_perform's own pool), so the agent judges by what it
+ * sees: no byte from the server on a connection while requests wait on it,
+ * for longer than the longest hold a waiting request allows (a long poll's
+ * wait) plus dead_s, and the connection is abandoned (shut down: libcurl
+ * fails or retries its streams on a new connection). */
+
+static struct hsock *sock_find(struct http *h, int fd)
+{
+	for (int i = 0; i < HTTP_SOCKS_MAX; i++)
+		if (h->socks[i].fd == fd)
+			return &h->socks[i];
+	return NULL;
+}
+
+static void sock_track(struct http *h, int fd)
+{
+	struct hsock *s = sock_find(h, fd);
+	if (!s)
+		s = sock_find(h, -1);
+	if (s) { /* more sockets than that: the rest go unwatched (HTTP/1.1 only) */
+		s->fd = fd;
+		s->last_rx_ms = loop_now_ms();
+	}
+}
+
+static void sock_untrack(struct http *h, int fd)
+{
+	struct hsock *s = sock_find(h, fd);
+	if (s)
+		s->fd = -1;
+}
+
+static int max_hold_s(const struct http *h)
+{
+	int m = 0;
+	for (const struct http_req *r = h->reqs; r; r = r->next)
+		if (r->cb && r->hold_s > m)
+			m = r->hold_s;
+	return m;
+}
+
+/* Arms the watchdog for the first socket that would be overdue, or
+ * disarms it when nothing waits. One wake-up per silence bound at most. */
+static void wd_arm(struct http *h)
+{
+	int64_t want = -1;
+	if (h->tls && h->pending > 0) {
+		int64_t bound = ((int64_t)h->dead_s + max_hold_s(h)) * 1000, now = loop_now_ms();
+		for (int i = 0; i < HTTP_SOCKS_MAX; i++) {
+			if (h->socks[i].fd < 0)
+				continue;
+			int64_t left = h->socks[i].last_rx_ms + bound - now;
+			left = left < 0 ? 0 : left;
+			if (want < 0 || left < want)
+				want = left;
+		}
+	}
+	if (h->in_wd)
+		h->wd_want = want;
+	else
+		loop_timer_set(h->loop, h->wd, want);
+}
+
+static int64_t on_wd(struct loop *l, void *arg)
+{
+	(void)l;
+	struct http *h = arg;
+	h->in_wd = 1;
+	h->wd_want = -1;
+	if (h->tls && h->pending > 0) {
+		int hold = max_hold_s(h);
+		int64_t bound = ((int64_t)h->dead_s + hold) * 1000, now = loop_now_ms();
+		for (int i = 0; i < HTTP_SOCKS_MAX; i++) {
+			struct hsock *s = &h->socks[i];
+			if (s->fd < 0 || now - s->last_rx_ms < bound)
+				continue;
+			int fd = s->fd, running;
+			log_warnx("http: nothing from the server for %lld s with requests waiting "
+			          "(longest hold %d s): the connection is abandoned",
+			          (long long)((now - s->last_rx_ms) / 1000), hold);
+			h->abandoned++;
+			s->last_rx_ms = now; /* once: libcurl closes it next */
+			/* shutdown, not close: the fd stays curl's; it reads EOF
+			 * now and fails (or retries elsewhere) every stream on it. */
+			shutdown(fd, SHUT_RDWR);
+			curl_multi_socket_action(h->multi, fd, CURL_CSELECT_IN | CURL_CSELECT_ERR,
+			                         &running);
+		}
+		check_done(h);
+	}
+	h->in_wd = 0;
+	wd_arm(h);
+	return h->wd_want >= 0 ? h->wd_want : TIMER_IDLE_MS;
+}
 
 static void on_fd(struct loop *l, int fd, unsigned events, void *arg)
 {
@@ -140,8 +373,14 @@ static void on_fd(struct loop *l, int fd, unsigned events, void *arg)
 	           (events & LOOP_WRITE ? CURL_CSELECT_OUT : 0) |
 	           (events & LOOP_ERROR ? CURL_CSELECT_ERR : 0);
 	int running;
+	if (events & LOOP_READ) {
+		struct hsock *s = sock_find(h, fd);
+		if (s)
+			s->last_rx_ms = loop_now_ms();
+	}
 	curl_multi_socket_action(h->multi, fd, mask, &running);
 	check_done(h);
+	wd_arm(h);
 }
 
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
@@ -151,6 +390,7 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
 	if (what == CURL_POLL_REMOVE) {
 		loop_fd_del(h->loop, fd);
 		curl_multi_assign(h->multi, fd, NULL);
+		sock_untrack(h, fd);
 		return 0;
 	}
 	unsigned ev =
@@ -162,8 +402,10 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
 		rc = loop_fd_add(h->loop, fd, ev, on_fd, h);
 		if (rc == -EEXIST)
 			rc = loop_fd_mod(h->loop, fd, ev);
-		if (rc == 0)
+		if (rc == 0) {
 			curl_multi_assign(h->multi, fd, h);
+			sock_track(h, fd);
+		}
 	}
 	if (rc < 0)
 		log_warnx("http: watching fd %d: %s", fd, strerror(-rc));
@@ -195,6 +437,7 @@ static int64_t on_timer(struct loop *l, void *arg)
 	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	check_done(h);
 	h->in_timer = 0;
+	wd_arm(h);
 	int64_t next = h->timer_want >= 0 ? h->timer_want : TIMER_IDLE_MS;
 	loop_timer_set_slack(h->timer, curl_slack(next));
 	return next;
@@ -349,6 +592,8 @@ static void check_done(struct http *h)
 		cb(arg, &resp);
 		req_free(h, r);
 	}
+	if (!h->in_wd && !h->in_timer)
+		wd_arm(h);
 }
 
 int http_open(struct loop *l, const struct http_params *p, struct http **out, char *err,
@@ -376,18 +621,30 @@ int http_open(struct loop *l, const struct http_params *p, struct http **out, ch
 	h->connect_timeout_s = p->connect_timeout_s > 0 ? p->connect_timeout_s : 10;
 	h->request_timeout_s = p->request_timeout_s > 0 ? p->request_timeout_s : 60;
 	h->stall_s = p->stall_s > 0 ? p->stall_s : 20;
+	h->dead_s = p->dead_s > 0 ? p->dead_s : HTTP_DEAD_S;
+	for (int i = 0; i < HTTP_SOCKS_MAX; i++)
+		h->socks[i].fd = -1;
 	h->base_url = strdup(p->base_url);
 	h->tls = strncasecmp(p->base_url, "https:", 6) == 0;
 	h->ca_file = p->ca_file && p->ca_file[0] ? strdup(p->ca_file) : NULL;
 	h->pinned = p->pinned_pubkey && p->pinned_pubkey[0] ? strdup(p->pinned_pubkey) : NULL;
 	h->multi = curl_multi_init();
 	h->timer = loop_timer_add(l, -1, on_timer, h);
+	h->wd = loop_timer_add(l, -1, on_wd, h);
+	h->share = curl_share_init();
 	if (!h->base_url || (p->ca_file && p->ca_file[0] && !h->ca_file) ||
-	    (p->pinned_pubkey && p->pinned_pubkey[0] && !h->pinned) || !h->multi || !h->timer) {
+	    (p->pinned_pubkey && p->pinned_pubkey[0] && !h->pinned) || !h->multi || !h->timer ||
+	    !h->wd || !h->share) {
 		http_close(h);
 		return -ENOMEM;
 	}
 	loop_timer_set(l, h->timer, -1);
+	loop_timer_set(l, h->wd, -1);
+	/* Every request is its own easy handle, and libcurl keeps TLS sessions
+	 * per easy handle unless they share a cache: without this a reconnect
+	 * after an outage was a full handshake, never a resumption. One thread:
+	 * no lock callbacks needed. */
+	curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -414,6 +671,10 @@ void http_close(struct http *h)
 		curl_multi_cleanup(h->multi); /* closes cached connections (REMOVE each fd) */
 	if (h->timer)
 		loop_timer_cancel(h->loop, h->timer);
+	if (h->wd)
+		loop_timer_cancel(h->loop, h->wd);
+	if (h->share)
+		curl_share_cleanup(h->share); /* after every easy handle that used it */
 	free(h->base_url);
 	free(h->ca_file);
 	free(h->pinned);
@@ -449,6 +710,11 @@ int64_t http_timestamp(const struct http *h)
 int http_pending(const struct http *h)
 {
 	return h->pending;
+}
+
+uint64_t http_abandoned(const struct http *h)
+{
+	return h->abandoned;
 }
 
 /* Header lists: "Accept:" and "Expect:" remove curl's defaults (bytes on
@@ -503,6 +769,7 @@ int http_request(struct http *h, const char *method, const char *path_query, con
 	r->h = h;
 	r->cb = cb;
 	r->arg = arg;
+	r->hold_s = hold_s > 0 ? hold_s : 0;
 	int gz = 0, rc;
 	if (body) {
 		if ((flags & (HTTP_GZIP | HTTP_GZIP_BEST)) && len >= HTTP_GZIP_MIN) {
@@ -550,12 +817,19 @@ int http_request(struct http *h, const char *method, const char *path_query, con
 	 * slower than the limit, i.e. all through a long poll, which is silent
 	 * by design and in flight nearly all the time: one wakeup a second, the
 	 * daemon's idle budget five times over (bench_essd). A held request is
-	 * bounded by CURLOPT_TIMEOUT instead; the others keep the stall check. */
+	 * bounded by CURLOPT_TIMEOUT instead; the others keep the stall check.
+	 * Over https a silent link is the watchdog's to judge (dead_s), so a
+	 * request waits at least that long: one stalled through a short
+	 * coverage hole is answered when the link returns, not resent. */
 	if (!hold_s) {
+		int stall = h->tls && h->dead_s > h->stall_s ? h->dead_s : h->stall_s;
 		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)h->stall_s);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)stall);
 	}
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_SHARE, h->share);
+	if (h->tls && ossl_usable())
+		curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	if (h->tls) {
 		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 		/* Requests started together (at start-up, after an outage) wait
@@ -594,6 +868,7 @@ int http_request(struct http *h, const char *method, const char *path_query, con
 	}
 	if (out)
 		*out = r;
+	wd_arm(h);
 	return 0;
 fail:
 	if (r->easy)

@@ -9,7 +9,15 @@
  * plain http is HTTP/1.1. TLS peer and host verification are
  * always on for https; plain http is refused unless the base URL's host is a
  * loopback address (127.0.0.0/8, ::1, localhost). Redirects are never
- * followed.
+ * followed. TLS sessions are shared by all requests of a struct http, so
+ * a reconnect resumes the last session when the server allows it.
+ *
+ * A coverage hole does not cost the connection: a request that times out
+ * on an HTTP/2 connection only resets its stream, and over https the stall
+ * check waits at least dead_s. A connection that stays silent (nothing from
+ * the server) for dead_s plus the longest hold of the requests waiting on
+ * it is abandoned, its requests failed or retried on a new one: a connection
+ * the network dropped without a reset is given up within that bound.
  *
  * Signed requests carry ESS-Device, ESS-Timestamp and ESS-Signature (device
  * API section 2): the string to sign covers the method, the path and query
@@ -30,6 +38,7 @@ struct http_req;
 #define HTTP_MAX_HOST_CONNS 4
 #define HTTP_GZIP_MIN       1024              /* bodies at least this long are gzip'd */
 #define HTTP_RESPONSE_MAX   (8 * 1024 * 1024) /* decoded response bytes */
+#define HTTP_DEAD_S         30                /* default http_params.dead_s */
 
 /* Signs msg with the device key (store_device_sign fits). */
 typedef int (*http_sign_fn)(void *arg, const void *msg, size_t len, unsigned char sig[64]);
@@ -41,7 +50,11 @@ struct http_params {
 	int connect_timeout_s;     /* TCP + TLS set-up */
 	int request_timeout_s;     /* whole request, long polls included */
 	int stall_s;               /* abort when no byte moved for this long (plus the
-	                            * request's expected hold time) */
+	                            * request's expected hold time); over https at
+	                            * least dead_s */
+	int dead_s;                /* https: a connection from which nothing came for
+	                            * this long plus the longest hold of the requests
+	                            * waiting on it is abandoned (0: HTTP_DEAD_S) */
 };
 
 struct http_response {
@@ -112,5 +125,7 @@ int http_request(struct http *h, const char *method, const char *path_query, con
 void http_cancel(struct http *h, struct http_req *r);
 /* Requests started and not yet ended. */
 int http_pending(const struct http *h);
+/* Connections the silence watchdog abandoned (https). */
+uint64_t http_abandoned(const struct http *h);
 
 #endif

@@ -1242,6 +1242,7 @@ int sync_open(const struct sync_params *p, struct sync **out, char *err, size_t 
 	    .pinned_pubkey = cfg->server.pinned_pubkey,
 	    .connect_timeout_s = cfg->server.connect_timeout_s,
 	    .request_timeout_s = cfg->server.request_timeout_s,
+	    .dead_s = p->http_dead_s,
 	};
 	if ((rc = http_open(p->loop, &hp, &s->http, err, errlen)) < 0)
 		goto fail;
@@ -1401,4 +1402,5 @@ int64_t sync_backoff_until_ms(const struct sync *s)
 void sync_get_stats(const struct sync *s, struct sync_stats *out)
 {
 	*out = s->stats;
+	out->conns_abandoned = http_abandoned(s->http);
 }

@@ -120,6 +120,8 @@ struct sync_params {
 	int position_upload_s; /* seconds between position uploads while online; 0: 30 */
 	int events_window;     /* events batches in flight at most (1 … SYNC_EVENTS_WINDOW_MAX);
 	                        * 0: SYNC_EVENTS_WINDOW */
+	int http_dead_s;       /* https: a silent connection's bound (http_params.dead_s);
+	                        * 0: HTTP_DEAD_S */
 };
 
 /* A second events batch may be in flight while the first is unanswered,
@@ -181,7 +183,8 @@ struct sync_stats {
 	uint64_t events_batches; /* events requests started */
 	uint64_t events_overlap; /* …of them while another batch was in flight */
 	uint64_t events_max_flight;
-	uint64_t link_kicks; /* sync_link_up calls that acted */
+	uint64_t link_kicks;      /* sync_link_up calls that acted */
+	uint64_t conns_abandoned; /* silent connections given up (http_abandoned) */
 };
 void sync_get_stats(const struct sync *s, struct sync_stats *out);
 

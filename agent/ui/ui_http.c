@@ -367,6 +367,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *con, const ch
 		    .host = header(con, MHD_HTTP_HEADER_HOST),
 		    .origin = header(con, "Origin"),
 		    .sec_fetch_site = header(con, "Sec-Fetch-Site"),
+		    .sec_fetch_mode = header(con, "Sec-Fetch-Mode"),
+		    .sec_fetch_dest = header(con, "Sec-Fetch-Dest"),
 		    .authorization = header(con, MHD_HTTP_HEADER_AUTHORIZATION),
 		    .cookie = header(con, MHD_HTTP_HEADER_COOKIE),
 		    .content_length = cl ? strtoll(cl, NULL, 10) : -1,

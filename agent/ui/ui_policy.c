@@ -197,6 +197,19 @@ static int refuse(int status, const char *reason, const char **why)
 	return status;
 }
 
+/* A top-level load of the page itself, from anywhere: the kiosk's start
+ * page (boards/common/ess-kiosk) is a file:// page, so the browser calls its
+ * move to ess-ui cross-site. The page holds no data and cannot be framed
+ * (frame-ancestors 'none'); everything it then asks goes to /api/ from its
+ * own origin, under every check below. Nothing else may come cross-site. */
+static int page_navigation(const struct ui_reqinfo *r)
+{
+	return (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0) &&
+	       strcmp(r->url, "/") == 0 && r->sec_fetch_mode &&
+	       strcmp(r->sec_fetch_mode, "navigate") == 0 && r->sec_fetch_dest &&
+	       strcmp(r->sec_fetch_dest, "document") == 0;
+}
+
 int ui_policy_check(const struct ui_policy *p, const struct ui_reqinfo *r, enum ui_auth *auth,
                     const char **why)
 {
@@ -222,7 +235,7 @@ int ui_policy_check(const struct ui_policy *p, const struct ui_reqinfo *r, enum 
 	if (post && !r->origin)
 		return refuse(403, "Origin is required", why);
 	if (r->sec_fetch_site && strcmp(r->sec_fetch_site, "same-origin") != 0 &&
-	    strcmp(r->sec_fetch_site, "none") != 0)
+	    strcmp(r->sec_fetch_site, "none") != 0 && !page_navigation(r))
 		return refuse(403, "cross-site request", why);
 	if (r->content_length > UI_BODY_MAX)
 		return refuse(413, "request body too large", why);

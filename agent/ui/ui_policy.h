@@ -42,6 +42,8 @@ struct ui_reqinfo {
 	const char *host;
 	const char *origin;
 	const char *sec_fetch_site;
+	const char *sec_fetch_mode; /* "navigate" for a top-level page load */
+	const char *sec_fetch_dest; /* "document" for a top-level page load */
 	const char *authorization;
 	const char *cookie;
 	long long content_length; /* -1: not given */

@@ -13,4 +13,8 @@ BOARD_FEATURES     := gpsd builtin-gnss battery vibration panic-button
 # t64 suffix in Debian 13), so hal/gps_gpsd.c alone is compiled with the
 # library's time_t; everything else, and every value it passes on, is 64-bit.
 LIBGPS_TIME_BITS   := $(shell dpkg-query -W -f='$${Package}\n' 'libgps*:armhf' 2>/dev/null | grep -q 't64$$' && echo 64 || echo 32)
+# libgpiod 1.6's struct gpiod_line_event holds a struct timespec, and
+# Debian 12's armhf libgpiod2 has a 32-bit time_t: hal/gpio.c alone is
+# compiled with the library's time_t (it reads only the event type).
+LIBGPIOD_TIME_BITS := $(shell dpkg-query -W -f='$${Package}\n' 'libgpiod*:armhf' 2>/dev/null | grep -q 't64$$' && echo 64 || echo 32)
 include boards/common/cross.mk

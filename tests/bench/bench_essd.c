@@ -33,9 +33,12 @@
  * 63): it needs ESS_BENCH_ESSD=1, otherwise it says so and exits (plain
  * `make bench` stays short). ESS_BENCH_ESSD_S=N shortens the GPS run for
  * development: the values are then printed as "# " lines only, never as
- * figures. ESS_BENCH_ESSD_PHASES=gps (a comma list of startup, idle, gps)
- * runs only those phases, e.g. to iterate on the GPS wakeups (~11 minutes,
- * or shorter with ESS_BENCH_ESSD_S); their figures are the same. */
+ * figures. ESS_BENCH_ESSD_ONLY=startup (or idle, gps, or a list of them)
+ * runs only those phases: start-up alone takes about 10 s (the store is
+ * filled, then the rounds), for working on start-up; ESS_BENCH_ESSD_ROUNDS=N
+ * (3..51) takes the median of N start-up rounds (N made odd) instead of
+ * BENCH_ROUNDS; with ESS_BENCH_KEEP=1 the directory (store, essd.conf) is
+ * kept for profiling essd by hand. */
 #include "agent/ctl_client.h"
 #include "agent/store.h"
 #include "tests/bench/bench.h"
@@ -418,10 +421,16 @@ static void gps_start(const char *dir, int seconds)
 
 /* ---- the phases ---- */
 
+#define STARTUP_ROUNDS_MAX 51
+
 static void phase_startup(const char *dir)
 {
-	double ratio[BENCH_ROUNDS], ms_essd[BENCH_ROUNDS], ms_skel[BENCH_ROUNDS];
-	for (int r = 0; r < BENCH_ROUNDS; r++) {
+	double ratio[STARTUP_ROUNDS_MAX], ms_essd[STARTUP_ROUNDS_MAX], ms_skel[STARTUP_ROUNDS_MAX];
+	int rounds = BENCH_ROUNDS;
+	const char *rs = getenv("ESS_BENCH_ESSD_ROUNDS");
+	if (rs && atoi(rs) >= 3 && atoi(rs) <= STARTUP_ROUNDS_MAX)
+		rounds = atoi(rs) | 1; /* odd: the median is one round's value */
+	for (int r = 0; r < rounds; r++) {
 		notify_drain();
 		int64_t t0 = bench_now_ns();
 		skel_pid = start_skeleton(dir, 0);
@@ -449,9 +458,10 @@ static void phase_startup(const char *dir)
 		printf("# start-up round %d: essd %.1f ms, skeleton %.1f ms\n", r + 1, ms_essd[r],
 		       ms_skel[r]);
 	}
-	printf("# start-up to READY=1: essd %.1f ms, skeleton %.1f ms (medians)\n",
-	       bench_median(ms_essd, BENCH_ROUNDS), bench_median(ms_skel, BENCH_ROUNDS));
-	bench_figure("essd.startup_vs_skeleton", bench_median(ratio, BENCH_ROUNDS), 2, "x",
+	printf("# start-up to READY=1: essd %.1f ms, skeleton %.1f ms (medians of %d)\n",
+	       bench_median(ms_essd, (size_t)rounds), bench_median(ms_skel, (size_t)rounds),
+	       rounds);
+	bench_figure("essd.startup_vs_skeleton", bench_median(ratio, (size_t)rounds), 2, "x",
 	             "<=", 1.5);
 }
 
@@ -609,19 +619,6 @@ static void phase_gps(const char *dir, int run_s, int long_run, int real)
 	             "<=", 1);
 }
 
-/* Whether ESS_BENCH_ESSD_PHASES (unset: all) names this phase. */
-static int want_phase(const char *name)
-{
-	const char *p = getenv("ESS_BENCH_ESSD_PHASES");
-	size_t n = strlen(name);
-	if (!p || !p[0])
-		return 1;
-	for (const char *q = p; (q = strstr(q, name)); q += n)
-		if ((q == p || q[-1] == ',') && (q[n] == 0 || q[n] == ','))
-			return 1;
-	return 0;
-}
-
 int main(void)
 {
 	const char *on = getenv("ESS_BENCH_ESSD");
@@ -670,14 +667,23 @@ int main(void)
 	fill_store(store_dir);
 	notify_open(dir);
 
-	if (want_phase("startup"))
+	/* ESS_BENCH_ESSD_ONLY: the phases named (startup, idle, gps), for work
+	 * on one figure; the full run takes 13 minutes */
+	const char *only = getenv("ESS_BENCH_ESSD_ONLY");
+	if (!only || strstr(only, "startup"))
 		phase_startup(dir);
-	if (want_phase("idle"))
+	if (!only || strstr(only, "idle"))
 		phase_idle(dir);
-	if (want_phase("gps")) {
+	if (!only || strstr(only, "gps")) {
 		printf("# 1 Hz GPS for %d s (%s)\n", run_s, real ? "measured" : "shortened");
 		fflush(stdout);
 		phase_gps(dir, run_s, long_run, real);
+	}
+	if (getenv("ESS_BENCH_KEEP")) { /* the store and essd.conf, to profile by hand */
+		cleanup();
+		printf("# kept %s\n", bench_tmp);
+		curl_global_cleanup();
+		return 0;
 	}
 
 	cleanup();

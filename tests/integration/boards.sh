@@ -3,7 +3,8 @@
 # configuration passes essd check, the systemd units pass systemd-analyze
 # verify and keep their hardening, gpsd defaults and udev rules are well
 # formed, the cross boards pick their toolchain and pkg-config, armhf keeps
-# libgps on its own time_t only, and the host package is lintian-clean.
+# libgps and libgpiod on their own time_t only, and the host package is
+# lintian-clean.
 # TAP output for tests/run.sh.
 set -u
 build=${ESS_BUILD:-build/host}
@@ -169,16 +170,47 @@ else
 	not_ok "arm-linux-gnueabihf-gcc, qemu-arm or gps.h missing (boards/deps.sh ensure handheld-armhf)"
 fi
 
+# libgpiod 1.6 likewise: struct gpiod_line_event holds a struct timespec, and
+# Debian 12's armhf libgpiod2 has a 32-bit time_t. hal/gpio.o (and the unit
+# tests' fake library) must see the library's layout, or the event type is
+# read from the wrong offset: a press would read as a release.
+gpio_cmd=$(make -s -n -B BOARD=handheld-armhf LIBGPIOD_TIME_BITS=32 build/handheld-armhf/obj/hal/gpio.o 2>/dev/null | grep ' -c ')
+if command -v arm-linux-gnueabihf-gcc >/dev/null && command -v qemu-arm >/dev/null && [ -f /usr/include/gpiod.h ]; then
+	cat >"$tmp/gpiodabi.c" <<'PROBE'
+#include <gpiod.h>
+#include <stddef.h>
+#include <stdio.h>
+int main(void)
+{
+	printf("%zu %zu\n", sizeof(struct gpiod_line_event), offsetof(struct gpiod_line_event, event_type));
+	return 0;
+}
+PROBE
+	flags=$(echo "$gpio_cmd" | grep -o -- '-[DU]_[A-Z_]*BITS[=0-9]*' | tr '\n' ' ')
+	lib=$(arm-linux-gnueabihf-gcc -static -o "$tmp/gabi-lib" "$tmp/gpiodabi.c" 2>&1 && qemu-arm "$tmp/gabi-lib")
+	ours=$(arm-linux-gnueabihf-gcc $flags -static -o "$tmp/gabi-ours" "$tmp/gpiodabi.c" 2>&1 && qemu-arm "$tmp/gabi-ours")
+	t64=$(arm-linux-gnueabihf-gcc -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64 -static -o "$tmp/gabi-64" "$tmp/gpiodabi.c" 2>&1 && qemu-arm "$tmp/gabi-64")
+	if [ -n "$lib" ] && [ "$lib" = "$ours" ] && [ "$lib" != "$t64" ]; then
+		ok "handheld-armhf: gpio.o's flags ($flags) give libgpiod's gpiod_line_event layout ($lib; 64-bit time_t would be $t64)"
+	else
+		not_ok "handheld-armhf: gpiod_line_event layout: library '$lib', gpio.o '$ours', 64-bit '$t64'"
+	fi
+else
+	not_ok "arm-linux-gnueabihf-gcc, qemu-arm or gpiod.h missing (boards/deps.sh ensure handheld-armhf)"
+fi
+
 # The host package: built from this build, lintian without errors or warnings.
 if command -v lintian >/dev/null && command -v dpkg-shlibdeps >/dev/null; then
 	version=$(cat VERSION)
 	arch=$(dpkg --print-architecture)
-	cp -a "$build/essd" "$build/essctl" "$tmp/"
+	cp -a "$build/essd" "$build/essctl" "$build/ess-ui" "$tmp/"
 	if deb=$(boards/package.sh "$tmp" host "$version" "$arch" strip boards/host/essd-system.conf 2>"$tmp/pkg.err"); then
 		ok "boards/package.sh builds $(basename "$deb")"
 		contents=$(dpkg-deb -c "$deb")
 		for f in ./usr/bin/essd ./usr/bin/essctl ./lib/systemd/system/essd.service \
 			./lib/systemd/system/ess-firstboot.service ./lib/udev/rules.d/70-ess-agent.rules \
+			./usr/bin/ess-ui ./lib/systemd/system/ess-ui.service ./lib/systemd/system/ess-kiosk.service \
+			./usr/lib/ess-agent/ess-kiosk \
 			./etc/ess/essd.conf ./etc/ess/gpsd; do
 			case "$contents" in *" $f"*) ;; *) not_ok "package holds $f" ;; esac
 		done

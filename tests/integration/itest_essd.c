@@ -710,6 +710,12 @@ static void test_gps(void **state)
 	essd_start(e);
 	WAIT_FOR(status_num(e, "last_fix", "age_s") >= 0, 20000);
 	assert_true(status_num(e, "last_fix", "age_s") >= 0);
+	/* nmeagen's RMC has speed and course: status carries them (docs/essd.md) */
+	WAIT_FOR(status_num(e, "last_fix", "speed_m_s") >= 0 &&
+	             status_num(e, "last_fix", "track_deg") >= 0,
+	         10000);
+	assert_true(status_num(e, "last_fix", "speed_m_s") >= 0);
+	assert_true(status_num(e, "last_fix", "track_deg") >= 0);
 	assert_true(call_ok(e, "sync", NULL));
 	/* gpsd killed and restarted: fixes come again */
 	stop(&e->fake, SIGTERM, 2000);

@@ -527,6 +527,50 @@ static void test_blackout_stalls_then_resumes(void **state)
 	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
 }
 
+/* "drop all": an open connection becomes a black hole for good (bytes go in
+ * and never come out, either way; no FIN, no RST); a new connection works. */
+static void test_drop_all_blackholes(void **state)
+{
+	struct lp *lp = *state;
+	const char *args[] = {"--delay-ms", "20", NULL};
+	lp_start(lp, 0, args);
+	int c = connect_port(lp->port);
+	int s = accept_within(lp->srv_lfd, 5000);
+	assert_true(c >= 0 && s >= 0);
+	ping(c, s);
+	assert_string_equal(ctl(lp, "drop all"), "ok");
+	static unsigned char buf[4096];
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(send(c, buf, sizeof(buf), MSG_NOSIGNAL), (ssize_t)sizeof(buf));
+	assert_int_equal(send(s, buf, sizeof(buf), MSG_NOSIGNAL), (ssize_t)sizeof(buf));
+	int err;
+	/* nothing arrives, and no end either: the drains time out */
+	assert_int_equal(drain(c, &err), 0);
+	assert_int_equal(err, ETIMEDOUT);
+	assert_int_equal(drain(s, &err), 0);
+	assert_int_equal(err, ETIMEDOUT);
+	const char *st = ctl(lp, "stats");
+	assert_int_equal(stat_of(st, "active"), 1);
+	assert_int_equal(stat_of(st, "resets"), 0);
+	/* a new connection goes through */
+	int c2 = connect_port(lp->port);
+	int s2 = accept_within(lp->srv_lfd, 5000);
+	assert_true(c2 >= 0 && s2 >= 0);
+	ping(c2, s2);
+	/* the client closing the black hole ends it quietly */
+	close(c);
+	int64_t until = mono_ms() + 5000;
+	while (stat_of(ctl(lp, "stats"), "active") != 1 && mono_ms() < until)
+		usleep(20000);
+	assert_int_equal(stat_of(ctl(lp, "stats"), "active"), 1);
+	assert_int_equal(stat_of(ctl(lp, "stats"), "resets"), 0);
+	close(s);
+	close(c2);
+	close(s2);
+	int ws = lp_stop(lp);
+	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+}
+
 /* Bytes read during a blackout leave when it ends, after their own
  * transmission time and the delay: the blackout's length counts once. */
 static void test_blackout_counts_once(void **state)
@@ -710,6 +754,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rates_per_direction, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_resets_and_refuse, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_blackout_stalls_then_resumes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_drop_all_blackholes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_blackout_counts_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_jitter_keeps_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_blackout_cycle, setup, teardown),

@@ -29,7 +29,7 @@ if ! ui_stack_start "$build" "$dir"; then
 	for f in "$dir"/*.log; do [ -f "$f" ] && { echo "# --- $f"; tail -5 "$f" | sed 's/^/# /'; }; done
 	exit 1
 fi
-UI_PORT=$ui_port UI_TOKEN=$ui_token SRV_PORT=$srv_port SRV_PID=$srv_pid ESSD_PID=$essd_pid ADMIN=$UI_ADMIN \
+UI_PORT=$ui_port UI_TOKEN=$ui_token SRV_PORT=$srv_port SRV_PID=$srv_pid ESSD_PID=$essd_pid GPS_PGID=$gps_pid ADMIN=$UI_ADMIN \
 	DEVICE=$device UNIT=$UI_UNIT ART="$build/artifacts" ESSCTL="$build/essctl" SOCK="$dir/essd.sock" \
 	timeout -k 5 150 node tests/ui/e2e.mjs
 rc=$?

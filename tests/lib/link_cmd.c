@@ -128,6 +128,12 @@ int link_cmd_parse(const char *line, struct link_cmd *cmd, char *err, size_t err
 		}
 		return fail(err, errlen, "usage: reset all | reset after-bytes N");
 	}
+	if (strcmp(w[0], "drop") == 0) {
+		if (n != 2 || strcmp(w[1], "all") != 0)
+			return fail(err, errlen, "usage: drop all");
+		cmd->kind = LINK_CMD_DROP_ALL;
+		return 0;
+	}
 	if (strcmp(w[0], "stats") == 0 || strcmp(w[0], "quit") == 0) {
 		cmd->kind = w[0][0] == 's' ? LINK_CMD_STATS : LINK_CMD_QUIT;
 		if (n != 1)

@@ -17,6 +17,7 @@ enum link_cmd_kind {
 	LINK_CMD_RESET_AFTER, /* reset after-bytes N */
 	LINK_CMD_STATS,       /* stats */
 	LINK_CMD_QUIT,        /* quit */
+	LINK_CMD_DROP_ALL,    /* drop all */
 };
 
 /* Which fields a "set" gave. */

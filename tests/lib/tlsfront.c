@@ -41,20 +41,24 @@ int tlsfront_start(struct tlsfront *t, const char *dir, int upstream_port)
 	t->port = tu_free_port();
 	/* http2 on the TLS listener: the agent multiplexes every request on
 	 * one connection. Bodies up to the contract's 8 MiB; long polls held
-	 * up to 60 s upstream. */
+	 * up to 60 s upstream. Sessions resumable (cache and tickets, as a
+	 * device front should be); tls.access has a line per request,
+	 * "<connection serial> <r if the session was resumed, else .>". */
 	snprintf(
 	    cmd, sizeof(cmd),
 	    "cat > %s/nginx.conf <<EOF\n"
 	    "daemon off; master_process off; pid %s/nginx.pid; error_log %s/nginx.err;\n"
 	    "events {}\n"
-	    "http { access_log off; client_body_temp_path %s; proxy_temp_path %s;\n"
-	    " client_max_body_size 8m;\n"
+	    "http { log_format conn '\\$connection \\$ssl_session_reused';\n"
+	    " access_log %s/tls.access conn; client_body_temp_path %s; proxy_temp_path %s;\n"
+	    " client_max_body_size 8m; ssl_session_cache builtin:1000; ssl_session_timeout 1h;\n"
+	    " ssl_session_tickets on;\n"
 	    " server { listen 127.0.0.1:%d ssl http2; ssl_certificate %s/srv.pem;\n"
 	    "  ssl_certificate_key %s/srv.key;\n"
 	    "  location / { proxy_pass http://127.0.0.1:%d; proxy_http_version 1.1;\n"
 	    "   proxy_buffering off; proxy_request_buffering on; proxy_read_timeout 60s; } } }\n"
 	    "EOF",
-	    dir, dir, dir, dir, dir, t->port, dir, dir, upstream_port);
+	    dir, dir, dir, dir, dir, dir, t->port, dir, dir, upstream_port);
 	if (sh(cmd) != 0)
 		return -EIO;
 	t->pid = fork();

@@ -28,6 +28,9 @@ if dpkg-query -W -f='${Status}' ess-agent 2>/dev/null | grep -q 'installed'; the
 fi
 had_user=0
 getent passwd ess >/dev/null && had_user=1
+had_ui_users=0
+getent passwd ess-ui >/dev/null && had_ui_users=1
+getent passwd ess-kiosk >/dev/null && had_ui_users=1
 cleanup() { dpkg -P ess-agent >/dev/null 2>&1 || true; }
 trap cleanup EXIT INT TERM
 
@@ -46,10 +49,40 @@ case "$conffiles" in
 *) not_ok "conffiles: /etc/ess/essd.conf, /etc/ess/gpsd" ;;
 esac
 check "essd.service enabled" test -L /etc/systemd/system/multi-user.target.wants/essd.service
+check "ess-ui.service enabled" test -L /etc/systemd/system/multi-user.target.wants/ess-ui.service
+check "ess-ui installed" test -x /usr/bin/ess-ui
+check "the kiosk launcher installed" test -x /usr/lib/ess-agent/ess-kiosk
+check "ess-kiosk.service installed" test -f /lib/systemd/system/ess-kiosk.service
+# the touch UI's users: ess-ui serves, ess-kiosk (group ess-kiosk) shows it
+for u in ess-ui ess-kiosk; do
+	uid=$(id -u "$u" 2>/dev/null || echo none)
+	if [ "$uid" != none ] && [ "$uid" -lt 1000 ]; then ok "system user $u (uid $uid)"; else not_ok "system user $u"; fi
+done
+check "ess-kiosk's group is ess-kiosk" test "$(id -gn ess-kiosk 2>/dev/null)" = ess-kiosk
+check "ess-ui is not in group ess-kiosk (the unit's Group= gives its files that group)" \
+	sh -c '! id -Gn ess-ui | tr " " "\n" | grep -qx ess-kiosk'
+# the token file as the units make it: ess-ui (Group=ess-kiosk) writes it
+# 0640; ess-kiosk reads it, another user cannot
+tdir=$(mktemp -d /tmp/ess-pkg-ui-XXXXXX)
+chown ess-ui:ess-kiosk "$tdir"
+chmod 0750 "$tdir"
+runuser -u ess-ui -g ess-kiosk -- /usr/bin/ess-ui -s "$tdir/none.sock" --listen 127.0.0.1:0 \
+	--token-file "$tdir/token" --token-mode 0640 --port-file "$tdir/port" >"$tdir/ui.log" 2>&1 &
+ui_pid=$!
+i=0
+while [ ! -s "$tdir/port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+check "ess-ui as user ess-ui writes its token, group ess-kiosk, 0640" \
+	test "$(stat -c '%U %G %a' "$tdir/token" 2>/dev/null)" = "ess-ui ess-kiosk 640"
+check "user ess-kiosk can read the token" runuser -u ess-kiosk -- head -c 64 "$tdir/token"
+check "user nobody cannot read the token" sh -c "! runuser -u nobody -- head -c 64 '$tdir/token'"
+kill -TERM "$ui_pid" 2>/dev/null
+wait "$ui_pid" 2>/dev/null
+rm -rf "$tdir"
 check "ess-firstboot.service enabled" test -L /etc/systemd/system/multi-user.target.wants/ess-firstboot.service
 if command -v systemd-analyze >/dev/null; then
 	out=$(systemd-analyze verify --man=no /lib/systemd/system/essd.service \
-		/lib/systemd/system/ess-firstboot.service 2>&1)
+		/lib/systemd/system/ess-firstboot.service /lib/systemd/system/ess-ui.service \
+		/lib/systemd/system/ess-kiosk.service 2>&1)
 	if [ -z "$out" ]; then ok "systemd-analyze verify of the installed units"; else
 		not_ok "systemd-analyze verify of the installed units"
 		echo "$out" | sed 's/^/# /'
@@ -69,11 +102,16 @@ esac
 echo "# edited by the technician" >>/etc/ess/essd.conf
 check "dpkg -r ess-agent" dpkg -r ess-agent
 check "binaries removed" test ! -e /usr/bin/essd
+check "ess-ui and the kiosk launcher removed" sh -c 'test ! -e /usr/bin/ess-ui && test ! -e /usr/lib/ess-agent/ess-kiosk'
 check "edited configuration kept after remove" grep -q 'edited by the technician' /etc/ess/essd.conf
 check "dpkg -P ess-agent" dpkg -P ess-agent
 check "configuration gone after purge" test ! -e /etc/ess/essd.conf
 check "state gone after purge" test ! -e /var/lib/ess
 if [ $had_user = 0 ]; then check "user ess removed by purge" sh -c '! getent passwd ess'; fi
+if [ $had_ui_users = 0 ]; then
+	check "users ess-ui and ess-kiosk removed by purge" sh -c '! getent passwd ess-ui && ! getent passwd ess-kiosk'
+	check "group ess-kiosk removed by purge" sh -c '! getent group ess-kiosk'
+fi
 echo "1..$n"
 echo "$((n - failed)) passed, $failed failed"
 [ $failed = 0 ]

@@ -35,6 +35,12 @@
  *   refuse on|off    new connections are refused (ECONNREFUSED); open ones
  *                    go on.
  *   reset all        RST on both sides of every open connection.
+ *   drop all         every open connection becomes a black hole for good (a
+ *                    NAT that forgot it without telling anyone): bytes from
+ *                    either side are read and thrown away, nothing is
+ *                    forwarded, no FIN or RST is sent; queued bytes are
+ *                    dropped. New connections are not affected. A side's
+ *                    EOF or error closes both sides quietly.
  *   reset after-bytes N
  *                    the next connection to have forwarded N bytes upstream
  *                    (counted from its start) is reset right there: the
@@ -121,6 +127,7 @@ struct conn {
 	int connecting; /* upstream connect in progress */
 	int waiting;    /* upstream connect deferred by a blackout */
 	int dead, rst;  /* to be closed (with RST) by settle */
+	int dropped;    /* "drop all": a black hole from now on */
 };
 
 struct ctl_client {
@@ -248,7 +255,8 @@ static void conn_free(struct conn *c)
 static int dir_can_send(const struct dir *d)
 {
 	const struct conn *c = d->c;
-	return !c->p->blackout && !c->connecting && !c->waiting && !d->blocked && !d->fin_done;
+	return !c->p->blackout && !c->dropped && !c->connecting && !c->waiting && !d->blocked &&
+	       !d->fin_done;
 }
 
 static void dir_schedule(struct dir *d)
@@ -314,8 +322,14 @@ static void dir_read(struct dir *d)
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			log_debug("conn %llu: %s read: %s", (unsigned long long)d->c->id,
 			          d->is_up ? "client" : "server", strerror(errno));
-			d->c->dead = d->c->rst = 1;
+			d->c->dead = 1;
+			d->c->rst = !d->c->dropped;
 		}
+		return;
+	}
+	if (d->c->dropped) { /* a black hole: nothing goes through, ever */
+		if (n == 0)
+			d->c->dead = 1;
 		return;
 	}
 	/* During a blackout the link's clock stands still at its start: bytes
@@ -579,6 +593,18 @@ static void reset_all(struct proxy *p)
 	}
 }
 
+static void drop_all(struct proxy *p)
+{
+	for (struct conn *c = p->conns, *next; c; c = next) {
+		next = c->next;
+		c->dropped = 1;
+		dir_free_segs(&c->up);
+		dir_free_segs(&c->down);
+		c->up.blocked = c->down.blocked = 0;
+		conn_settle(c);
+	}
+}
+
 static void set_blackout(struct proxy *p, int on)
 {
 	if (on == p->blackout)
@@ -715,6 +741,10 @@ static void ctl_run(struct proxy *p, const char *line, char *out, size_t cap)
 	case LINK_CMD_RESET_ALL:
 		log_info("reset all (%llu open)", (unsigned long long)p->st.active);
 		reset_all(p);
+		break;
+	case LINK_CMD_DROP_ALL:
+		log_info("drop all (%llu open)", (unsigned long long)p->st.active);
+		drop_all(p);
 		break;
 	case LINK_CMD_RESET_AFTER:
 		p->reset_after = (int64_t)cmd.bytes;

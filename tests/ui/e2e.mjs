@@ -1,7 +1,7 @@
 // End-to-end test of the touch UI in Debian's headless Chromium, against
 // the real programs (tests/ui/stack.sh: refserver, gpsd via gpsfake, essd,
 // ess-ui). Prints TAP ("ok N - …" / "not ok N - …") for tests/run.sh.
-// Environment: UI_PORT UI_TOKEN SRV_PORT SRV_PID ESSD_PID ADMIN DEVICE UNIT ART ESSCTL SOCK.
+// Environment: UI_PORT UI_TOKEN SRV_PORT SRV_PID ESSD_PID GPS_PGID ADMIN DEVICE UNIT ART ESSCTL SOCK.
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
@@ -73,6 +73,29 @@ async function serverStatuses(id) {
   const j = await admin('GET', `/admin/devices/${E.DEVICE}/events`);
   return (j.events || []).filter((e) => e.result === 'accepted' && e.event.type === 'status' &&
     e.event.incident_id === id).map((e) => e.event.status);
+}
+
+// The bearing arrow, checked against the test's own great-circle bearing
+// from essd's fix (essctl status, read independently of the page) to the
+// incident's known location.
+const INC_LOC = { lat: 13.7563, lon: 100.5018 };
+function bearingDeg(lat1, lon1, lat2, lon2) {
+  const r = Math.PI / 180;
+  const y = Math.sin((lon2 - lon1) * r) * Math.cos(lat2 * r);
+  const x = Math.cos(lat1 * r) * Math.sin(lat2 * r) - Math.sin(lat1 * r) * Math.cos(lat2 * r) * Math.cos((lon2 - lon1) * r);
+  return ((Math.atan2(y, x) / r) % 360 + 360) % 360;
+}
+const angDiff = (a, b) => Math.abs((((a - b) % 360) + 540) % 360 - 180);
+function essdFix() {
+  const j = JSON.parse(execFileSync(E.ESSCTL, ['-s', E.SOCK, '--json', 'status'], { encoding: 'utf8' }));
+  return (j.result || j).last_fix;
+}
+async function arrowOf(page) {
+  return page.evaluate(() => ({
+    mode: document.getElementById('arrow-mode').dataset.mode,
+    label: document.getElementById('arrow-mode').textContent,
+    rot: parseFloat((/rotate\(([-0-9.]+)deg\)/.exec(document.getElementById('arrow-g').style.transform) || [])[1]),
+  }));
 }
 
 async function security() {
@@ -147,6 +170,21 @@ async function main() {
     ok(/[\u0E00-\u0E7F]/.test(th), 'browser: Thai by default', th);
     const fonts = await page.evaluate(() => getComputedStyle(document.body).fontFamily);
     ok(/Garuda|Loma|Tlwg/.test(fonts), 'browser: the TLWG fonts are named', fonts);
+    // always visible: the GPS fix (gpsfake's drive) with its accuracy, the clock's state
+    const bar = await until(15000, async () => {
+      const g = await page.textContent('#gps');
+      const c = await page.textContent('#clockq');
+      return /±\d+ m/.test(g) && c.length > 0 ? g + ' / ' + c : null;
+    });
+    ok(bar, 'status bar: GPS with its accuracy and the clock state', bar);
+    // day and night themes: the switch changes the colours, and is kept
+    const bg = () => page.evaluate(() => document.body.className + ' ' + getComputedStyle(document.body).backgroundColor);
+    const bg1 = await bg();
+    await page.click('#theme');
+    const bg2 = await bg();
+    await page.click('#theme');
+    const bg3 = await bg();
+    ok(bg1 !== bg2 && bg1 === bg3 && /night|day/.test(bg2), 'day and night themes switch', `${bg1} -> ${bg2} -> ${bg3}`);
     await page.screenshot({ path: `${ART}/ui-1280x800-empty.png` });
 
     // a new assignment: full-screen alert with a sound
@@ -176,6 +214,20 @@ async function main() {
       'forbidden transitions (back to acknowledged, en_route again) are not offered', offered.join(','));
     const dist = await until(15000, async () => { const t = await page.textContent('#d-dist'); return /\d/.test(t) ? t : null; });
     ok(dist, 'details: distance from the GPS fix shown', dist);
+    // moving (gpsfake's drive): heading-up, the arrow at bearing - track.
+    // The page reads essd every 3 s and the car turns: try until one
+    // reading agrees, and only count one where north-up would not.
+    let last = null;
+    const headingUp = await until(45000, async () => {
+      const f = essdFix();
+      const a = await arrowOf(page);
+      if (!f || typeof f.track_deg !== 'number' || !(f.speed_m_s >= 3) || f.age_s > 2) return false;
+      const b = bearingDeg(f.lat, f.lon, INC_LOC.lat, INC_LOC.lon);
+      const want = ((b - f.track_deg) % 360 + 360) % 360;
+      last = { a, want, b, track: f.track_deg, speed: f.speed_m_s };
+      return a.mode === 'heading' && angDiff(a.rot, want) <= 6 && angDiff(want, b) > 15;
+    });
+    ok(headingUp, 'moving: the bearing arrow is heading-up (bearing - track, within 6 degrees) and says so', JSON.stringify(last));
     await page.fill('#note-text', 'ถึงปากซอยแล้ว');
     await page.click('#note-send');
     const noted = await until(20000, async () => {
@@ -291,6 +343,22 @@ async function main() {
       .map((b) => b.getBoundingClientRect()).filter((r) => r.width < 48 || r.height < 48).length);
     ok(small === 0, 'touch targets are at least 48 px', small);
     ok(cspErrors.length === 0, 'no CSP violation in the page', cspErrors.join('\n'));
+    // the GPS goes away: the last fix ages, the arrow turns north-up and
+    // points at the bearing from that (now fixed) position
+    process.kill(-Number(E.GPS_PGID), 'SIGTERM');
+    await sleep(500);
+    try { process.kill(-Number(E.GPS_PGID), 'SIGKILL'); } catch (e) { /* gone already */ }
+    let lastN = null;
+    const northUp = await until(20000, async () => {
+      const f = essdFix();
+      const a = await arrowOf(p2);
+      if (!f) return false;
+      const b = bearingDeg(f.lat, f.lon, INC_LOC.lat, INC_LOC.lon);
+      lastN = { a, b, age: f.age_s };
+      return a.mode === 'north' && angDiff(a.rot, b) <= 1.5;
+    });
+    ok(northUp, 'not moving (no fresh fix): the bearing arrow is north-up at the bearing from the last fix, and says so', JSON.stringify(lastN));
+    await p2.screenshot({ path: `${ART}/ui-480x854-north-up.png` });
     // essd stops: ess-ui stays, the page says the device service is not reachable
     process.kill(Number(E.ESSD_PID), 'SIGTERM');
     ok(await until(15000, () => p2.isVisible('#essd-down')), 'essd gone: the page says so');

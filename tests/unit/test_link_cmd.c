@@ -39,6 +39,10 @@ static void test_commands(void **state)
 	assert_int_equal(link_cmd_parse("reset after-bytes 65536", &c, err, sizeof(err)), 0);
 	assert_int_equal(c.kind, LINK_CMD_RESET_AFTER);
 	assert_int_equal(c.bytes, 65536);
+	assert_int_equal(link_cmd_parse("drop all", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.kind, LINK_CMD_DROP_ALL);
+	assert_int_not_equal(link_cmd_parse("drop", &c, err, sizeof(err)), 0);
+	assert_int_not_equal(link_cmd_parse("drop some", &c, err, sizeof(err)), 0);
 	assert_int_equal(link_cmd_parse("stats", &c, err, sizeof(err)), 0);
 	assert_int_equal(c.kind, LINK_CMD_STATS);
 	assert_int_equal(link_cmd_parse("quit", &c, err, sizeof(err)), 0);

@@ -20,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const unsigned char SIG[64] = {9, 9, 9};
@@ -1096,7 +1099,10 @@ static void test_corrupt_database_moved_aside(void **state)
 		put(t.s, id, 1, "{\"pad\":\"................................................\"}");
 	}
 	tu_store_close(&t);
-	/* damage a b-tree page in the middle of the file */
+	/* damage a b-tree page in the middle of the file, by a write: the file
+	 * changed after the clean close, so its marker no longer matches and
+	 * the open checks it (bit rot behind the file system's back is
+	 * test_integrity_deferred_check_finds_damage) */
 	int fd = open(p, O_RDWR);
 	assert_true(fd >= 0);
 	struct stat st;
@@ -1110,6 +1116,7 @@ static void test_corrupt_database_moved_aside(void **state)
 	tu_file_hash(p, before);
 
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	assert_true(t.flags & STORE_OPENED_CHECKED);
 	assert_true(t.flags & STORE_OPENED_RECOVERED);
 	assert_int_equal(count_aside(dir), 1);
 	/* moved, never deleted or rewritten: the aside file is the damaged one */
@@ -1141,6 +1148,285 @@ static void test_corrupt_database_moved_aside(void **state)
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
 	assert_true(t.flags & STORE_OPENED_RECOVERED);
 	assert_int_equal(count_aside(dir), 2);
+	tu_store_close(&t);
+}
+
+/* ---- integrity: checked at open after an unclean close, else deferred ---- */
+
+static int failed_calls;
+static void count_failed(void *arg)
+{
+	(void)arg;
+	failed_calls++;
+}
+
+static int file_there(const char *dir, const char *name)
+{
+	char p[600];
+	struct stat st;
+	pathf(p, sizeof(p), dir, name);
+	return lstat(p, &st) == 0;
+}
+
+/* A store of n incidents, closed cleanly; returns the root page of the
+ * incidents table (a page the open itself never reads). */
+static int filled_store(const char *dir, int n)
+{
+	struct tu_store t;
+	assert_int_equal(tu_store_open(&t, dir, 1), 0);
+	for (int i = 0; i < n; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "i%d", i);
+		put(t.s, id, 1, "{\"pad\":\"................................................\"}");
+	}
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(t.s->db,
+	                                    "SELECT rootpage FROM sqlite_schema WHERE "
+	                                    "name = 'incidents'",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int root = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	tu_store_close(&t);
+	assert_true(file_there(dir, "ess.db.clean"));
+	assert_false(file_there(dir, "ess.db-wal"));
+	return root;
+}
+
+/* Bytes of page `page` (1-based, 4 KiB pages) overwritten. With bitrot the
+ * file's times are put back: the medium decayed, the file system saw no
+ * write (what a check at open after a clean close would miss). */
+static void damage_page(const char *dir, int page, int bitrot)
+{
+	char p[600];
+	pathf(p, sizeof(p), dir, "ess.db");
+	int fd = open(p, O_RDWR);
+	assert_true(fd >= 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(st.st_size >= (off_t)page * 4096);
+	unsigned char junk[200];
+	memset(junk, 0x5a, sizeof(junk));
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), (off_t)(page - 1) * 4096),
+	                 (ssize_t)sizeof(junk));
+	if (bitrot) {
+		struct timespec ts[2] = {st.st_atim, st.st_mtim};
+		assert_int_equal(futimens(fd, ts), 0);
+	}
+	close(fd);
+}
+
+static int64_t n_incidents(struct store *s)
+{
+	int64_t n = -1;
+	assert_int_equal(store_incident_count(s, &n), 0);
+	return n;
+}
+
+/* After a kill (no store_close) the next open checks the database; after a
+ * clean close it does not, and the check is pending until store_integrity_check. */
+static void test_integrity_unclean_checked_at_open(void **state)
+{
+	const char *dir = *state;
+	struct tu_store t;
+	filled_store(dir, 50);
+
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	assert_false(t.flags & (STORE_OPENED_CHECKED | STORE_OPENED_RECOVERED));
+	assert_int_equal(store_integrity_pending(t.s), 1);
+	assert_false(file_there(dir, "ess.db.clean")); /* cleared at open */
+	assert_int_equal(store_integrity_check(t.s), 0);
+	assert_int_equal(store_integrity_pending(t.s), 0);
+	assert_int_equal(store_integrity_check(t.s), 0); /* once is enough */
+	tu_store_close(&t);
+
+	/* killed while open: no marker, checked at open, nothing lost */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct tu_store c;
+		if (tu_store_open(&c, dir, 0) < 0)
+			_exit(2);
+		put(c.s, "killed", 1, "{}");
+		kill(getpid(), SIGKILL);
+		_exit(3);
+	}
+	int ws;
+	assert_int_equal(waitpid(pid, &ws, 0), pid);
+	assert_true(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+	assert_false(file_there(dir, "ess.db.clean"));
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	assert_true(t.flags & STORE_OPENED_CHECKED);
+	assert_false(t.flags & STORE_OPENED_RECOVERED);
+	assert_int_equal(store_integrity_pending(t.s), 0);
+	assert_int_equal(n_incidents(t.s), 51);
+	tu_store_close(&t);
+
+	/* a marker that is simply missing is the same */
+	char m[600];
+	pathf(m, sizeof(m), dir, "ess.db.clean");
+	assert_int_equal(unlink(m), 0);
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	assert_true(t.flags & STORE_OPENED_CHECKED);
+	tu_store_close(&t);
+}
+
+/* Damage planted at rest after a clean close (the file's times untouched,
+ * as bit rot leaves them): the open does not see it, the deferred check
+ * does; the store is failed from then on and the next open moves the file
+ * aside, unchanged. */
+static void test_integrity_deferred_check_finds_damage(void **state)
+{
+	const char *dir = *state;
+	struct tu_store t;
+	char p[600], before[65], after[65];
+	int root = filled_store(dir, 200);
+	damage_page(dir, root, 1);
+	pathf(p, sizeof(p), dir, "ess.db");
+	tu_file_hash(p, before);
+
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	assert_false(t.flags & (STORE_OPENED_CHECKED | STORE_OPENED_RECOVERED));
+	assert_int_equal(store_integrity_pending(t.s), 1);
+	assert_int_equal(store_failed(t.s), 0);
+	failed_calls = 0;
+	store_on_failed(t.s, count_failed, NULL);
+	assert_int_equal(store_integrity_check(t.s), -EUCLEAN);
+	assert_int_equal(store_failed(t.s), 1);
+	assert_int_equal(failed_calls, 1);
+	/* nothing more is written to it */
+	assert_int_equal(store_outbox_append(t.s, STORE_EVENT_NOTE, "x", 1, NULL, NULL), -EUCLEAN);
+	assert_true(store_incident_put(t.s, "late", 1, STORE_DISPATCH_ASSIGNED, tu_now_ms(), "{}",
+	                               2, SIG) < 0);
+	assert_int_equal(store_begin(t.s), -EUCLEAN);
+	assert_int_equal(store_checkpoint(t.s), -EUCLEAN);
+	assert_int_equal(store_integrity_check(t.s), -EUCLEAN);
+	assert_int_equal(failed_calls, 1); /* said once */
+	tu_store_close(&t);
+	assert_false(file_there(dir, "ess.db.clean"));
+	tu_file_hash(p, after);
+	assert_string_equal(before, after);
+
+	/* the next open checks it and moves it aside, as it was */
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	assert_true(t.flags & STORE_OPENED_CHECKED);
+	assert_true(t.flags & STORE_OPENED_RECOVERED);
+	assert_int_equal(count_aside(dir), 1);
+	char cmd[900], aside[700];
+	snprintf(cmd, sizeof(cmd), "ls %s/ess.db.corrupt-* | grep -v -- '-wal$\\|-shm$' > %s/aside",
+	         dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(aside, sizeof(aside), "%s/aside", dir);
+	size_t alen;
+	unsigned char *name = tu_read_file(aside, &alen);
+	assert_non_null(name);
+	while (alen && name[alen - 1] == '\n')
+		name[--alen] = 0;
+	tu_file_hash((char *)name, after);
+	assert_string_equal(before, after);
+	free(name);
+	unlink(aside);
+	assert_int_equal(n_incidents(t.s), 0);
+	put(t.s, "new", 1, "{}");
+	tu_store_close(&t);
+}
+
+/* A marker that is garbled, cut short, too open, stale or of a database
+ * changed since is no marker: the open checks. A good one is believed
+ * (the control: without it this test could not fail). */
+static void test_integrity_bad_marker_means_unclean(void **state)
+{
+	const char *dir = *state;
+	struct tu_store t;
+	char m[600];
+	size_t len;
+	pathf(m, sizeof(m), dir, "ess.db.clean");
+	filled_store(dir, 20);
+	unsigned char *old = tu_read_file(m, &len);
+	assert_non_null(old);
+	assert_int_equal(len, 80);
+
+	for (int k = 0; k < 6; k++) {
+		/* a session that changed the database: the old marker is stale */
+		assert_int_equal(tu_store_open(&t, dir, 0), 0);
+		int checked = t.flags & STORE_OPENED_CHECKED;
+		assert_false(t.flags & STORE_OPENED_RECOVERED);
+		if (k > 0)
+			assert_true(checked); /* the case of the previous round */
+		else
+			assert_false(checked); /* the good marker, believed */
+		char id[16];
+		snprintf(id, sizeof(id), "k%d", k);
+		put(t.s, id, 1, "{}");
+		tu_store_close(&t);
+		unsigned char *cur = tu_read_file(m, &len);
+		assert_non_null(cur);
+		assert_int_equal(len, 80);
+		int fd;
+		switch (k) {
+		case 0: /* one byte of the file's identity flipped */
+			cur[20] ^= 0x01;
+			break;
+		case 1: /* the hash flipped */
+			cur[79] ^= 0x80;
+			break;
+		case 2: /* cut short (a torn write) */
+			len = 40;
+			break;
+		case 3: /* valid, but from before the last session */
+			memcpy(cur, old, 80);
+			break;
+		case 4: /* valid, but the database was touched since */
+			break;
+		case 5: /* valid, but readable by others */
+			break;
+		}
+		fd = open(m, O_WRONLY | O_TRUNC);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, cur, len), (ssize_t)len);
+		close(fd);
+		free(cur);
+		if (k == 4) {
+			char p[600];
+			pathf(p, sizeof(p), dir, "ess.db");
+			struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = 1000000000}};
+			assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+		}
+		if (k == 5)
+			assert_int_equal(chmod(m, 0644), 0);
+	}
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	assert_true(t.flags & STORE_OPENED_CHECKED);
+	assert_false(t.flags & STORE_OPENED_RECOVERED);
+	assert_int_equal(n_incidents(t.s), 26);
+	tu_store_close(&t);
+	free(old);
+}
+
+/* SQLITE_CORRUPT met by an ordinary call, before any check: -EUCLEAN, the
+ * store failed (and says so once), no clean marker, moved aside at the next
+ * open. */
+static void test_integrity_corrupt_at_runtime(void **state)
+{
+	const char *dir = *state;
+	struct tu_store t;
+	int root = filled_store(dir, 200);
+	damage_page(dir, root, 1);
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	assert_false(t.flags & (STORE_OPENED_CHECKED | STORE_OPENED_RECOVERED));
+	failed_calls = 0;
+	store_on_failed(t.s, count_failed, NULL);
+	struct count_cb seen = {0};
+	assert_int_equal(store_incident_each(t.s, count_inc, &seen), -EUCLEAN);
+	assert_int_equal(store_failed(t.s), 1);
+	assert_int_equal(failed_calls, 1);
+	assert_int_equal(store_outbox_append(t.s, STORE_EVENT_NOTE, "x", 1, NULL, NULL), -EUCLEAN);
+	tu_store_close(&t);
+	assert_false(file_there(dir, "ess.db.clean"));
+	assert_int_equal(tu_store_open(&t, dir, 0), 0);
+	assert_true(t.flags & STORE_OPENED_RECOVERED);
+	assert_int_equal(count_aside(dir), 1);
 	tu_store_close(&t);
 }
 
@@ -1228,6 +1514,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_retention_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wipe_crypto_shreds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt_database_moved_aside, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_integrity_unclean_checked_at_open, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_integrity_deferred_check_finds_damage, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_integrity_bad_marker_means_unclean, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_integrity_corrupt_at_runtime, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -122,6 +122,28 @@ static void test_check(void **state)
 	assert_int_equal(ui_policy_check(p, &r, &auth, &why), 403);
 	r.sec_fetch_site = "same-origin";
 	assert_int_equal(ui_policy_check(p, &r, &auth, &why), 0);
+	/* the kiosk's file:// start page moves to the page itself: a top-level
+	 * load of "/" may come cross-site, nothing else may */
+	r = req("GET", "/");
+	r.sec_fetch_site = "cross-site";
+	assert_int_equal(ui_policy_check(p, &r, &auth, &why), 403);
+	r.sec_fetch_mode = "navigate";
+	r.sec_fetch_dest = "document";
+	assert_int_equal(ui_policy_check(p, &r, &auth, &why), 0);
+	r.sec_fetch_dest = "iframe";
+	assert_int_equal(ui_policy_check(p, &r, &auth, &why), 403);
+	r.sec_fetch_dest = "document";
+	r.url = "/app.js";
+	assert_int_equal(ui_policy_check(p, &r, &auth, &why), 403);
+	r.url = "/api/events";
+	r.authorization = "Bearer " TOKEN;
+	assert_int_equal(ui_policy_check(p, &r, &auth, &why), 403);
+	r = req("POST", "/");
+	r.origin = "http://127.0.0.1:8088";
+	r.sec_fetch_site = "cross-site";
+	r.sec_fetch_mode = "navigate";
+	r.sec_fetch_dest = "document";
+	assert_int_equal(ui_policy_check(p, &r, &auth, &why), 403);
 	r = req("GET", "/api/events");
 	r.origin = "http://localhost:9999";
 	r.authorization = "Bearer " TOKEN;

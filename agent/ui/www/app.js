@@ -34,6 +34,7 @@ const T = {
     st_assigned: 'มอบหมาย', st_cancelled: 'ยกเลิก', st_reassigned: 'ให้หน่วยอื่น', st_closed: 'ปิดแล้ว',
     a_child: 'เด็ก!', a_youth: 'เยาวชน', a_adult: 'ผู้ใหญ่', a_elderly: 'ผู้สูงอายุ!',
     r_victim: 'ผู้เสียหาย', r_suspect: 'ผู้ต้องสงสัย', r_other: 'อื่น ๆ', p: 'P{n}',
+    north_up: 'ทิศเหนือขึ้น', heading_up: 'ทิศทางรถขึ้น',
   },
   en: {
     online: 'Online', offline: 'Offline', queued: 'queued', gps_none: 'GPS: no fix',
@@ -66,9 +67,15 @@ const T = {
     st_assigned: 'Assigned', st_cancelled: 'Cancelled', st_reassigned: 'Reassigned', st_closed: 'Closed',
     a_child: 'CHILD!', a_youth: 'youth', a_adult: 'adult', a_elderly: 'ELDERLY!',
     r_victim: 'victim', r_suspect: 'suspect', r_other: 'other', p: 'P{n}',
+    north_up: 'North up', heading_up: 'Heading up',
   },
 };
 const FINAL = ['resolved', 'referred', 'unable_to_locate', 'declined'];
+// Below this speed (m/s, 9 km/h) a GPS track over ground is noise, and a
+// fix older than HEADING_MAX_AGE_S says nothing about where the nose points
+// now: the arrow is then north-up.
+const HEADING_MIN_SPEED = 2.5;
+const HEADING_MAX_AGE_S = 5;
 
 const S = {
   lang: localStorage.getItem('essLang') || 'th',
@@ -287,13 +294,32 @@ function renderDetail() {
   renderDetailLive();
 }
 
+// The direction of travel when moving, else null (essd's status: last_fix
+// track_deg and speed_m_s, docs/essd.md).
+function heading() {
+  const f = S.status && S.status.last_fix;
+  if (!f || typeof f.track_deg !== 'number' || typeof f.speed_m_s !== 'number') return null;
+  if (f.speed_m_s < HEADING_MIN_SPEED || !(f.age_s <= HEADING_MAX_AGE_S)) return null;
+  return f.track_deg;
+}
+
 function renderDetailLive() {
   const s = summaryOf(S.selected) || {};
   $('d-dist').textContent = fmtDist(s.distance_m);
   const g = $('arrow-g');
   const has = typeof s.bearing_deg === 'number';
   $('arrow').classList.toggle('unknown', !has);
-  g.style.transform = 'rotate(' + (has ? s.bearing_deg : 0) + 'deg)';
+  // Moving: heading-up, the arrow points where to go relative to the car's
+  // nose (the top of the screen) and the N mark turns to true north.
+  // Standing or no track: north-up.
+  const h = heading();
+  const rot = has ? (((s.bearing_deg - (h === null ? 0 : h)) % 360) + 360) % 360 : 0;
+  g.style.transform = 'rotate(' + rot.toFixed(1) + 'deg)';
+  $('arrow-n').style.transform = 'rotate(' + (h === null ? 0 : -h).toFixed(1) + 'deg)';
+  const mode = $('arrow-mode');
+  mode.dataset.mode = h === null ? 'north' : 'heading';
+  mode.textContent = h === null ? t('north_up') : '▲ ' + t('heading_up');
+  mode.className = 'mode' + (h === null ? '' : ' heading');
   $('d-age').textContent = s.reported_at ? t('reported') + ' ' + fmtAgo(s.reported_at) : '';
 }
 
