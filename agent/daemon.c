@@ -35,11 +35,36 @@
 #define NOTIFY(...) ((void)0)
 #endif
 
-#define WIPE_GRACE_MS     10000  /* the command_result may take this long to go out */
-#define MAINTENANCE_MS    60000  /* WAL checkpoint, active-incident check */
+#define WIPE_GRACE_MS    10000 /* the command_result may take this long to go out */
+#define MAINTENANCE_MS   60000 /* active-incident check; the WAL checkpoint every tenth */
+#define CHECKPOINT_EVERY 10    /* maintenance turns: 10 min */
+/* The upload of the trail from memory starts this long before the flush
+ * bound, for its answer to come back in time (else the flush writes). */
+#define MEM_LEAD_MS       3000
 #define PURGE_MS          600000 /* retention purge */
 #define ACTIVE_RECHECK_MS 5000
 #define STORE_CHECK_MS    2000 /* the deferred integrity check, once serving */
+
+/* Periodic jobs run by a bound: armed at bound - slack with that slack, they
+ * run in the last stretch before the bound, in a wakeup the daemon has
+ * anyway when one comes (a GPS report), never after the bound. */
+static int64_t slack_of(int64_t bound_ms)
+{
+	return bound_ms / 4 < LOOP_PERIODIC_SLACK_MS ? bound_ms / 4 : LOOP_PERIODIC_SLACK_MS;
+}
+
+static int64_t before(int64_t bound_ms)
+{
+	return bound_ms - slack_of(bound_ms);
+}
+
+static struct loop_timer *add_by(struct loop *l, int64_t bound_ms, loop_timer_fn fn, void *arg)
+{
+	struct loop_timer *t = loop_timer_add(l, before(bound_ms), fn, arg);
+	if (t)
+		loop_timer_set_slack(t, slack_of(bound_ms));
+	return t;
+}
 
 struct daemon {
 	const char *config_path;
@@ -59,6 +84,14 @@ struct daemon {
 	int wiped;
 	int stopping;
 	int64_t pos_errors;
+	int maint_turns;
+	/* The trail's flush: flush_due is the bound of the oldest buffered fix
+	 * (monotonic); MEM_LEAD_MS before it the upload may take the buffer
+	 * straight from memory (mem_stage 1: started, fixes up to mem_newest_t
+	 * sent at mem_kick_ms; 2: not started, flush at the bound). */
+	int64_t flush_due;
+	int mem_stage;
+	int64_t mem_newest_t, mem_kick_ms;
 	struct loop_timer *check_t;
 	int store_failed; /* the database was found damaged: stop, exit non-zero */
 };
@@ -121,6 +154,12 @@ static void update_active(void *arg)
 }
 
 static int64_t flush_timer(struct loop *l, void *arg);
+
+static int64_t flush_ms(const struct daemon *d)
+{
+	return (int64_t)d->cfg.store.position_flush_s * 1000;
+}
+
 /* The disk-full state, told to the user (status "disk_full", a "disk"
  * publication) when it changes. */
 static void set_disk_full(struct daemon *d, int full)
@@ -154,11 +193,27 @@ static void on_gps_time_jump(void *arg)
 
 /* While the disk is full the flush timer is what notices space coming back
  * (disk_check): it must be armed then even though no fix is stored. */
+static int64_t mem_lead(const struct daemon *d)
+{
+	return flush_ms(d) >= 4 * MEM_LEAD_MS ? MEM_LEAD_MS : 0;
+}
+
+/* The delay for the flush timer to run by at (monotonic), within its slack. */
+static int64_t flush_delay_to(const struct daemon *d, int64_t at)
+{
+	int64_t delay = at - loop_now_ms() - slack_of(flush_ms(d));
+	return delay > 0 ? delay : 0;
+}
+
 static void arm_flush(struct daemon *d)
 {
-	if (!d->flush_t)
-		d->flush_t = loop_timer_add(d->loop, (int64_t)d->cfg.store.position_flush_s * 1000,
-		                            flush_timer, d);
+	if (d->flush_t)
+		return;
+	d->flush_due = loop_now_ms() + flush_ms(d);
+	d->mem_stage = 0;
+	d->flush_t = add_by(d->loop, flush_ms(d) - mem_lead(d), flush_timer, d);
+	if (d->flush_t)
+		loop_timer_set_slack(d->flush_t, slack_of(flush_ms(d)));
 }
 
 /* Something met a full disk (a responder's action, the panic button): the
@@ -194,16 +249,44 @@ static int64_t flush_timer(struct loop *l, void *arg)
 {
 	(void)l;
 	struct daemon *d = arg;
-	int64_t dropped = 0;
+	int64_t dropped = 0, oldest, newest;
 	if (disk_check(d))
-		return (int64_t)d->cfg.store.position_flush_s * 1000;
+		return before(flush_ms(d));
+	if (d->mem_stage == 0 && mem_lead(d)) {
+		/* Online, the server can have these fixes before their bound: no
+		 * write (no fsync, no flash wear) unless it does not answer. */
+		if (d->sync && store_pos_buffered(d->store, &oldest, &d->mem_newest_t) &&
+		    sync_pos_from_memory(d->sync)) {
+			d->mem_stage = 1;
+			d->mem_kick_ms = loop_now_ms();
+		} else {
+			d->mem_stage = 2;
+		}
+		return flush_delay_to(d, d->flush_due);
+	}
+	if (d->mem_stage == 1) {
+		d->mem_stage = 0;
+		if (store_pos_buffered(d->store, &oldest, &newest) == 0) {
+			d->flush_t = NULL; /* all on the server; the next fix arms again */
+			return -1;
+		}
+		if (oldest > d->mem_newest_t) {
+			/* what is left came after the upload started: bound from then */
+			d->flush_due = d->mem_kick_ms + flush_ms(d);
+			return flush_delay_to(d, d->flush_due - mem_lead(d));
+		}
+		/* no answer in time: the fixes are written as they always were */
+	}
+	d->mem_stage = 0;
 	int rc = store_pos_flush(d->store);
 	if (rc == -ENOSPC) {
 		set_disk_full(d, 1);
-		return (int64_t)d->cfg.store.position_flush_s * 1000; /* watch for space */
+		return before(flush_ms(d)); /* watch for space */
 	}
 	if (rc == 0)
 		rc = store_pos_thin(d->store, d->cfg.store.max_positions, &dropped);
+	if (rc == 0 && d->sync) /* the upload goes with this flush when near its turn */
+		sync_pos_flushed(d->sync);
 	if (rc < 0)
 		log_warnx("trail: flush: %s", strerror(-rc));
 	else if (dropped)
@@ -258,7 +341,9 @@ static int64_t purge_timer(struct loop *l, void *arg)
 		cJSON_AddNumberToObject(o, "incidents", rc);
 		ctlm_publish(&d->m, "purged", o);
 	}
-	return PURGE_MS;
+	/* the first purge runs at once, the later ones by their bound */
+	loop_timer_set_slack(d->purge_t, slack_of(PURGE_MS));
+	return before(PURGE_MS);
 }
 
 /* The store found its database damaged (the deferred check, or SQLite at
@@ -293,9 +378,15 @@ static int64_t maint_timer(struct loop *l, void *arg)
 {
 	(void)l;
 	struct daemon *d = arg;
-	store_checkpoint(d->store);
+	/* A checkpoint writes pages into the database and syncs it: several
+	 * I/O sleeps (wakeups), measured. Every 10 minutes is enough to keep
+	 * the WAL short (a few hundred KiB at 1 Hz GPS; SQLite checkpoints by
+	 * itself at 4 MiB anyway, docs/store.md). */
+	if (++d->maint_turns % CHECKPOINT_EVERY == 0)
+		store_checkpoint(d->store);
 	update_active(d);
-	return MAINTENANCE_MS;
+	int64_t next = loop_timer_due(d->maint_t) + MAINTENANCE_MS - loop_now_ms(); /* in phase */
+	return next >= 0 ? next : MAINTENANCE_MS - LOOP_IDLE_SLACK_MS;
 }
 
 #ifdef HAVE_SYSTEMD
@@ -307,7 +398,7 @@ static int64_t watchdog_timer(struct loop *l, void *arg)
 	sd_notify(0, "WATCHDOG=1");
 	if (sd_watchdog_enabled(0, &usec) <= 0 || usec < 2000)
 		return -1;
-	return (int64_t)(usec / 2000);
+	return before((int64_t)(usec / 2000));
 }
 #endif
 
@@ -316,7 +407,7 @@ static void watchdog_start(struct daemon *d)
 #ifdef HAVE_SYSTEMD
 	uint64_t usec = 0;
 	if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
-		d->wd_t = loop_timer_add(d->loop, (int64_t)(usec / 2000), watchdog_timer, d);
+		d->wd_t = add_by(d->loop, (int64_t)(usec / 2000), watchdog_timer, d);
 		log_info("systemd watchdog every %llu ms", (unsigned long long)(usec / 2000));
 	}
 #else
@@ -652,8 +743,12 @@ static void on_hup(struct loop *l, int signo, void *arg)
 		if (sync_begin(d, why, sizeof(why)) < 0)
 			log_errx("reload: %s", why);
 	}
-	if (d->flush_t)
-		loop_timer_set(d->loop, d->flush_t, (int64_t)d->cfg.store.position_flush_s * 1000);
+	if (d->flush_t) { /* the new bound from now: flush (or upload) by it */
+		d->flush_due = loop_now_ms() + flush_ms(d);
+		d->mem_stage = 0;
+		loop_timer_set(d->loop, d->flush_t, before(flush_ms(d)) - mem_lead(d));
+		loop_timer_set_slack(d->flush_t, slack_of(flush_ms(d)));
+	}
 	log_info("configuration reloaded");
 	NOTIFY("READY=1");
 }
@@ -750,10 +845,12 @@ int daemon_run(const char *config_path, int *wiped, char *err, size_t errlen)
 		fmt_err(err, errlen, rc, "signals: %s", strerror(-rc));
 		goto out;
 	}
-	d.flush_t =
-	    loop_timer_add(d.loop, (int64_t)d.cfg.store.position_flush_s * 1000, flush_timer, &d);
+	arm_flush(&d);
 	d.purge_t = loop_timer_add(d.loop, 0, purge_timer, &d);
-	d.maint_t = loop_timer_add(d.loop, MAINTENANCE_MS, maint_timer, &d);
+	/* local reads only (and a checkpoint every tenth): a long window */
+	d.maint_t = loop_timer_add(d.loop, MAINTENANCE_MS - LOOP_IDLE_SLACK_MS, maint_timer, &d);
+	if (d.maint_t)
+		loop_timer_set_slack(d.maint_t, LOOP_IDLE_SLACK_MS);
 	if (!d.flush_t || !d.purge_t || !d.maint_t) {
 		rc = fmt_err(err, errlen, -ENOMEM, "timers: out of memory");
 		goto out;

@@ -21,7 +21,8 @@ struct fd_reg {
 struct loop_timer {
 	struct loop_timer *next; /* sorted by due time; armed timers only */
 	int64_t due;
-	uint64_t gen; /* run_timers pass that armed it */
+	int64_t slack; /* may run this much after due (loop_timer_set_slack) */
+	uint64_t gen;  /* run_timers pass that armed it */
 	int armed;
 	loop_timer_fn cb;
 	void *arg;
@@ -203,6 +204,30 @@ void loop_timer_cancel(struct loop *l, struct loop_timer *t)
 	free(t);
 }
 
+int64_t loop_timer_due(const struct loop_timer *t)
+{
+	return t->due;
+}
+
+void loop_timer_set_slack(struct loop_timer *t, int64_t slack_ms)
+{
+	t->slack = slack_ms > 0 ? slack_ms : 0;
+}
+
+/* When the loop must wake at the latest for its timers: the earliest
+ * due + slack (the list is sorted by due only, and there are few timers). */
+static int64_t timers_deadline(const struct loop *l)
+{
+	int64_t dl = INT64_MAX;
+	for (const struct loop_timer *t = l->timers; t; t = t->next) {
+		if (t->due >= dl)
+			break; /* sorted by due: no later one can end sooner */
+		if (t->due + t->slack < dl)
+			dl = t->due + t->slack;
+	}
+	return dl;
+}
+
 static void on_signalfd(struct loop *l, int fd, unsigned events, void *arg)
 {
 	(void)events;
@@ -279,7 +304,7 @@ int loop_run_once(struct loop *l, int timeout_ms)
 		l->before_sleep(l, l->before_sleep_arg);
 	int wait = timeout_ms;
 	if (l->timers) {
-		int64_t d = l->timers->due - loop_now_ms();
+		int64_t d = timers_deadline(l) - loop_now_ms();
 		if (d < 0)
 			d = 0;
 		if (wait < 0 || d < wait)

@@ -38,6 +38,26 @@ struct loop_timer *loop_timer_add(struct loop *l, int64_t delay_ms, loop_timer_f
 /* Moves a pending timer; delay_ms < 0 disarms it without freeing it. */
 void loop_timer_set(struct loop *l, struct loop_timer *t, int64_t delay_ms);
 void loop_timer_cancel(struct loop *l, struct loop_timer *t); /* frees it; NULL is fine */
+/* Lets t run up to slack_ms after it is due (never before), so that it
+ * shares a wakeup with whatever else wakes the loop in that window (a GPS
+ * report, another timer) instead of costing one of its own: the loop
+ * sleeps until the earliest due + slack and then runs every timer that is
+ * due. Kept across re-arms; 0 (the default) runs it as soon as it is due.
+ * A periodic job with a bound arms itself at bound - slack. */
+void loop_timer_set_slack(struct loop_timer *t, int64_t slack_ms);
+/* The time t was due (monotonic ms; in its callback: the due time that made
+ * it run). A periodic job with slack returns due + period - now to keep its
+ * phase when it ran early, so that jobs whose periods are multiples of one
+ * another keep meeting in the same wakeups. */
+int64_t loop_timer_due(const struct loop_timer *t);
+/* The slack periodic housekeeping uses (flushes, uploads, heartbeats,
+ * polls of sysfs): longer than the 1 s between a 1 Hz receiver's reports,
+ * so that with GPS running such a job costs no wakeup of its own. */
+#define LOOP_PERIODIC_SLACK_MS 2000
+/* The slack of cheap local checks (nothing to send, nothing to write): as
+ * long as the period of the most frequent idle wakeup (the power poll, 10 s)
+ * so that, idle, they always meet it. */
+#define LOOP_IDLE_SLACK_MS 10000
 
 /* Delivers signo through a signalfd, outside signal-handler context. The
  * signal is blocked for the whole process (call before other threads

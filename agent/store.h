@@ -233,6 +233,26 @@ int store_pos_flush(struct store *s);
 typedef int (*store_fix_fn)(void *arg, const struct store_fix *fixes, size_t n);
 int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int64_t *token);
 int store_pos_consumed(struct store *s, int64_t token);
+/* The same, deferred: the fixes up to token are no longer counted or
+ * peeked at once, and their rows are deleted in the transaction of the next
+ * flush (or peek, or store_pos_consumed), so that an upload costs no commit
+ * (no fsync) of its own. Until then a crash keeps them: they are sent again,
+ * which the device API makes harmless (the server keys fixes on time). */
+void store_pos_acked(struct store *s, int64_t token);
+/* The fixes buffered in memory (not sealed, or in the open chunk): their
+ * number, and the times of the oldest and newest (0 when none). */
+size_t store_pos_buffered(struct store *s, int64_t *oldest_t, int64_t *newest_t);
+/* 1 when every stored fix the server does not have yet is in the buffer
+ * (no sealed chunk waits but the open one's), 0 if not, < 0 on error: an
+ * upload may then take the trail straight from memory. */
+int store_pos_only_buffered(struct store *s);
+/* Copies up to max of the oldest buffered fixes into out; returns how many. */
+size_t store_pos_copy_buffered(struct store *s, struct store_fix *out, size_t max);
+/* The server has the buffered fixes up to t_ms: they leave the buffer
+ * without ever being written (the open chunk's row, if it was sealed, is
+ * rewritten without them at the next flush, or deleted with it when none
+ * are left). */
+void store_pos_drop_buffered(struct store *s, int64_t t_ms);
 int store_pos_count(struct store *s, int64_t *n); /* stored + buffered */
 /* Keeps the trail within max fixes (docs/store.md, "Bounding the trail"):
  * while over the bound, the densest stored chunk (the oldest among equals)

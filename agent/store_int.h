@@ -41,6 +41,9 @@ struct store {
 	size_t pos_n;
 	size_t pos_sealed;
 	int64_t pos_chunk_id;
+	/* Chunks up to this id are on the server (store_pos_acked): deleted in
+	 * the next flush's transaction, counted and peeked no more. */
+	int64_t pos_acked;
 	/* Events appended inside store_begin and not yet sealed: the group
 	 * being gathered, sealed at commit, when full, or before the outbox is
 	 * read. A failure to seal it is kept in grp_err so that the commit

@@ -19,6 +19,7 @@ int store_pos_open(struct store *s)
 		return -ENOMEM;
 	s->pos_n = s->pos_sealed = 0;
 	s->pos_chunk_id = 0;
+	s->pos_acked = 0;
 	return 0;
 }
 
@@ -53,10 +54,20 @@ int store_pos_flush(struct store *s)
 	sodium_free(enc);
 	if (rc < 0)
 		return rc;
-	rc = store_exec(s, sql, "positions", "iib", id, (int64_t)s->pos_n, sealed, slen);
+	/* The rows the server acknowledged go in the same commit (one fsync). */
+	int owned = 0;
+	int64_t acked = s->pos_acked;
+	rc = store_tx_start(s, &owned);
+	if (rc == 0 && acked)
+		rc = store_exec(s, "DELETE FROM positions WHERE id <= ?", "positions", "i", acked);
+	if (rc == 0)
+		rc = store_exec(s, sql, "positions", "iib", id, (int64_t)s->pos_n, sealed, slen);
 	free(sealed);
+	rc = store_tx_end(s, owned, rc);
 	if (rc < 0)
 		return rc;
+	if (s->pos_acked == acked)
+		s->pos_acked = 0;
 	s->pos_chunk_id = id;
 	s->pos_sealed = s->pos_n;
 	if (s->pos_n == POS_CHUNK_MAX) { /* full: the next fix starts a new chunk */
@@ -102,6 +113,8 @@ int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int6
 	static const char sql[] = "SELECT id, n, chunk FROM positions ORDER BY id";
 	*token = 0;
 	int rc = pos_close_chunk(s);
+	if (rc == 0 && s->pos_acked) /* no flush came since the last upload */
+		rc = store_pos_consumed(s, s->pos_acked);
 	if (rc < 0)
 		return rc;
 	struct store_fix *fixes = sodium_allocarray(POS_CHUNK_MAX, sizeof(*fixes));
@@ -156,15 +169,83 @@ int store_pos_peek(struct store *s, size_t max, store_fix_fn cb, void *arg, int6
 
 int store_pos_consumed(struct store *s, int64_t token)
 {
-	return store_exec(s, "DELETE FROM positions WHERE id <= ?", "positions", "i", token);
+	int rc = store_exec(s, "DELETE FROM positions WHERE id <= ?", "positions", "i", token);
+	if (rc == 0 && s->pos_acked <= token)
+		s->pos_acked = 0;
+	return rc;
+}
+
+void store_pos_acked(struct store *s, int64_t token)
+{
+	if (token > s->pos_acked)
+		s->pos_acked = token;
+}
+
+size_t store_pos_buffered(struct store *s, int64_t *oldest_t, int64_t *newest_t)
+{
+	*oldest_t = *newest_t = 0;
+	if (!s->pos_buf || s->pos_n == 0)
+		return 0;
+	*oldest_t = s->pos_buf[0].t_ms;
+	*newest_t = s->pos_buf[s->pos_n - 1].t_ms;
+	return s->pos_n;
+}
+
+int store_pos_only_buffered(struct store *s)
+{
+	sqlite3_stmt *st = store_stmt(s, "SELECT count(*) FROM positions WHERE id > ? AND id != ?");
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_bind_int64(st, 1, s->pos_acked);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, s->pos_chunk_id);
+	int only = 0;
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		only = sqlite3_column_int64(st, 0) == 0;
+		rc = SQLITE_OK;
+	}
+	sqlite3_reset(st);
+	rc = store_sqlerr(s, rc, "positions");
+	return rc < 0 ? rc : only;
+}
+
+size_t store_pos_copy_buffered(struct store *s, struct store_fix *out, size_t max)
+{
+	size_t n = s->pos_buf && s->pos_n < max ? s->pos_n : s->pos_buf ? max : 0;
+	if (n)
+		memcpy(out, s->pos_buf, n * sizeof(*out));
+	return n;
+}
+
+void store_pos_drop_buffered(struct store *s, int64_t t_ms)
+{
+	size_t k = 0;
+	if (!s->pos_buf)
+		return;
+	while (k < s->pos_n && s->pos_buf[k].t_ms <= t_ms)
+		k++;
+	if (k == 0)
+		return;
+	memmove(s->pos_buf, s->pos_buf + k, (s->pos_n - k) * sizeof(*s->pos_buf));
+	sodium_memzero(s->pos_buf + (s->pos_n - k), k * sizeof(*s->pos_buf));
+	s->pos_n -= k;
+	if (s->pos_chunk_id && s->pos_n == 0) {
+		/* the open chunk's row holds only fixes the server has */
+		store_pos_acked(s, s->pos_chunk_id);
+		s->pos_chunk_id = 0;
+	}
+	/* a sealed open chunk is rewritten whole at the next flush */
+	s->pos_sealed = 0;
 }
 
 int store_pos_count(struct store *s, int64_t *n)
 {
-	sqlite3_stmt *st = store_stmt(s, "SELECT total(n) FROM positions");
+	sqlite3_stmt *st = store_stmt(s, "SELECT total(n) FROM positions WHERE id > ?");
 	if (!st)
 		return -EIO;
-	int rc = sqlite3_step(st);
+	int rc = sqlite3_bind_int64(st, 1, s->pos_acked);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*n = (int64_t)sqlite3_column_double(st, 0) + (int64_t)(s->pos_n - s->pos_sealed);
 		rc = SQLITE_OK;

@@ -65,11 +65,20 @@ static void schedule_reconnect(struct gpsd_src *s)
 	int64_t delay = s->backoff_ms;
 	s->backoff_ms = delay * 2 > s->p.backoff_max_ms ? s->p.backoff_max_ms : delay * 2;
 	s->st.next_backoff_ms = delay;
+	/* At the long delays (gpsd gone for good) the attempt may go up to a
+	 * third early (10 s at most), in a wakeup essd has anyway
+	 * (loop_timer_set_slack, LOOP_IDLE_SLACK_MS); the short
+	 * ones of a restarting gpsd stay exact. */
+	int64_t slack = delay < 10000                    ? 0
+	                : delay / 3 < LOOP_IDLE_SLACK_MS ? delay / 3
+	                                                 : LOOP_IDLE_SLACK_MS;
 	if (!s->reconnect)
-		s->reconnect = loop_timer_add(s->p.loop, delay, try_connect, s);
+		s->reconnect = loop_timer_add(s->p.loop, delay - slack, try_connect, s);
 	else
-		loop_timer_set(s->p.loop, s->reconnect, delay);
-	if (!s->reconnect)
+		loop_timer_set(s->p.loop, s->reconnect, delay - slack);
+	if (s->reconnect)
+		loop_timer_set_slack(s->reconnect, slack);
+	else
 		log_errx("gps: out of memory scheduling a gpsd reconnect");
 }
 

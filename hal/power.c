@@ -14,6 +14,7 @@ struct hal_power {
 	struct loop *loop;
 	struct loop_timer *t;
 	int poll_ms;
+	int poll_slack;
 	hal_power_change_fn on_change;
 	void *arg;
 	struct hal_power_state st;
@@ -80,7 +81,9 @@ static int64_t poll_timer(struct loop *l, void *arg)
 	(void)l;
 	struct hal_power *pw = arg;
 	hal_power_refresh(pw);
-	return pw->poll_ms;
+	/* in phase: the next reading is due a period after this one was */
+	int64_t next = loop_timer_due(pw->t) + pw->poll_ms - loop_now_ms();
+	return next >= 0 ? next : pw->poll_ms - pw->poll_slack;
 }
 
 int hal_power_open(const char *name, const struct hal_power_params *p, struct hal_power **out,
@@ -115,11 +118,16 @@ int hal_power_open(const char *name, const struct hal_power_params *p, struct ha
 	hal_power_refresh(pw); /* the first reading, before anyone listens */
 	pw->on_change = p->on_change;
 	pw->arg = p->arg;
-	if (!(pw->t = loop_timer_add(pw->loop, pw->poll_ms, poll_timer, pw))) {
+	/* A reading every poll_ms at the latest, taken when the loop is awake
+	 * anyway (a GPS report, a server's answer) if one comes in the second
+	 * half of the period: idle, this poll is the most frequent wakeup. */
+	pw->poll_slack = pw->poll_ms / 2;
+	if (!(pw->t = loop_timer_add(pw->loop, pw->poll_ms - pw->poll_slack, poll_timer, pw))) {
 		ops->close(pw->priv);
 		free(pw);
 		return -ENOMEM;
 	}
+	loop_timer_set_slack(pw->t, pw->poll_slack);
 	*out = pw;
 	return 0;
 }

@@ -412,6 +412,18 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
 	return rc < 0 ? -1 : 0;
 }
 
+/* curl's timeouts of a second or more are deadlines (connect, request,
+ * idle connection), never protocol steps: they may run a little late, in a
+ * wakeup the daemon has anyway. Measured: the connect-timeout timer curl
+ * arms with each long poll cost a wakeup of its own every 25 s. Shorter
+ * ones stay exact. */
+static int64_t curl_slack(int64_t timeout_ms)
+{
+	if (timeout_ms < 1000)
+		return 0;
+	return timeout_ms / 4 < LOOP_PERIODIC_SLACK_MS ? timeout_ms / 4 : LOOP_PERIODIC_SLACK_MS;
+}
+
 static int64_t on_timer(struct loop *l, void *arg)
 {
 	(void)l;
@@ -426,7 +438,9 @@ static int64_t on_timer(struct loop *l, void *arg)
 	check_done(h);
 	h->in_timer = 0;
 	wd_arm(h);
-	return h->timer_want >= 0 ? h->timer_want : TIMER_IDLE_MS;
+	int64_t next = h->timer_want >= 0 ? h->timer_want : TIMER_IDLE_MS;
+	loop_timer_set_slack(h->timer, curl_slack(next));
+	return next;
 }
 
 static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
@@ -438,6 +452,7 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 		return 0;
 	}
 	loop_timer_set(h->loop, h->timer, timeout_ms < 0 ? -1 : (int64_t)timeout_ms);
+	loop_timer_set_slack(h->timer, curl_slack(timeout_ms));
 	return 0;
 }
 

@@ -50,6 +50,7 @@ struct chan {
 	struct loop_timer *timer;
 	int skew_retried; /* this request was already resent after a clock_skew */
 	int again;        /* kicked while a request was in flight */
+	int regular;      /* the timer is the stream's regular turn (chan_period) */
 };
 
 struct sync {
@@ -81,6 +82,12 @@ struct sync {
 	struct store_fix *fixes;
 	size_t nfixes;
 	int64_t pos_token;
+	int64_t pos_sent_ms;  /* monotonic: when the last upload started */
+	int pos_kicked;       /* the next upload is the one a flush started */
+	int pos_by_flush;     /* the upload in flight is */
+	int pos_mem;          /* the next (or in-flight) upload is the buffer's */
+	int64_t pos_mem_t;    /* …up to this fix time */
+	int64_t pos_flush_ms; /* the daemon's trail flush bound */
 	struct sync_stats stats;
 };
 
@@ -107,12 +114,31 @@ static int64_t chan_fire(struct loop *l, void *arg)
 	return -1;
 }
 
-static void chan_schedule(struct chan *c, int64_t delay_ms)
+static void chan_arm(struct chan *c, int64_t delay_ms, int64_t slack_ms)
 {
 	if (c->timer)
 		loop_timer_set(c->s->loop, c->timer, delay_ms);
 	else if (!(c->timer = loop_timer_add(c->s->loop, delay_ms, chan_fire, c)))
 		log_warnx("sync: %s: no memory for a timer", c->name);
+	if (c->timer)
+		loop_timer_set_slack(c->timer, slack_ms);
+}
+
+static void chan_schedule(struct chan *c, int64_t delay_ms)
+{
+	chan_arm(c, delay_ms, 0);
+	c->regular = 0;
+}
+
+/* The stream's next regular turn (position upload, heartbeat): by period_ms
+ * at the latest, in the last stretch before it (the loop's slack), so that
+ * it goes out in a wakeup essd has anyway, a GPS report's. */
+static void chan_period(struct chan *c, int64_t period_ms)
+{
+	int64_t slack =
+	    period_ms / 4 < LOOP_PERIODIC_SLACK_MS ? period_ms / 4 : LOOP_PERIODIC_SLACK_MS;
+	chan_arm(c, period_ms - slack, slack);
+	c->regular = 1;
 }
 
 /* Whether c may send now; if the gate holds, c is scheduled for when it
@@ -490,7 +516,10 @@ static void on_poll(void *arg, const struct http_response *r)
 	}
 	after(s, c, v);
 	if (v == V_OK) {
-		chan_schedule(c, s->long_poll_s > 0 ? 0 : NO_POLL_EVERY_S * 1000);
+		if (s->long_poll_s > 0)
+			chan_schedule(c, 0);
+		else
+			chan_period(c, NO_POLL_EVERY_S * 1000);
 		if (receipts)
 			sync_kick(s);
 	}
@@ -876,6 +905,14 @@ static int peek_fixes(void *arg, const struct store_fix *f, size_t n)
 	return 0;
 }
 
+/* The upload's own turn while the daemon's flushes drive it: one period
+ * later than the regular one, a flush period at most. */
+static int64_t pos_fallback_ms(const struct sync *s)
+{
+	int64_t period = (int64_t)s->pos_upload_s * 1000;
+	return period + (s->pos_flush_ms < period ? s->pos_flush_ms : period);
+}
+
 static void on_pos(void *arg, const struct http_response *r)
 {
 	struct chan *c = arg;
@@ -890,16 +927,24 @@ static void on_pos(void *arg, const struct http_response *r)
 		v = V_FAIL;
 	}
 	if (v == V_OK) {
-		int rc = store_pos_consumed(s->st, s->pos_token);
-		if (rc < 0)
-			log_warnx("sync: positions consumed: %s", strerror(-rc));
+		/* From memory: never written at all. From the database: deleted
+		 * with the next flush, no commit (fsync) of its own. */
+		if (s->pos_mem)
+			store_pos_drop_buffered(s->st, s->pos_mem_t);
+		else
+			store_pos_acked(s->st, s->pos_token);
 		s->stats.fixes_sent += s->nfixes;
 	}
+	s->pos_mem = 0;
 	after(s, c, v);
 	if (v == V_OK) {
 		int full = s->nfixes >= PROTO_MAX_FIXES / 2 || c->again;
 		c->again = 0;
-		chan_schedule(c, full ? 0 : (int64_t)s->pos_upload_s * 1000);
+		if (full)
+			chan_schedule(c, 0);
+		else /* while the flushes drive it, this turn is a fallback only */
+			chan_period(c, s->pos_by_flush ? pos_fallback_ms(s)
+			                               : (int64_t)s->pos_upload_s * 1000);
 	}
 }
 
@@ -909,22 +954,37 @@ static void start_pos(struct sync *s)
 	if (!chan_ready(s, c))
 		return;
 	s->nfixes = 0;
-	int rc = store_pos_peek(s->st, PROTO_MAX_FIXES, peek_fixes, s, &s->pos_token);
+	int rc = 0;
+	if (s->pos_mem) { /* sync_pos_from_memory: the buffer, nothing written */
+		s->nfixes = store_pos_copy_buffered(s->st, s->fixes, PROTO_MAX_FIXES);
+		s->pos_mem_t = s->nfixes ? s->fixes[s->nfixes - 1].t_ms : 0;
+		if (!s->nfixes)
+			s->pos_mem = 0;
+	} else {
+		rc = store_pos_peek(s->st, PROTO_MAX_FIXES, peek_fixes, s, &s->pos_token);
+	}
 	if (rc < 0) {
 		log_warnx("sync: reading positions: %s", strerror(-rc));
-		chan_schedule(c, (int64_t)s->pos_upload_s * 1000);
+		chan_period(c, (int64_t)s->pos_upload_s * 1000);
 		return;
 	}
-	if (s->nfixes == 0) {
-		chan_schedule(c, (int64_t)s->pos_upload_s * 1000);
+	s->pos_by_flush = s->pos_kicked;
+	s->pos_kicked = 0;
+	if (s->nfixes == 0) { /* only a look at the store next time: a long window */
+		int64_t period = (int64_t)s->pos_upload_s * 1000;
+		int64_t slack = period / 3 < LOOP_IDLE_SLACK_MS ? period / 3 : LOOP_IDLE_SLACK_MS;
+		chan_arm(c, period - slack, slack);
+		c->regular = 1;
 		return;
 	}
 	size_t len;
 	char *json = proto_fixes_json(s->fixes, s->nfixes, &len);
 	if (!json) {
+		s->pos_mem = 0;
 		chan_schedule(c, 1000);
 		return;
 	}
+	s->pos_sent_ms = loop_now_ms();
 	chan_send(s, c, "POST", "/positions", json, len, HTTP_GZIP_BEST, 0, on_pos);
 	free(json);
 }
@@ -1064,7 +1124,7 @@ static void on_hb(void *arg, const struct http_response *r)
 		cJSON_ArrayForEach(it, cmds) take_command(s, it);
 	cJSON_Delete(doc);
 	if (!s->stopped)
-		chan_schedule(c, (int64_t)s->heartbeat_s * 1000);
+		chan_period(c, (int64_t)s->heartbeat_s * 1000);
 }
 
 static void start_hb(struct sync *s)
@@ -1165,6 +1225,7 @@ int sync_open(const struct sync_params *p, struct sync **out, char *err, size_t 
 	s->long_poll_s = cfg->server.long_poll_s;
 	s->heartbeat_s = cfg->heartbeat.interval_s > 0 ? cfg->heartbeat.interval_s : 60;
 	s->pos_upload_s = p->position_upload_s > 0 ? p->position_upload_s : 30;
+	s->pos_flush_ms = (int64_t)cfg->store.position_flush_s * 1000;
 	s->max_batch = s->batch_cap = PROTO_MAX_EVENTS;
 	s->window = p->events_window > 0 ? p->events_window : SYNC_EVENTS_WINDOW;
 	if (s->window > SYNC_EVENTS_WINDOW_MAX)
@@ -1275,6 +1336,46 @@ void sync_link_up(struct sync *s)
 		else
 			chan_schedule(cs[i], d);
 	}
+}
+
+/* Whether the positions upload may go now on the daemon's word: online,
+ * idle, not held, and its turn near (three quarters of its period past). */
+static int pos_turn_near(struct sync *s)
+{
+	int64_t now = loop_now_ms(), period = (int64_t)s->pos_upload_s * 1000;
+	if (!s->started || s->stopped || !s->online || s->pos.req || s->gate_ms > now)
+		return 0;
+	return !s->pos_sent_ms || now - s->pos_sent_ms >= period - period / 4;
+}
+
+int sync_pos_from_memory(struct sync *s)
+{
+	if (!s || !pos_turn_near(s) || store_pos_only_buffered(s->st) != 1)
+		return 0;
+	int64_t oldest, newest;
+	if (store_pos_buffered(s->st, &oldest, &newest) == 0)
+		return 0;
+	s->pos_kicked = 1;
+	s->pos_mem = 1;
+	chan_schedule(&s->pos, 0);
+	return 1;
+}
+
+void sync_pos_flushed(struct sync *s)
+{
+	int64_t now = loop_now_ms(), period = (int64_t)s->pos_upload_s * 1000;
+	if (!s->started || s->stopped || !s->online || s->pos.req || s->gate_ms > now)
+		return;
+	if (s->pos_sent_ms && now - s->pos_sent_ms < period - period / 4) {
+		/* Not its turn yet (the upload went on its own clock just before,
+		 * or flushes come more often than uploads): from now on the
+		 * flushes drive it, its own turn waits as a fallback. */
+		if (s->pos.timer && s->pos.regular)
+			chan_period(&s->pos, s->pos_sent_ms + pos_fallback_ms(s) - now);
+		return;
+	}
+	s->pos_kicked = 1;
+	chan_schedule(&s->pos, 0);
 }
 
 int sync_online(const struct sync *s)

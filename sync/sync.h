@@ -147,6 +147,22 @@ void sync_kick(struct sync *s);
  * holds. */
 void sync_link_up(struct sync *s);
 
+/* The daemon has just flushed the trail (its flush timer). When online and
+ * the positions upload's turn is near (within a quarter of its period), the
+ * upload goes now, in this same wakeup, and finds the trail sealed already:
+ * the flush and the upload share one wakeup and one commit (the upload's
+ * acknowledgement is deleted in the next flush's transaction,
+ * store_pos_acked). While flushes come, the upload's own timer is only a
+ * fallback, one flush period later than its regular turn. */
+void sync_pos_flushed(struct sync *s);
+/* The daemon's flush is near (its bound minus a few seconds) and the trail
+ * is all in memory: when online and the upload's turn is near, the
+ * buffered fixes go to the server straight from memory (now, in this
+ * wakeup) and leave the buffer once acknowledged, never written: returns
+ * 1. The daemon still flushes, at the bound, whatever is left of them
+ * then (no answer, an error). 0: nothing started, flush as usual. */
+int sync_pos_from_memory(struct sync *s);
+
 int sync_online(const struct sync *s);
 int sync_stopped(const struct sync *s);             /* revoked, unknown device, sync_stop */
 int64_t sync_last_success_ms(const struct sync *s); /* unix ms of the last 2xx; 0 never */

@@ -581,6 +581,8 @@ static void phase_gps(const char *dir, int run_s, int long_run, int real)
 	essd_pid = start_essd(dir);
 	if (wait_ready(essd_pid, 60000) < 0)
 		die("essd did not start", -1);
+	printf("# essd pid %d (strace -f -tt -p it to see each wakeup)\n", (int)essd_pid);
+	fflush(stdout);
 	run_until(t0, WARMUP_S);
 	take(&a, t0);
 	int ten = real && long_run ? 600 : run_s;

@@ -583,6 +583,60 @@ static void test_link_up_goes_now(void **state)
 	assert_int_equal(outbox(e), 1);
 }
 
+static void append_fixes(struct env *e, int64_t t0, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct store_fix f = {.t_ms = t0 + i * 1000LL,
+		                      .lat_e7 = 137563000 + i * 10,
+		                      .lon_e7 = 1005018000,
+		                      .accuracy_dm = 50,
+		                      .speed_cm_s = -1,
+		                      .heading_cdeg = -1,
+		                      .mode = 3};
+		assert_int_equal(store_pos_append(e->t.s, &f), 0);
+	}
+}
+
+/* The trail straight from memory (sync_pos_from_memory): acknowledged,
+ * the fixes leave the buffer and were never written; refused by the
+ * server, they stay in the buffer for the daemon's flush to write. */
+static void test_positions_from_memory(void **state)
+{
+	struct env *e = *state;
+	struct sync_stats st;
+	int64_t oldest, newest, n;
+	need_server(e);
+	enroll_and_open(e);
+	assert_int_equal(sync_start(e->s), 0);
+	RUN_UNTIL(e, sync_online(e->s), 5000);
+	RUN_UNTIL(e, 0, 1200); /* the upload's turn (1 s here) has come */
+	int64_t t0 = tu_now_ms() - 120000;
+	append_fixes(e, t0, 20);
+	assert_int_equal(store_pos_only_buffered(e->t.s), 1);
+	assert_int_equal(sync_pos_from_memory(e->s), 1);
+	RUN_UNTIL(e, store_pos_buffered(e->t.s, &oldest, &newest) == 0, 5000);
+	assert_int_equal(store_pos_buffered(e->t.s, &oldest, &newest), 0);
+	assert_int_equal(store_pos_count(e->t.s, &n), 0);
+	assert_int_equal(n, 0);
+	sync_get_stats(e->s, &st);
+	assert_int_equal(st.fixes_sent, 20);
+
+	/* the server fails: nothing leaves the buffer */
+	RUN_UNTIL(e, 0, 1200);
+	append_fixes(e, t0 + 30000, 10);
+	cJSON_Delete(admin(e, "/admin/faults", "{\"fail_for_s\":60,\"fail_status\":502}"));
+	sync_get_stats(e->s, &st);
+	uint64_t req0 = st.requests;
+	assert_int_equal(sync_pos_from_memory(e->s), 1);
+	RUN_UNTIL(e, (sync_get_stats(e->s, &st), st.requests > req0), 5000);
+	assert_true(st.requests > req0);
+	assert_int_equal(store_pos_buffered(e->t.s, &oldest, &newest), 10);
+	assert_int_equal(st.fixes_sent, 20);
+	/* while the backoff holds, no upload from memory starts */
+	assert_int_equal(sync_pos_from_memory(e->s), 0);
+	cJSON_Delete(admin(e, "/admin/faults", "{\"fail_for_s\":0}"));
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -604,6 +658,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_revoked_stops, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outage_drain_exact, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_link_up_goes_now, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_positions_from_memory, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();

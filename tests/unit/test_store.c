@@ -696,6 +696,116 @@ static void test_positions(void **state)
 	tu_store_close(&t);
 }
 
+/* store_pos_acked: the fixes leave the count and the peek at once, their
+ * rows go with the next flush; without one they stay (a crash sends them
+ * again, harmless for the server). */
+static void test_positions_acked(void **state)
+{
+	struct tu_store t;
+	struct fixsum fs = {0};
+	int64_t n, token;
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	for (int i = 0; i < 100; i++) {
+		struct store_fix f = make_fix(i);
+		assert_int_equal(store_pos_append(t.s, &f), 0);
+	}
+	assert_int_equal(store_pos_peek(t.s, 5000, fix_cb, &fs, &token), 100);
+	store_pos_acked(t.s, token);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 0);
+	for (int i = 100; i < 150; i++) {
+		struct store_fix f = make_fix(i);
+		assert_int_equal(store_pos_append(t.s, &f), 0);
+	}
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 50);
+	assert_int_equal(store_pos_flush(t.s), 0); /* the acked rows go with it */
+	tu_store_close(&t);
+
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 50);
+	struct fixsum fs2 = {0};
+	assert_int_equal(store_pos_peek(t.s, 5000, fix_cb, &fs2, &token), 50);
+	assert_int_equal(fs2.n, 50);
+	store_pos_acked(t.s, token);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 0);
+	tu_store_close(&t); /* nothing buffered: no flush, the rows stay */
+
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 50);
+	store_pos_acked(t.s, token);
+	struct fixsum fs3 = {0};
+	/* a peek with nothing flushed since deletes them itself */
+	assert_int_equal(store_pos_peek(t.s, 5000, fix_cb, &fs3, &token), 0);
+	tu_store_close(&t);
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 0);
+	tu_store_close(&t);
+}
+
+/* The upload from memory: the buffered fixes are copied, and the ones the
+ * server has leave the buffer without a write; a sealed open chunk is
+ * rewritten without them, or deleted when none are left. */
+static void test_positions_from_memory(void **state)
+{
+	struct tu_store t;
+	struct store_fix out[64];
+	int64_t n, oldest, newest, token;
+	assert_int_equal(tu_store_open(&t, *state, 1), 0);
+	assert_int_equal(store_pos_buffered(t.s, &oldest, &newest), 0);
+	for (int i = 0; i < 40; i++) {
+		struct store_fix f = make_fix(i);
+		assert_int_equal(store_pos_append(t.s, &f), 0);
+	}
+	assert_int_equal(store_pos_only_buffered(t.s), 1);
+	assert_int_equal(store_pos_buffered(t.s, &oldest, &newest), 40);
+	assert_true(oldest == make_fix(0).t_ms && newest == make_fix(39).t_ms);
+	assert_int_equal(store_pos_copy_buffered(t.s, out, 64), 40);
+	assert_int_equal(store_pos_copy_buffered(t.s, out, 10), 10);
+	assert_true(out[9].t_ms == make_fix(9).t_ms);
+	/* the server has the first 30; 10 stay, nothing was written */
+	store_pos_drop_buffered(t.s, make_fix(29).t_ms);
+	assert_int_equal(store_pos_buffered(t.s, &oldest, &newest), 10);
+	assert_true(oldest == make_fix(30).t_ms);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 10);
+	/* sealed (a flush), then partly acknowledged: the row is rewritten */
+	assert_int_equal(store_pos_flush(t.s), 0);
+	assert_int_equal(store_pos_only_buffered(t.s), 1);
+	store_pos_drop_buffered(t.s, make_fix(34).t_ms);
+	assert_int_equal(store_pos_flush(t.s), 0);
+	tu_store_close(&t);
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	struct fixsum fs = {0};
+	assert_int_equal(store_pos_peek(t.s, 5000, fix_cb, &fs, &token), 5);
+	assert_int_equal(store_pos_consumed(t.s, token), 0);
+	/* sealed, then all acknowledged: the row goes with the next flush */
+	for (int i = 100; i < 110; i++) {
+		struct store_fix f = make_fix(i);
+		assert_int_equal(store_pos_append(t.s, &f), 0);
+	}
+	assert_int_equal(store_pos_flush(t.s), 0);
+	store_pos_drop_buffered(t.s, make_fix(109).t_ms);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 0);
+	struct store_fix f = make_fix(110);
+	assert_int_equal(store_pos_append(t.s, &f), 0);
+	assert_int_equal(store_pos_flush(t.s), 0);
+	tu_store_close(&t);
+	assert_int_equal(tu_store_open(&t, *state, 0), 0);
+	assert_int_equal(store_pos_count(t.s, &n), 0);
+	assert_int_equal(n, 1);
+	/* a sealed chunk waiting for the upload: not only buffered */
+	f = make_fix(111);
+	assert_int_equal(store_pos_append(t.s, &f), 0);
+	assert_int_equal(store_pos_only_buffered(t.s), 0);
+	tu_store_close(&t);
+}
+
 static void test_device_key(void **state)
 {
 	struct tu_store t;
@@ -767,6 +877,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_outbox_group_visibility, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rejected_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_positions_acked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_positions_from_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_device_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
 	};
