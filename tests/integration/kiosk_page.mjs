@@ -16,7 +16,9 @@ function ok(cond, desc, diag) {
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // no single step may hang the check (a page caught mid-navigation can keep
-// a DevTools call waiting): each try gives up after 5 s and is retried
+// a DevTools call waiting): each try gives up after 5 s and is retried. The
+// page waits are 30 s: under a loaded make check a cold Chromium took more
+// than 15 s to show the no-access screen once
 const bounded = (p, ms) => Promise.race([p, sleep(ms).then(() => null)]);
 async function until(ms, fn) {
   const end = Date.now() + ms;
@@ -39,7 +41,7 @@ try {
   ok(!!page, 'the start page led the browser to ess-ui', browser.contexts().flatMap((c) => c.pages()).map((p) => p.url()).join(' '));
   if (!page) process.exit(1);
   if (E.EXPECT === 'auth') {
-    const shown = await until(15000, async () => !(await page.isVisible('#noauth')) &&
+    const shown = await until(30000, async () => !(await page.isVisible('#noauth')) &&
       (await page.textContent('#net')).length > 0 &&
       (await page.locator(`#list li[data-id="${E.INCIDENT}"]`).count()) === 1);
     ok(shown, 'logged in: the status bar and the dispatched incident are shown',
@@ -53,7 +55,7 @@ try {
     })).status));
     ok(st === 200, 'the page\'s session cookie opens the API', st);
   } else {
-    const refused = await until(15000, () => page.isVisible('#noauth'));
+    const refused = await until(30000, () => page.isVisible('#noauth'));
     ok(refused, 'a wrong token: the page shows only "no access"');
     ok(await until(5000, async () => (await page.locator('#list li').count()) === 0),
       'a wrong token: no incident is shown');
