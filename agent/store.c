@@ -820,12 +820,7 @@ static int db_setup(struct store *s, int check, int have_db, int *fl, char *err,
 	if (recovered)
 		*fl |= STORE_OPENED_RECOVERED;
 	int before = 0;
-	sqlite3_stmt *uv;
-	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &uv, NULL) == SQLITE_OK) {
-		if (sqlite3_step(uv) == SQLITE_ROW)
-			before = sqlite3_column_int(uv, 0);
-		sqlite3_finalize(uv);
-	}
+	pragma_int(s->db, "PRAGMA user_version", &before);
 	rc = store_schema_migrate(s->db, store_schema_version(), err, errlen);
 	if (rc < 0)
 		return rc;
