@@ -35,6 +35,12 @@ board=${2:?usage: boards/image.sh BUILD BOARD DEB}
 deb=${3:?usage: boards/image.sh BUILD BOARD DEB}
 suite=${ESS_IMAGE_SUITE:-bookworm}
 mirror=${ESS_IMAGE_MIRROR:-http://deb.debian.org/debian}
+# Debian's security updates and stable updates are part of the image (a
+# device in the field holding children's case files must not ship with
+# known holes in OpenSSL or curl). ESS_IMAGE_SECURITY=0 leaves them out, only
+# for a mirror whose security index is broken; image-check then fails.
+security_mirror=${ESS_IMAGE_SECURITY_MIRROR:-${mirror%/debian}/debian-security}
+security=${ESS_IMAGE_SECURITY:-1}
 boot_mb=${ESS_IMAGE_BOOT_MB:-256}
 
 arch=$(sed -n 's/^DEB_ARCH[[:space:]]*[:?]*=[[:space:]]*//p' "boards/$board/board.mk")
@@ -123,6 +129,8 @@ export ESS_IMAGE_DEB ESS_IMAGE_CONF
 # CA certificates; our package pulls its libraries. No ssh, no desktop.
 # /sys: sysfs cannot be mounted from a user namespace without its own
 # network namespace (apt needs the network); no maintainer script needs it.
+security_line=
+[ "$security" = 0 ] || security_line="deb $security_mirror $suite-security main"
 mmdebstrap --mode=root --variant=apt --architectures="$arch" --skip=chroot/mount/sys \
 	--include=systemd-sysv,udev,kmod,iproute2,systemd-timesyncd,ca-certificates,gpsd,dosfstools \
 	--customize-hook='cp "$ESS_IMAGE_DEB" "$1/tmp/ess-agent.deb" && chroot "$1" apt-get install -y --no-install-recommends /tmp/ess-agent.deb && rm "$1/tmp/ess-agent.deb"' \
@@ -134,7 +142,8 @@ mmdebstrap --mode=root --variant=apt --architectures="$arch" --skip=chroot/mount
 	--customize-hook='chroot "$1" systemctl enable systemd-networkd.service systemd-timesyncd.service gpsd.socket' \
 	--customize-hook='chroot "$1" passwd --lock root' \
 	--customize-hook='rm -f "$1/etc/machine-id" && touch "$1/etc/machine-id"' \
-	"$suite" "$root" "$mirror"
+	"$suite" "$root" "deb $mirror $suite main" "deb $mirror $suite-updates main" \
+	${security_line:+"$security_line"}
 
 # The root file system: its size with room to grow (the store, logs).
 used=$(du -sm "$root" | cut -f1)

@@ -5,7 +5,8 @@
 # programs built for the board's CPU, the ess system user and its state
 # directory, the units enabled (essd, first-boot enrollment, gpsd,
 # networkd, timesyncd), the first-boot token path, the board's own
-# configuration, the root account locked, and the bmap matching the image.
+# configuration, Debian's security updates in its apt sources, the root
+# account locked, and the bmap matching the image.
 # TAP output. Usage: tests/image/check_image.sh IMAGE BOARD
 set -u
 img=${1:?usage: tests/image/check_image.sh IMAGE BOARD}
@@ -126,6 +127,11 @@ check "the $board udev rules are installed" sh -c \
 	 cmp -s - boards/$board/70-ess-agent.rules"
 check "a wired network by DHCP (networkd)" sh -c \
 	"debugfs -R 'cat /etc/systemd/network/20-wired.network' '$tmp/root' 2>/dev/null | grep -qx 'DHCP=yes'"
+# built with Debian's security and stable updates, and the device's apt
+# keeps them (ESS_IMAGE_SECURITY=0 builds fail here on purpose)
+check "apt sources: security updates and stable updates" sh -c \
+	"debugfs -R 'cat /etc/apt/sources.list' '$tmp/root' 2>/dev/null | grep -Eq '^deb .* [a-z]+-security main' &&
+	 debugfs -R 'cat /etc/apt/sources.list' '$tmp/root' 2>/dev/null | grep -Eq '^deb .* [a-z]+-updates main'"
 check "machine-id empty: each device makes its own at first boot" sh -c \
 	"[ -z \"\$(debugfs -R 'cat /etc/machine-id' '$tmp/root' 2>/dev/null)\" ] &&
 	 debugfs -R 'stat /etc/machine-id' '$tmp/root' 2>/dev/null | grep -q 'Size: 0'"
