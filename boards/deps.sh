@@ -58,34 +58,74 @@ for p in $PACKAGES; do
 		missing="$missing $p"
 done
 
+need_root_hint() { # the command a non-root user should run
+	addarch=""
+	if [ -n "$arch" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+		addarch="dpkg --add-architecture $arch && "
+	fi
+	echo "run as root:  ${addarch}apt-get update && apt-get install -y$1" >&2
+}
+# apt_install PKG...: as root, the foreign architecture added, the index
+# fresh enough (other people install on the same machine: wait for the
+# lock; a caching proxy may hand out an index older than its Release file,
+# "File has unexpected size": ask once more with no-cache; if that fails
+# too, the install says clearly what it cannot find)
+apt_install() {
+	export DEBIAN_FRONTEND=noninteractive
+	if [ -n "$arch" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+		dpkg --add-architecture "$arch"
+	fi
+	apt-get -o DPkg::Lock::Timeout=600 update -qq ||
+		apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::No-Cache=true update -qq ||
+		echo "apt-get update failed; trying with the indexes there are" >&2
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@"
+}
+
 case "${1:-ensure}" in
+sysroot)
+	# For the Makefile (boards/common/cross.mk), when no SYSROOT is given:
+	# prints the private sysroot to build against, or nothing when the
+	# target's libraries are installed with multiarch. Multiarch is tried
+	# first; where it cannot work (a lagging mirror index for the target,
+	# docs/boards.md) a sysroot is made once and used from then on.
+	[ -n "$arch" ] || exit 0
+	auto="$dir/../build/$board-sysroot"
+	if [ -f "$auto/complete" ]; then
+		(cd "$auto/root" && pwd)
+		exit 0
+	fi
+	want=""
+	for p in $CROSS_LIBS; do
+		dpkg-query -W -f='${Status}' "$p:$arch" 2>/dev/null | grep -q 'install ok installed' ||
+			want="$want $p:$arch"
+	done
+	[ -n "$want" ] || exit 0
+	# not root: "deps.sh ensure" says what to run
+	[ "$(id -u)" = 0 ] || exit 0
+	{
+		echo "installing the $arch libraries:$want"
+		# shellcheck disable=SC2086
+		apt_install $want && exit 0
+		echo "the $arch libraries cannot be installed next to the host's (a lagging"
+		echo "mirror index?): building against a private sysroot instead (docs/boards.md)"
+		"$dir/sysroot.sh" "$board" && touch "$auto/complete"
+	} >&2 || exit 0
+	(cd "$auto/root" && pwd)
+	;;
 check)
 	[ -z "$missing" ] && exit 0
 	echo "missing Debian packages:$missing" >&2
 	exit 1 ;;
 ensure)
 	[ -z "$missing" ] && exit 0
-	addarch=""
-	if [ -n "$arch" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
-		addarch="dpkg --add-architecture $arch && "
-	fi
 	if [ "$(id -u)" != 0 ]; then
 		echo "missing Debian packages:$missing" >&2
-		echo "run as root:  ${addarch}apt-get update && apt-get install -y$missing" >&2
+		need_root_hint "$missing"
 		exit 1
 	fi
 	echo "installing:$missing" >&2
-	export DEBIAN_FRONTEND=noninteractive
-	[ -n "$addarch" ] && dpkg --add-architecture "$arch"
-	# Other people install on the same machine: wait for the lock.
-	# A caching proxy may hand out an index older than its Release file
-	# ("File has unexpected size"): ask once more with no-cache. If that
-	# fails too, the install below says clearly what it cannot find.
-	apt-get -o DPkg::Lock::Timeout=600 update -qq ||
-		apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::No-Cache=true update -qq ||
-		echo "apt-get update failed; trying with the indexes there are" >&2
 	# shellcheck disable=SC2086
-	if ! apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing; then
+	if ! apt_install $missing; then
 		if [ -n "$arch" ]; then
 			echo "the $arch libraries cannot be installed next to the host's (a lagging" >&2
 			echo "mirror index?): build with a private sysroot instead (docs/boards.md):" >&2
@@ -94,6 +134,6 @@ ensure)
 		exit 1
 	fi ;;
 *)
-	echo "usage: $0 [check|ensure] [BOARD]" >&2
+	echo "usage: $0 [check|ensure|sysroot] [BOARD]" >&2
 	exit 2 ;;
 esac

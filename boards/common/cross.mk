@@ -20,6 +20,14 @@ LDFLAGS            += -Wl,-z,relro,-z,now
 # cross toolchain's; tests run with its loader named explicitly, its libc
 # first (libc6:ARCH in the sysroot is only for dpkg-shlibdeps; mixing the
 # two glibc builds crashes forked children).
+# Without SYSROOT, boards/deps.sh installs the target's libraries with
+# multiarch, or, where that cannot work here, makes that private sysroot
+# once and names it: `make BOARD=…` works in one command either way.
+ifeq ($(SYSROOT),)
+ifeq ($(filter clean format format-check image-check,$(MAKECMDGOALS)),)
+SYSROOT            := $(shell boards/deps.sh sysroot $(BOARD))
+endif
+endif
 ifneq ($(SYSROOT),)
 override SYSROOT   := $(abspath $(SYSROOT))
 SYSROOT_LIBDIRS    := $(SYSROOT)/usr/lib/$(DEB_HOST_MULTIARCH) $(SYSROOT)/lib/$(DEB_HOST_MULTIARCH)
