@@ -23,7 +23,9 @@ LDFLAGS            += -Wl,-z,relro,-z,now
 # Without SYSROOT, boards/deps.sh installs the target's libraries with
 # multiarch, or, where that cannot work here, makes that private sysroot
 # once and names it: `make BOARD=…` works in one command either way.
-ifeq ($(SYSROOT),)
+# ESS_SYSROOT_AUTO=0 (any value): never (tests/integration/boards.sh inspects the
+# multiarch form with make -n and must not start an install).
+ifeq ($(SYSROOT)$(ESS_SYSROOT_AUTO),)
 ifeq ($(filter clean format format-check image-check,$(MAKECMDGOALS)),)
 SYSROOT            := $(shell boards/deps.sh sysroot $(BOARD))
 endif

@@ -19,6 +19,9 @@ say() { sed 's/^/# /'; }
 # make -n below must not inherit the calling make's variables (SANITIZE=1
 # moves every build directory; make exports command-line variables)
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES SANITIZE FUZZ BUILD BOARD SYSROOT
+# the multiarch form is what is inspected: no install, no sysroot made by
+# merely asking make (boards/common/cross.mk)
+export ESS_SYSROOT_AUTO=0
 
 boards=""
 for d in boards/*/; do
