@@ -223,9 +223,8 @@ static void test_one_connection_http2(void **state)
 	                        .position_upload_s = 3600};
 	assert_int_equal(sync_open(&p, &s, err, sizeof(err)), 0);
 	assert_int_equal(sync_start(s), 0);
-	int64_t until = loop_now_ms() + 20000, left = 1;
-	while (!(drained && (store_outbox_count(t.s, &left), left == 0)) && loop_now_ms() < until)
-		assert_true(loop_run_once(l, 50) >= 0);
+	int64_t left = 1;
+	TU_RUN_UNTIL(l, drained && (store_outbox_count(t.s, &left), left == 0), 20000);
 	assert_int_equal(left, 0);
 	struct sync_stats st;
 	sync_get_stats(s, &st);
@@ -305,9 +304,7 @@ static void test_one_new_connection_after_reset(void **state)
 	                        .position_upload_s = 3600};
 	assert_int_equal(sync_open(&p, &s, err, sizeof(err)), 0);
 	assert_int_equal(sync_start(s), 0);
-	int64_t until = loop_now_ms() + 10000;
-	while (!sync_online(s) && loop_now_ms() < until)
-		assert_true(loop_run_once(l, 50) >= 0);
+	TU_RUN_UNTIL(l, sync_online(s), 10000);
 	assert_true(sync_online(s));
 	/* answers held 3 s: the batches stay in flight with the long poll */
 	long code;
@@ -325,18 +322,14 @@ static void test_one_new_connection_after_reset(void **state)
 	 * flight; when it comes back the connection is gone */
 	lp_cmd(ctl, "blackout on", ans, sizeof(ans));
 	sync_kick(s);
-	until = loop_now_ms() + 2000;
-	while (loop_now_ms() < until)
-		assert_true(loop_run_once(l, 50) >= 0);
+	TU_RUN_UNTIL(l, 0, 2000);
 	struct sync_stats st0, st;
 	sync_get_stats(s, &st0);
 	lp_cmd(ctl, "reset all", ans, sizeof(ans));
 	lp_cmd(ctl, "blackout off", ans, sizeof(ans));
 	cJSON_Delete(refsrv_admin(&e->srv, "DELETE", "/admin/faults", NULL, &code));
 	int64_t left = 1;
-	until = loop_now_ms() + 60000;
-	while (!(drained && (store_outbox_count(t.s, &left), left == 0)) && loop_now_ms() < until)
-		assert_true(loop_run_once(l, 50) >= 0);
+	TU_RUN_UNTIL(l, drained && (store_outbox_count(t.s, &left), left == 0), 60000);
 	assert_int_equal(left, 0);
 	sync_get_stats(s, &st);
 	lp_cmd(ctl, "stats", ans, sizeof(ans));

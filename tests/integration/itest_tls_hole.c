@@ -150,17 +150,13 @@ static void start_agent(struct env *e, int dead_s)
 	                        .http_dead_s = dead_s};
 	assert_int_equal(sync_open(&p, &e->s, err, sizeof(err)), 0);
 	assert_int_equal(sync_start(e->s), 0);
-	int64_t until = loop_now_ms() + 10000;
-	while (!sync_online(e->s) && loop_now_ms() < until)
-		assert_true(loop_run_once(e->l, 50) >= 0);
+	TU_RUN_UNTIL(e->l, sync_online(e->s), 10000);
 	assert_true(sync_online(e->s));
 }
 
 static void run_ms(struct env *e, int64_t ms)
 {
-	int64_t until = loop_now_ms() + ms;
-	while (loop_now_ms() < until)
-		assert_true(loop_run_once(e->l, 50) >= 0);
+	TU_RUN_UNTIL(e->l, 0, ms);
 }
 
 static void queue_events(struct env *e)
@@ -177,10 +173,8 @@ static void queue_events(struct env *e)
 
 static void drain(struct env *e, int64_t ms)
 {
-	int64_t left = 1, until = loop_now_ms() + ms;
-	while (!(e->drained && (store_outbox_count(e->t.s, &left), left == 0)) &&
-	       loop_now_ms() < until)
-		assert_true(loop_run_once(e->l, 50) >= 0);
+	int64_t left = 1;
+	TU_RUN_UNTIL(e->l, e->drained && (store_outbox_count(e->t.s, &left), left == 0), ms);
 	assert_int_equal(left, 0);
 }
 
