@@ -8,6 +8,7 @@
 
 struct store;
 struct hal_keystore;
+struct loop;
 
 /* mkdtemp under $TMPDIR (or /tmp); returns a malloc'd path. */
 char *tu_tmpdir(const char *tag);
@@ -52,6 +53,9 @@ int64_t tu_now_ms(void);
 		while (!(cond) && loop_now_ms() < until_)                                          \
 			assert_true(loop_run_once((l), 50) >= 0);                                  \
 	} while (0)
+/* Runs the event loop l for ms; unlike TU_RUN_UNTIL, a loop error is not
+ * checked here (the hal tests check what the loop's callbacks did). */
+void tu_run_for(struct loop *l, int ms);
 /* A TCP port on 127.0.0.1 that was free a moment ago (for programs that
  * take a fixed port, like gpsd); aborts on failure. */
 int tu_free_port(void);
