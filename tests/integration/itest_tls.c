@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <signal.h>
@@ -261,24 +260,9 @@ static void test_one_new_connection_after_reset(void **state)
 {
 	struct env *e = *state;
 	need(e);
-	char path[600], pf[600], cf[600], conn[64], ans[512], err[256] = "";
-	const char *build = getenv("ESS_BUILD");
-	snprintf(path, sizeof(path), "%s/tools/linkproxy",
-	         build && build[0] ? build : "build/host");
-	snprintf(pf, sizeof(pf), "%s/lp.port", e->dir);
-	snprintf(cf, sizeof(cf), "%s/lp.ctl", e->dir);
-	snprintf(conn, sizeof(conn), "127.0.0.1:%d", e->port);
-	e->lp = fork();
-	if (e->lp == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(path, path, "--listen", "127.0.0.1:0", "--connect", conn, "--port-file", pf,
-		      "--control-port-file", cf, (char *)NULL);
-		_exit(127);
-	}
+	char ans[512], err[256] = "";
 	int port = 0, ctl = 0;
-	assert_int_equal(lpc_wait_ports(pf, cf, 5000, &port, &ctl), 0);
+	assert_int_equal(lpc_start(e->dir, e->port, NULL, 5000, &e->lp, &port, &ctl), 0);
 
 	char *dir = tu_tmpdir("tlsrst");
 	struct tu_store t;
