@@ -48,6 +48,17 @@ struct opts {
 	int panic_timeout_s;
 };
 
+/* A numeric option: the configuration's strict integer syntax, within
+ * [lo, hi] (each option's bounds are in its case below). */
+static int opt_int(const char *s, long long lo, long long hi, int *out)
+{
+	long long v;
+	if (config_parse_int(s, &v) < 0 || v < lo || v > hi)
+		return -EINVAL;
+	*out = (int)v;
+	return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option longs[] = {{"config", required_argument, NULL, 'c'},
@@ -62,7 +73,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	                                      {"min-free-mb", required_argument, NULL, 'm'},
 	                                      {"panic-timeout", required_argument, NULL, 'P'},
 	                                      {NULL, 0, NULL, 0}};
-	long long v;
 	int ch;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "c:", longs, NULL)) != -1) {
@@ -92,19 +102,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->no_gps = 1;
 			break;
 		case 'g':
-			if (config_parse_int(optarg, &v) < 0 || v < 1 || v > 3600)
+			if (opt_int(optarg, 1, 3600, &o->gps_timeout_s) < 0)
 				return -EINVAL;
-			o->gps_timeout_s = (int)v;
 			break;
 		case 'm':
-			if (config_parse_int(optarg, &v) < 0 || v < 1 || v > 1048576)
+			if (opt_int(optarg, 1, 1048576, &o->min_free_mb) < 0)
 				return -EINVAL;
-			o->min_free_mb = (int)v;
 			break;
 		case 'P':
-			if (config_parse_int(optarg, &v) < 0 || v < 1 || v > 600)
+			if (opt_int(optarg, 1, 600, &o->panic_timeout_s) < 0)
 				return -EINVAL;
-			o->panic_timeout_s = (int)v;
 			break;
 		default:
 			return -EINVAL;

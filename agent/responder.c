@@ -104,6 +104,19 @@ static int check_id(const char *id, char *err, size_t errlen)
 	return 0;
 }
 
+/* The incident id (checked by check_id) from the store, or the responder's
+ * message for why not. */
+static int get_incident(struct responder *r, const char *id, struct store_incident *inc, char *err,
+                        size_t errlen)
+{
+	int rc = store_incident_get(r->store, id, inc);
+	if (rc == -ENOENT)
+		return fmt_err(err, errlen, rc, "no incident %s on this device", id);
+	if (rc < 0)
+		return fmt_err(err, errlen, rc, "reading incident %s: %s", id, strerror(-rc));
+	return 0;
+}
+
 /* Queues ev, optionally moves the local status, audits: one transaction. */
 static int commit_action(struct responder *r, struct proto_event *ev, int set_status,
                          enum store_audit_action audit, const char *subject, const char *detail,
@@ -157,11 +170,8 @@ int responder_set_status(struct responder *r, const char *id, enum proto_status 
 		return fmt_err(err, errlen, -EINVAL,
 		               "text must be UTF-8 without control characters, at most %d bytes",
 		               PROTO_TEXT_MAX);
-	rc = store_incident_get(r->store, id, &inc);
-	if (rc == -ENOENT)
-		return fmt_err(err, errlen, rc, "no incident %s on this device", id);
-	if (rc < 0)
-		return fmt_err(err, errlen, rc, "reading incident %s: %s", id, strerror(-rc));
+	if ((rc = get_incident(r, id, &inc, err, errlen)) < 0)
+		return rc;
 	enum proto_dispatch_state state = (enum proto_dispatch_state)inc.dispatch_state;
 	enum proto_status cur = (enum proto_status)inc.local_status;
 	int64_t version = inc.version;
@@ -199,11 +209,8 @@ int responder_note(struct responder *r, const char *id, const char *text,
 		return fmt_err(err, errlen, -EINVAL,
 		               "a note is 1 to %d bytes of UTF-8 without control characters",
 		               PROTO_TEXT_MAX);
-	rc = store_incident_get(r->store, id, &inc);
-	if (rc == -ENOENT)
-		return fmt_err(err, errlen, rc, "no incident %s on this device", id);
-	if (rc < 0)
-		return fmt_err(err, errlen, rc, "reading incident %s: %s", id, strerror(-rc));
+	if ((rc = get_incident(r, id, &inc, err, errlen)) < 0)
+		return rc;
 	struct proto_event ev = {
 	    .type = PROTO_EV_NOTE, .incident_version = inc.version, .text = text};
 	store_incident_clear(&inc);
@@ -342,11 +349,8 @@ int responder_show(struct responder *r, const char *id, cJSON **out, char *err, 
 	int rc;
 	if ((rc = check_id(id, err, errlen)) < 0)
 		return rc;
-	rc = store_incident_get(r->store, id, &inc);
-	if (rc == -ENOENT)
-		return fmt_err(err, errlen, rc, "no incident %s on this device", id);
-	if (rc < 0)
-		return fmt_err(err, errlen, rc, "reading incident %s: %s", id, strerror(-rc));
+	if ((rc = get_incident(r, id, &inc, err, errlen)) < 0)
+		return rc;
 	cJSON *o = cJSON_CreateObject();
 	cJSON *doc = proto_json_parse(inc.payload, inc.payload_len);
 	cJSON *local = summary_of(r, &inc);

@@ -505,21 +505,6 @@ static int db_configure(struct store *s)
 	return rc;
 }
 
-static int pragma_int(sqlite3 *db, const char *sql, int *v)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return rc;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*v = sqlite3_column_int(st, 0);
-		rc = SQLITE_OK;
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
-
 /* Pages of cache the check may use: it reads every page about once, so a
  * larger cache only keeps the whole file in the heap afterwards (10 MB of
  * database would fill SQLite's default 2 MB cache, all of it counted in
@@ -531,7 +516,7 @@ static int db_check(struct store *s)
 	sqlite3_stmt *st;
 	int cache = 0;
 	char sql[48];
-	int rc = pragma_int(s->db, "PRAGMA cache_size", &cache);
+	int rc = store_pragma_int(s->db, "PRAGMA cache_size", &cache);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(s->db, "PRAGMA cache_size = -" STR(CHECK_CACHE_KIB), NULL, NULL,
 		                  NULL);
@@ -820,7 +805,7 @@ static int db_setup(struct store *s, int check, int have_db, int *fl, char *err,
 	if (recovered)
 		*fl |= STORE_OPENED_RECOVERED;
 	int before = 0;
-	pragma_int(s->db, "PRAGMA user_version", &before);
+	store_pragma_int(s->db, "PRAGMA user_version", &before);
 	rc = store_schema_migrate(s->db, store_schema_version(), err, errlen);
 	if (rc < 0)
 		return rc;

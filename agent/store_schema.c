@@ -95,10 +95,10 @@ int store_schema_version(void)
 	return SCHEMA_VERSION;
 }
 
-static int user_version(sqlite3 *db, int *v)
+int store_pragma_int(sqlite3 *db, const char *sql, int *v)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return rc;
 	rc = sqlite3_step(st);
@@ -113,7 +113,7 @@ static int user_version(sqlite3 *db, int *v)
 int store_schema_migrate(sqlite3 *db, int target, char *err, size_t errlen)
 {
 	int v = 0;
-	int rc = user_version(db, &v);
+	int rc = store_pragma_int(db, "PRAGMA user_version", &v);
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "reading schema version: %s", sqlite3_errstr(rc));
 		return rc == SQLITE_FULL ? -ENOSPC : -EIO;

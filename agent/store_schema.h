@@ -9,6 +9,10 @@
 /* The version this build writes (PRAGMA user_version). */
 int store_schema_version(void);
 
+/* The integer a PRAGMA query (sql) answers, in *v: an SQLite result code
+ * (SQLITE_OK when *v was set). */
+int store_pragma_int(sqlite3 *db, const char *sql, int *v);
+
 /* Migrates db from its user_version up to target (each step in its own
  * transaction, user_version moved with it). -EPROTO if db is newer than this
  * build knows: such a database is never touched. */

@@ -87,8 +87,7 @@ int commands_pending(struct rs_db *db, const char *device_id, cJSON *envelopes)
 		return rc;
 	sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		cJSON *env = proto_json_parse(sqlite3_column_text(st, 0),
-		                              (size_t)sqlite3_column_bytes(st, 0));
+		cJSON *env = db_column_json(st, 0);
 		if (!env || !cJSON_AddItemToArray(envelopes, env)) {
 			cJSON_Delete(env);
 			rc = -ENOMEM;
@@ -147,8 +146,7 @@ cJSON *commands_list_json(struct rs_db *db, const char *device_id)
 	sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON *p = proto_json_parse(sqlite3_column_text(st, 0),
-		                            (size_t)sqlite3_column_bytes(st, 0));
+		cJSON *p = db_column_json(st, 0);
 		int pending = sqlite3_column_type(st, 2) == SQLITE_NULL;
 		if (!o || !p) {
 			cJSON_Delete(o);

@@ -67,6 +67,12 @@ int db_fail(struct rs_db *db, const char *what)
 	return -EIO;
 }
 
+cJSON *db_column_json(sqlite3_stmt *st, int col)
+{
+	return proto_json_parse(sqlite3_column_text(st, col),
+	                        (size_t)sqlite3_column_bytes(st, col));
+}
+
 int db_open(const char *path, struct rs_db **out)
 {
 	int rc = -ENOMEM;

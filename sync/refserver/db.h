@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
 #include <sqlite3.h>
 
 struct rs_db;
@@ -31,6 +32,10 @@ int db_prepare(struct rs_db *db, const char *sql, sqlite3_stmt **st);
 int db_step_done(struct rs_db *db, sqlite3_stmt *st);
 /* Logs the current SQLite error with a context and returns -EIO. */
 int db_fail(struct rs_db *db, const char *what);
+/* The JSON document stored as text in column col of the current row, parsed
+ * by proto_json_parse (its size and depth limits); NULL if the column is
+ * not valid JSON or out of memory. The caller owns (cJSON_Delete) it. */
+cJSON *db_column_json(sqlite3_stmt *st, int col);
 
 /* The meta table: small values by key. *val is malloc'd (caller frees),
  * NUL-terminated; -ENOENT if absent. */

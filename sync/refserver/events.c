@@ -250,8 +250,7 @@ cJSON *events_list_json(struct rs_db *db, const char *device_id, const char *res
 		sqlite3_bind_text(st, 2, result, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON *ev = proto_json_parse(sqlite3_column_text(st, 3),
-		                             (size_t)sqlite3_column_bytes(st, 3));
+		cJSON *ev = db_column_json(st, 3);
 		if (!o || !ev) {
 			cJSON_Delete(o);
 			cJSON_Delete(ev);

@@ -58,8 +58,7 @@ static int load_current(struct rs_db *db, const char *id, struct current *c)
 		snprintf(c->unit, sizeof(c->unit), "%s", (const char *)sqlite3_column_text(st, 1));
 		if (state_parse((const char *)sqlite3_column_text(st, 2), &c->state) < 0)
 			rc = -EIO;
-		c->doc = proto_json_parse(sqlite3_column_text(st, 3),
-		                          (size_t)sqlite3_column_bytes(st, 3));
+		c->doc = db_column_json(st, 3);
 		if (!c->doc)
 			rc = -EIO;
 	} else {
@@ -472,8 +471,7 @@ int incidents_feed(struct rs_db *db, const char *unit, int64_t pos, int max, cJS
 	sqlite3_bind_int(st, 3, max);
 	int s;
 	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		cJSON *env = proto_json_parse(sqlite3_column_text(st, 1),
-		                              (size_t)sqlite3_column_bytes(st, 1));
+		cJSON *env = db_column_json(st, 1);
 		if (!env || !cJSON_AddItemToArray(items, env)) {
 			cJSON_Delete(env);
 			rc = -ENOMEM;
@@ -490,8 +488,7 @@ int incidents_feed(struct rs_db *db, const char *unit, int64_t pos, int max, cJS
 static cJSON *incident_row(sqlite3_stmt *st)
 {
 	cJSON *o = cJSON_CreateObject();
-	cJSON *doc =
-	    proto_json_parse(sqlite3_column_text(st, 4), (size_t)sqlite3_column_bytes(st, 4));
+	cJSON *doc = db_column_json(st, 4);
 	int status = sqlite3_column_int(st, 5);
 	const char *sname = status > 0 && status <= PROTO_STATUS_DECLINED
 	                        ? proto_status_name((enum proto_status)status)

@@ -187,8 +187,7 @@ cJSON *telemetry_heartbeats_json(struct rs_db *db, const char *device_id)
 	sqlite3_bind_text(st, 1, device_id, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON *hb = proto_json_parse(sqlite3_column_text(st, 1),
-		                             (size_t)sqlite3_column_bytes(st, 1));
+		cJSON *hb = db_column_json(st, 1);
 		if (!o || !hb) {
 			cJSON_Delete(o);
 			cJSON_Delete(hb);

@@ -34,12 +34,10 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sodium.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -105,37 +103,16 @@ static void die(const char *what, long rc)
  * transparent (it only counts the bytes on the wire). */
 static void proxy_start(struct env *e, int lte)
 {
-	char path[512], pf[600], cf[600], conn[64], delay[16], jit[16], up[16], down[16];
-	const char *build = getenv("ESS_BUILD");
-	snprintf(path, sizeof(path), "%s/tools/linkproxy",
-	         build && build[0] ? build : "build/host");
-	if (access(path, X_OK) != 0)
-		die("finding tools/linkproxy", -ENOENT);
-	snprintf(pf, sizeof(pf), "%s/lp.port", e->dir);
-	snprintf(cf, sizeof(cf), "%s/lp.ctl", e->dir);
-	snprintf(conn, sizeof(conn), "127.0.0.1:%d", e->tls.pid > 0 ? e->tls.port : e->srv.port);
+	char delay[16], jit[16], up[16], down[16];
 	snprintf(delay, sizeof(delay), "%d", lte ? LTE_RTT_MS : 0);
 	snprintf(jit, sizeof(jit), "%d", lte ? LTE_JITTER_MS : 0);
 	snprintf(up, sizeof(up), "%d", lte ? LTE_UP_KBIT : 0);
 	snprintf(down, sizeof(down), "%d", lte ? LTE_DOWN_KBIT : 0);
-	pid_t parent = getpid();
-	e->px.pid = fork();
-	if (e->px.pid < 0)
-		die("fork", -errno);
-	if (e->px.pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != parent)
-			_exit(1);
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(path, path, "--listen", "127.0.0.1:0", "--connect", conn, "--port-file", pf,
-		      "--control-port-file", cf, "--delay-ms", delay, "--jitter-ms", jit,
-		      "--up-kbit", up, "--down-kbit", down, "--seed", "1", (char *)NULL);
-		_exit(127);
-	}
+	char *const link[] = {"--delay-ms",  delay, "--jitter-ms", jit, "--up-kbit", up,
+	                      "--down-kbit", down,  "--seed",      "1", NULL};
 	cur_px = &e->px;
-	int rc = lpc_wait_ports(pf, cf, 10000, &e->px.port, &e->px.ctl_port);
+	int rc = lpc_start(e->dir, e->tls.pid > 0 ? e->tls.port : e->srv.port, link, 10000,
+	                   &e->px.pid, &e->px.port, &e->px.ctl_port);
 	if (rc < 0)
 		die("starting linkproxy", rc);
 }
@@ -558,33 +535,12 @@ struct tls_run {
 	long long req, conns, resumed, full;
 };
 
-/* nginx's tls.access: "<connection serial> <r|.>" per request; counts the
- * connections after the first `skip` seen, resumed or not. */
-static void tls_sessions(const char *dir, long long skip, long long *resumed, long long *full)
+/* The connections nginx saw after the first skip, resumed or not. */
+static void tls_sessions(const struct env *e, long long skip, long long *resumed, long long *full)
 {
-	char path[600], line[128];
-	long long seen[256];
-	int n = 0;
-	*resumed = *full = 0;
-	snprintf(path, sizeof(path), "%s/tls.access", dir);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		die("reading nginx's access log", -errno);
-	while (fgets(line, sizeof(line), f)) {
-		long long c;
-		char r;
-		if (sscanf(line, "%lld %c", &c, &r) != 2)
-			continue;
-		int known = 0;
-		for (int i = 0; i < n; i++)
-			known |= seen[i] == c;
-		if (known || n == 256)
-			continue;
-		seen[n++] = c;
-		if (n > skip)
-			*(r == 'r' ? resumed : full) += 1;
-	}
-	fclose(f);
+	int rc = tlsfront_sessions(&e->tls, skip, resumed, full);
+	if (rc < 0)
+		die("reading nginx's access log", rc);
 }
 
 static void tls_once(int reset, struct tls_run *out)
@@ -605,7 +561,7 @@ static void tls_once(int reset, struct tls_run *out)
 	struct sync_stats st0, st1, st2;
 	struct proxy_stats p0, p1, pb, p2;
 	long long skip, r0, f0;
-	tls_sessions(e.dir, 0, &r0, &f0);
+	tls_sessions(&e, 0, &r0, &f0);
 	skip = r0 + f0; /* the enrollment's and the set-up's connections */
 	sync_get_stats(e.s, &st0);
 	proxy_stats(&e.px, &p0);
@@ -639,7 +595,7 @@ static void tls_once(int reset, struct tls_run *out)
 	sync_get_stats(e.s, &st2);
 	proxy_stats(&e.px, &p2);
 	cJSON_Delete(refsrv_admin(&e.srv, "GET", "/admin/health", NULL, &code));
-	tls_sessions(e.dir, skip, &out->resumed, &out->full);
+	tls_sessions(&e, skip, &out->resumed, &out->full);
 	env_close(&e);
 	long long online_req = (long long)(st1.requests - st0.requests);
 	long long online_conns = p1.accepted - p0.accepted;

@@ -208,6 +208,21 @@ static void lp_start(struct lp *lp, int use_unix, const char *const *extra)
 	setsockopt(lp->ctl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
+/* A client connection through the proxy, and the server's end of it. */
+static void lp_connect(struct lp *lp, int *c, int *s)
+{
+	*c = connect_port(lp->port);
+	*s = accept_within(lp->srv_lfd, 5000);
+	assert_true(*c >= 0 && *s >= 0);
+}
+
+/* Stops the proxy, which must exit 0 on SIGTERM. */
+static void lp_stop_clean(struct lp *lp)
+{
+	int st = lp_stop(lp);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* Sends a control command; returns its one-line answer (static buffer). */
 static const char *ctl(struct lp *lp, const char *cmd)
 {
@@ -353,9 +368,8 @@ static void test_round_trip_delay(void **state)
 	struct lp *lp = *state;
 	const char *args[] = {"--delay-ms", "120", NULL};
 	lp_start(lp, 0, args);
-	int c = connect_port(lp->port);
-	int s = accept_within(lp->srv_lfd, 5000);
-	assert_true(c >= 0 && s >= 0);
+	int c, s;
+	lp_connect(lp, &c, &s);
 	int64_t rtt = median_ping(c, s, 5);
 	fprintf(stderr, "# rtt at --delay-ms 120: %lld ms\n", (long long)rtt);
 	assert_in_range(rtt, 119, 175);
@@ -371,8 +385,7 @@ static void test_round_trip_delay(void **state)
 	assert_int_equal(strncmp(ctl(lp, "frobnicate"), "error: ", 7), 0);
 	close(c);
 	close(s);
-	int st = lp_stop(lp);
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	lp_stop_clean(lp);
 }
 
 static void test_rates_per_direction(void **state)
@@ -380,9 +393,8 @@ static void test_rates_per_direction(void **state)
 	struct lp *lp = *state;
 	const char *args[] = {"--delay-ms", "40", "--up-kbit", "1000", "--down-kbit", "3000", NULL};
 	lp_start(lp, 0, args);
-	int c = connect_port(lp->port);
-	int s = accept_within(lp->srv_lfd, 5000);
-	assert_true(c >= 0 && s >= 0);
+	int c, s;
+	lp_connect(lp, &c, &s);
 	/* Both at once on one connection: 200 kB up at 1000 kbit/s is 1.6 s,
 	 * 200 kB down at 3000 kbit/s 0.53 s; plus 20 ms one way. */
 	struct flow f[2];
@@ -400,8 +412,7 @@ static void test_rates_per_direction(void **state)
 	assert_int_equal(stat_of(st, "accepted"), 1);
 	close(c);
 	close(s);
-	int ws = lp_stop(lp);
-	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	lp_stop_clean(lp);
 }
 
 /* recv until an error or EOF within 5 s; returns bytes read, errno in *err
@@ -434,9 +445,8 @@ static void test_resets_and_refuse(void **state)
 	struct lp *lp = *state;
 	const char *args[] = {"--delay-ms", "10", NULL};
 	lp_start(lp, 1, args); /* control over the Unix socket */
-	int c = connect_port(lp->port);
-	int s = accept_within(lp->srv_lfd, 5000);
-	assert_true(c >= 0 && s >= 0);
+	int c, s;
+	lp_connect(lp, &c, &s);
 	ping(c, s);
 	assert_string_equal(ctl(lp, "reset all"), "ok");
 	int err;
@@ -450,9 +460,7 @@ static void test_resets_and_refuse(void **state)
 
 	/* mid-upload: the server gets exactly N bytes, then a RST */
 	assert_string_equal(ctl(lp, "reset after-bytes 50000"), "ok");
-	c = connect_port(lp->port);
-	s = accept_within(lp->srv_lfd, 5000);
-	assert_true(c >= 0 && s >= 0);
+	lp_connect(lp, &c, &s);
 	struct flow f;
 	flow_init(&f, c, s, 200000, 5);
 	pump(&f, 1, 5000);
@@ -475,15 +483,12 @@ static void test_resets_and_refuse(void **state)
 	assert_int_equal(connect_port(lp->port), -1);
 	assert_int_equal(errno, ECONNREFUSED);
 	assert_string_equal(ctl(lp, "refuse off"), "ok");
-	c = connect_port(lp->port);
-	s = accept_within(lp->srv_lfd, 5000);
-	assert_true(c >= 0 && s >= 0);
+	lp_connect(lp, &c, &s);
 	ping(c, s);
 	close(c);
 	close(s);
 	assert_string_equal(ctl(lp, "quit"), "ok");
-	int ws = lp_stop(lp);
-	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	lp_stop_clean(lp);
 }
 
 static void test_blackout_stalls_then_resumes(void **state)
@@ -491,9 +496,8 @@ static void test_blackout_stalls_then_resumes(void **state)
 	struct lp *lp = *state;
 	const char *args[] = {"--delay-ms", "20", "--up-kbit", "40000", "--queue-kib", "64", NULL};
 	lp_start(lp, 0, args);
-	int c = connect_port(lp->port);
-	int s = accept_within(lp->srv_lfd, 5000);
-	assert_true(c >= 0 && s >= 0);
+	int c, s;
+	lp_connect(lp, &c, &s);
 	ping(c, s);
 	assert_string_equal(ctl(lp, "blackout on"), "ok");
 	struct flow f;
@@ -523,8 +527,7 @@ static void test_blackout_stalls_then_resumes(void **state)
 	close(s2);
 	close(c);
 	close(s);
-	int ws = lp_stop(lp);
-	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	lp_stop_clean(lp);
 }
 
 /* "drop all": an open connection becomes a black hole for good (bytes go in
@@ -534,9 +537,8 @@ static void test_drop_all_blackholes(void **state)
 	struct lp *lp = *state;
 	const char *args[] = {"--delay-ms", "20", NULL};
 	lp_start(lp, 0, args);
-	int c = connect_port(lp->port);
-	int s = accept_within(lp->srv_lfd, 5000);
-	assert_true(c >= 0 && s >= 0);
+	int c, s;
+	lp_connect(lp, &c, &s);
 	ping(c, s);
 	assert_string_equal(ctl(lp, "drop all"), "ok");
 	static unsigned char buf[4096];
@@ -553,9 +555,8 @@ static void test_drop_all_blackholes(void **state)
 	assert_int_equal(stat_of(st, "active"), 1);
 	assert_int_equal(stat_of(st, "resets"), 0);
 	/* a new connection goes through */
-	int c2 = connect_port(lp->port);
-	int s2 = accept_within(lp->srv_lfd, 5000);
-	assert_true(c2 >= 0 && s2 >= 0);
+	int c2, s2;
+	lp_connect(lp, &c2, &s2);
 	ping(c2, s2);
 	/* the client closing the black hole ends it quietly */
 	close(c);
@@ -567,8 +568,7 @@ static void test_drop_all_blackholes(void **state)
 	close(s);
 	close(c2);
 	close(s2);
-	int ws = lp_stop(lp);
-	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	lp_stop_clean(lp);
 }
 
 /* Bytes read during a blackout leave when it ends, after their own
@@ -578,9 +578,8 @@ static void test_blackout_counts_once(void **state)
 	struct lp *lp = *state;
 	const char *args[] = {"--delay-ms", "20", "--up-kbit", "1000", NULL};
 	lp_start(lp, 0, args);
-	int c = connect_port(lp->port);
-	int s = accept_within(lp->srv_lfd, 5000);
-	assert_true(c >= 0 && s >= 0);
+	int c, s;
+	lp_connect(lp, &c, &s);
 	ping(c, s);
 	assert_string_equal(ctl(lp, "blackout on"), "ok");
 	usleep(1000000);
@@ -608,8 +607,7 @@ static void test_blackout_counts_once(void **state)
 	assert_in_range(took, 0, 600);
 	close(c);
 	close(s);
-	int st = lp_stop(lp);
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	lp_stop_clean(lp);
 }
 
 static void test_jitter_keeps_order(void **state)
@@ -620,9 +618,7 @@ static void test_jitter_keeps_order(void **state)
 	lp_start(lp, 0, args);
 	int c[3], s[3];
 	for (int i = 0; i < 3; i++) {
-		c[i] = connect_port(lp->port);
-		s[i] = accept_within(lp->srv_lfd, 5000);
-		assert_true(c[i] >= 0 && s[i] >= 0);
+		lp_connect(lp, &c[i], &s[i]);
 	}
 	/* jitter is there: one-way 20 ms ± 40 (never below 0) */
 	int64_t lo = INT64_MAX, hi = 0;
@@ -646,8 +642,7 @@ static void test_jitter_keeps_order(void **state)
 		close(c[i]);
 		close(s[i]);
 	}
-	int ws = lp_stop(lp);
-	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	lp_stop_clean(lp);
 }
 
 static void test_blackout_cycle(void **state)
@@ -655,9 +650,8 @@ static void test_blackout_cycle(void **state)
 	struct lp *lp = *state;
 	const char *args[] = {"--blackout-cycle", "0.3:0.3", NULL};
 	lp_start(lp, 0, args);
-	int c = connect_port(lp->port);
-	int s = accept_within(lp->srv_lfd, 5000);
-	assert_true(c >= 0 && s >= 0);
+	int c, s;
+	lp_connect(lp, &c, &s);
 	int64_t lo = INT64_MAX, hi = 0, until = mono_ms() + 1300;
 	while (mono_ms() < until) {
 		int64_t r = ping(c, s);
@@ -672,8 +666,7 @@ static void test_blackout_cycle(void **state)
 	assert_in_range(hi, 100, 700);
 	close(c);
 	close(s);
-	int ws = lp_stop(lp);
-	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	lp_stop_clean(lp);
 }
 
 /* Runs the proxy to completion with these arguments; its exit status. */
@@ -736,8 +729,7 @@ static void test_upstream_refused_resets_client(void **state)
 	assert_int_equal(err, ECONNRESET);
 	close(c);
 	assert_int_equal(stat_of(ctl(lp, "stats"), "connect_failed"), 1);
-	int ws = lp_stop(lp);
-	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	lp_stop_clean(lp);
 }
 
 int main(void)

@@ -66,13 +66,6 @@ static void on_note(void *arg, const struct sync_note *n)
 		e->drained++;
 }
 
-#define RUN_UNTIL(e, cond, ms)                                                                     \
-	do {                                                                                       \
-		int64_t until_ = loop_now_ms() + (ms);                                             \
-		while (!(cond) && loop_now_ms() < until_)                                          \
-			assert_true(loop_run_once((e)->l, 50) >= 0);                               \
-	} while (0)
-
 static cJSON *admin(struct env *e, const char *method, const char *path, const char *json)
 {
 	long code;
@@ -137,7 +130,8 @@ static void prepare(struct env *e)
 	 * configuration (small batches) taken from the first heartbeat */
 	assert_int_equal(sync_start(e->s), 0);
 	int64_t left = 1;
-	RUN_UNTIL(e, e->incidents == NINC && (store_outbox_count(e->t.s, &left), left == 0), 10000);
+	TU_RUN_UNTIL(e->l, e->incidents == NINC && (store_outbox_count(e->t.s, &left), left == 0),
+	             10000);
 	assert_int_equal(e->incidents, NINC);
 	assert_int_equal(left, 0);
 }
@@ -284,7 +278,7 @@ static void drain(struct env *e, const char *faults)
 	e->drained = 0;
 	sync_kick(e->s);
 	int64_t left = 1;
-	RUN_UNTIL(e, e->drained && (store_outbox_count(e->t.s, &left), left == 0), 60000);
+	TU_RUN_UNTIL(e->l, e->drained && (store_outbox_count(e->t.s, &left), left == 0), 60000);
 	assert_int_equal(left, 0);
 }
 

@@ -459,14 +459,21 @@ static cJSON *event(const char *type, const char *incident, int64_t version, con
 }
 
 /* Posts {"events": events} (taken) and returns the results array's parent. */
-static cJSON *post_events(const struct dev *d, cJSON *events, const struct sig *o)
+/* A device's events request body: {"events": events} (taken over). */
+static char *events_body(cJSON *events)
 {
-	char path[256];
-	struct resp r;
 	cJSON *b = cJSON_CreateObject();
 	cJSON_AddItemToObject(b, "events", events);
 	char *text = cJSON_PrintUnformatted(b);
 	cJSON_Delete(b);
+	return text;
+}
+
+static cJSON *post_events(const struct dev *d, cJSON *events, const struct sig *o)
+{
+	char path[256];
+	struct resp r;
+	char *text = events_body(events);
 	dev_path(d, "events", path, sizeof(path));
 	dev_request(d, "POST", path, text, o, &r);
 	free(text);
@@ -485,6 +492,19 @@ static const cJSON *result_at(const cJSON *resp, int i)
 	const cJSON *res = cJSON_GetArrayItem(arr, i);
 	assert_non_null(res);
 	return res;
+}
+
+/* The one-event batch text sent again to ev: answered, a duplicate (applied
+ * once, whatever happened to the first answer). */
+static void assert_resent_duplicate(const struct dev *d, const char *ev, const char *text)
+{
+	struct resp r;
+	dev_request(d, "POST", ev, text, NULL, &r);
+	assert_int_equal(r.status, 200);
+	cJSON *j = parse(&r);
+	assert_string_equal(str(result_at(j, 0), "result"), "duplicate");
+	cJSON_Delete(j);
+	resp_free(&r);
 }
 
 /* Opens an envelope with the server key; returns the parsed payload. */
@@ -780,11 +800,7 @@ static char *big_events_body(int n, size_t text_len)
 		cJSON_AddItemToArray(arr, e);
 	}
 	free(text);
-	cJSON *b = cJSON_CreateObject();
-	cJSON_AddItemToObject(b, "events", arr);
-	char *s = cJSON_PrintUnformatted(b);
-	cJSON_Delete(b);
-	return s;
+	return events_body(arr);
 }
 
 static void test_bodies(void **state)
@@ -1621,10 +1637,7 @@ static void test_fault_fail(void **state)
 	char id[37];
 	cJSON *arr = cJSON_CreateArray();
 	cJSON_AddItemToArray(arr, event("sos", NULL, 0, NULL, id));
-	cJSON *b = cJSON_CreateObject();
-	cJSON_AddItemToObject(b, "events", arr);
-	char *text = cJSON_PrintUnformatted(b);
-	cJSON_Delete(b);
+	char *text = events_body(arr);
 	char ev[256];
 	dev_path(&d, "events", ev, sizeof(ev));
 	dev_request(&d, "POST", ev, text, NULL, &r);
@@ -1660,10 +1673,7 @@ static void test_fault_lost_answer(void **state)
 	cJSON_Delete(admin("POST", "/admin/faults", "{\"lose_next\":1}", 200));
 	cJSON *arr = cJSON_CreateArray();
 	cJSON_AddItemToArray(arr, event("status", "lost-1", 1, "acknowledged", id));
-	cJSON *b = cJSON_CreateObject();
-	cJSON_AddItemToObject(b, "events", arr);
-	char *text = cJSON_PrintUnformatted(b);
-	cJSON_Delete(b);
+	char *text = events_body(arr);
 	dev_path(&d, "events", ev, sizeof(ev));
 	dev_request(&d, "POST", ev, text, NULL, &r);
 	assert_int_equal(r.curl_rc, CURLE_GOT_NOTHING); /* no answer at all */
@@ -1679,12 +1689,7 @@ static void test_fault_lost_answer(void **state)
 	    id);
 	cJSON_Delete(j);
 	/* sent again: a duplicate, taking effect once */
-	dev_request(&d, "POST", ev, text, NULL, &r);
-	assert_int_equal(r.status, 200);
-	j = parse(&r);
-	assert_string_equal(str(result_at(j, 0), "result"), "duplicate");
-	cJSON_Delete(j);
-	resp_free(&r);
+	assert_resent_duplicate(&d, ev, text);
 	free(text);
 	j = admin("GET", "/admin/faults", NULL, 200);
 	assert_int_equal((int)num(j, "lose_next"), 0);
@@ -1703,10 +1708,7 @@ static void test_fault_truncate_portal(void **state)
 	create_incident("TRUNC-01", "trunc-1");
 	cJSON *arr = cJSON_CreateArray();
 	cJSON_AddItemToArray(arr, event("status", "trunc-1", 1, "acknowledged", id));
-	cJSON *b = cJSON_CreateObject();
-	cJSON_AddItemToObject(b, "events", arr);
-	char *text = cJSON_PrintUnformatted(b);
-	cJSON_Delete(b);
+	char *text = events_body(arr);
 	dev_path(&d, "events", ev, sizeof(ev));
 	snprintf(path, sizeof(path), "/admin/devices/%s/events?result=accepted", d.id);
 
@@ -1735,12 +1737,7 @@ static void test_fault_truncate_portal(void **state)
 	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "events")), 1);
 	cJSON_Delete(j);
 	/* sent again: whole, a duplicate */
-	dev_request(&d, "POST", ev, text, NULL, &r);
-	assert_int_equal(r.status, 200);
-	j = parse(&r);
-	assert_string_equal(str(result_at(j, 0), "result"), "duplicate");
-	cJSON_Delete(j);
-	resp_free(&r);
+	assert_resent_duplicate(&d, ev, text);
 	free(text);
 	j = admin("GET", "/admin/faults", NULL, 200);
 	assert_int_equal((int)num(j, "truncate_next"), 0);

@@ -277,14 +277,6 @@ static void enroll_and_open(struct env *e)
 	assert_int_equal(sync_open(&p, &e->s, err, sizeof(err)), 0);
 }
 
-/* Runs the loop until cond holds or ms pass. */
-#define RUN_UNTIL(e, cond, ms)                                                                     \
-	do {                                                                                       \
-		int64_t until_ = loop_now_ms() + (ms);                                             \
-		while (!(cond) && loop_now_ms() < until_)                                          \
-			assert_true(loop_run_once((e)->l, 50) >= 0);                               \
-	} while (0)
-
 static int64_t incident_version(struct env *e, const char *id)
 {
 	struct store_incident inc;
@@ -326,11 +318,11 @@ static void test_enroll_and_assignments(void **state)
 	assert_int_equal(store_state_get(e->t.s, SYNC_KEY_UNIT, id, sizeof(id), &len), 0);
 	assert_memory_equal(id, UNIT, strlen(UNIT));
 	assert_int_equal(sync_start(e->s), 0);
-	RUN_UNTIL(e, sync_online(e->s), 5000);
+	TU_RUN_UNTIL(e->l, sync_online(e->s), 5000);
 	assert_true(sync_online(e->s));
 
 	srv_assign(e, "INC-1", 1, UNIT, "\"future_field\":{\"x\":[1,2]}", 0);
-	RUN_UNTIL(e, e->notes[SYNC_NOTE_INCIDENT] >= 1, 5000);
+	TU_RUN_UNTIL(e->l, e->notes[SYNC_NOTE_INCIDENT] >= 1, 5000);
 	assert_int_equal(e->notes[SYNC_NOTE_INCIDENT], 1);
 	assert_int_equal(incident_version(e, "INC-1"), 1);
 	/* unknown fields kept: the whole payload is stored */
@@ -340,7 +332,7 @@ static void test_enroll_and_assignments(void **state)
 	store_incident_clear(&inc);
 	assert_int_equal(store_state_get(e->t.s, SYNC_KEY_CURSOR, id, sizeof(id), &len), 0);
 	/* the receipt went out */
-	RUN_UNTIL(e, outbox(e) == 0 && e->notes[SYNC_NOTE_DRAINED] > 0, 5000);
+	TU_RUN_UNTIL(e->l, outbox(e) == 0 && e->notes[SYNC_NOTE_DRAINED] > 0, 5000);
 	cJSON *evs = srv_events(e);
 	const cJSON *list = cJSON_GetObjectItem(evs, "events");
 	assert_int_equal(cJSON_GetArraySize(list), 1);
@@ -353,7 +345,7 @@ static void test_enroll_and_assignments(void **state)
 	srv_assign(e, "INC-3", 1, "OTHER-UNIT", NULL, 0);
 	srv_assign(e, "INC-1", 1, UNIT, "\"summary2\":\"redelivered\"", 0);
 	srv_assign(e, "INC-4", 1, UNIT, NULL, 0); /* a marker after them */
-	RUN_UNTIL(e, incident_version(e, "INC-4") == 1, 5000);
+	TU_RUN_UNTIL(e->l, incident_version(e, "INC-4") == 1, 5000);
 	assert_int_equal(incident_version(e, "INC-4"), 1);
 	assert_int_equal(incident_version(e, "INC-2"), 0);
 	assert_int_equal(incident_version(e, "INC-3"), 0);
@@ -366,7 +358,7 @@ static void test_enroll_and_assignments(void **state)
 	assert_true(st.envelopes_dropped >= 2);
 	/* a newer version replaces it */
 	srv_assign(e, "INC-1", 2, UNIT, NULL, 0);
-	RUN_UNTIL(e, incident_version(e, "INC-1") == 2, 5000);
+	TU_RUN_UNTIL(e->l, incident_version(e, "INC-1") == 2, 5000);
 	assert_int_equal(incident_version(e, "INC-1"), 2);
 }
 
@@ -379,7 +371,7 @@ static void test_lost_answer_applied_once(void **state)
 		queue_note(e, 0, NULL);
 	srv_fault(e, "{\"drop_answer\":1}");
 	assert_int_equal(sync_start(e->s), 0);
-	RUN_UNTIL(e, outbox(e) == 0, 15000);
+	TU_RUN_UNTIL(e->l, outbox(e) == 0, 15000);
 	assert_int_equal(outbox(e), 0);
 	cJSON *evs = srv_events(e);
 	const cJSON *list = cJSON_GetObjectItem(evs, "events");
@@ -396,7 +388,7 @@ static void test_too_large_split(void **state)
 		queue_note(e, 0, NULL);
 	srv_fault(e, "{\"too_large_over\":30}");
 	assert_int_equal(sync_start(e->s), 0);
-	RUN_UNTIL(e, outbox(e) == 0, 10000);
+	TU_RUN_UNTIL(e->l, outbox(e) == 0, 10000);
 	assert_int_equal(outbox(e), 0);
 	cJSON *evs = srv_events(e);
 	const cJSON *list = cJSON_GetObjectItem(evs, "events");
@@ -418,15 +410,15 @@ static void test_retry_after_honoured(void **state)
 	need_server(e);
 	enroll_and_open(e);
 	assert_int_equal(sync_start(e->s), 0);
-	RUN_UNTIL(e, sync_online(e->s), 5000);
+	TU_RUN_UNTIL(e->l, sync_online(e->s), 5000);
 	srv_fault(e, "{\"retry_after\":3}"); /* 429 with Retry-After: 2 for 3 s */
 	int64_t t0 = tu_now_ms();
 	queue_note(e, 0, NULL);
 	sync_kick(e->s);
-	RUN_UNTIL(e, sync_backoff_until_ms(e->s) > 0, 5000);
+	TU_RUN_UNTIL(e->l, sync_backoff_until_ms(e->s) > 0, 5000);
 	int64_t until = sync_backoff_until_ms(e->s);
 	assert_true(until > t0);
-	RUN_UNTIL(e, outbox(e) == 0, 15000);
+	TU_RUN_UNTIL(e->l, outbox(e) == 0, 15000);
 	assert_int_equal(outbox(e), 0);
 	/* no request reached the server between a 429 and its Retry-After */
 	cJSON *req = admin(e, "/admin/requests", NULL);
@@ -460,7 +452,7 @@ static void test_clock_skew_recovered(void **state)
 	srv_fault(e, "{\"skew\":3600}"); /* the server's clock one hour ahead */
 	queue_note(e, 0, NULL);
 	assert_int_equal(sync_start(e->s), 0);
-	RUN_UNTIL(e, outbox(e) == 0, 10000);
+	TU_RUN_UNTIL(e->l, outbox(e) == 0, 10000);
 	assert_int_equal(outbox(e), 0);
 	struct sync_stats st;
 	sync_get_stats(e->s, &st);
@@ -481,7 +473,7 @@ static void test_revoked_stops(void **state)
 	srv_fault(e, "{\"revoked\":true}");
 	queue_note(e, 0, NULL);
 	assert_int_equal(sync_start(e->s), 0);
-	RUN_UNTIL(e, e->notes[SYNC_NOTE_REVOKED] > 0, 5000);
+	TU_RUN_UNTIL(e->l, e->notes[SYNC_NOTE_REVOKED] > 0, 5000);
 	assert_int_equal(e->notes[SYNC_NOTE_REVOKED], 1);
 	assert_true(sync_stopped(e->s));
 	assert_int_equal(outbox(e), 1); /* never dropped without a result */
@@ -490,7 +482,7 @@ static void test_revoked_stops(void **state)
 	int before = cJSON_GetArraySize(cJSON_GetObjectItem(req, "requests"));
 	cJSON_Delete(req);
 	sync_kick(e->s);
-	RUN_UNTIL(e, 0, 1500);
+	TU_RUN_UNTIL(e->l, 0, 1500);
 	req = admin(e, "/admin/requests", NULL);
 	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(req, "requests")), before);
 	cJSON_Delete(req);
@@ -513,7 +505,7 @@ static void test_outage_drain_exact(void **state)
 	}
 	assert_int_equal(store_commit(e->t.s), 0);
 	assert_int_equal(sync_start(e->s), 0);
-	RUN_UNTIL(e, outbox(e) == 0, 60000);
+	TU_RUN_UNTIL(e->l, outbox(e) == 0, 60000);
 	assert_int_equal(outbox(e), 0);
 	cJSON *evs = srv_events(e);
 	const cJSON *list = cJSON_GetObjectItem(evs, "events"), *it;
@@ -550,19 +542,19 @@ static void test_link_up_goes_now(void **state)
 	need_server(e);
 	enroll_and_open(e);
 	assert_int_equal(sync_start(e->s), 0);
-	RUN_UNTIL(e, sync_online(e->s), 5000);
+	TU_RUN_UNTIL(e->l, sync_online(e->s), 5000);
 	/* 502s (no Retry-After) until the backoff holds for a while */
 	cJSON_Delete(admin(e, "/admin/faults", "{\"fail_for_s\":60,\"fail_status\":502}"));
 	queue_note(e, 0, NULL);
 	sync_kick(e->s);
-	RUN_UNTIL(e, sync_backoff_until_ms(e->s) > tu_now_ms() + 2000, 40000);
+	TU_RUN_UNTIL(e->l, sync_backoff_until_ms(e->s) > tu_now_ms() + 2000, 40000);
 	int64_t until = sync_backoff_until_ms(e->s);
 	assert_true(until > tu_now_ms() + 2000);
 	/* the "link" is back: the event goes well before the backoff ends */
 	cJSON_Delete(admin(e, "/admin/faults", "{\"fail_for_s\":0}"));
 	sync_link_up(e->s);
 	assert_int_equal(sync_backoff_until_ms(e->s), 0);
-	RUN_UNTIL(e, outbox(e) == 0, 5000);
+	TU_RUN_UNTIL(e->l, outbox(e) == 0, 5000);
 	assert_int_equal(outbox(e), 0);
 	assert_true(tu_now_ms() < until - 500);
 	struct sync_stats st;
@@ -574,12 +566,12 @@ static void test_link_up_goes_now(void **state)
 	    admin(e, "/admin/faults", "{\"fail_next\":1,\"fail_status\":503,\"retry_after_s\":5}"));
 	queue_note(e, 0, NULL);
 	sync_kick(e->s);
-	RUN_UNTIL(e, sync_backoff_until_ms(e->s) > tu_now_ms() + 3000, 5000);
+	TU_RUN_UNTIL(e->l, sync_backoff_until_ms(e->s) > tu_now_ms() + 3000, 5000);
 	until = sync_backoff_until_ms(e->s);
 	assert_true(until > tu_now_ms() + 3000);
 	sync_link_up(e->s);
 	assert_true(sync_backoff_until_ms(e->s) >= until - 5);
-	RUN_UNTIL(e, 0, 1000);
+	TU_RUN_UNTIL(e->l, 0, 1000);
 	assert_int_equal(outbox(e), 1);
 }
 
@@ -608,13 +600,13 @@ static void test_positions_from_memory(void **state)
 	need_server(e);
 	enroll_and_open(e);
 	assert_int_equal(sync_start(e->s), 0);
-	RUN_UNTIL(e, sync_online(e->s), 5000);
-	RUN_UNTIL(e, 0, 1200); /* the upload's turn (1 s here) has come */
+	TU_RUN_UNTIL(e->l, sync_online(e->s), 5000);
+	TU_RUN_UNTIL(e->l, 0, 1200); /* the upload's turn (1 s here) has come */
 	int64_t t0 = tu_now_ms() - 120000;
 	append_fixes(e, t0, 20);
 	assert_int_equal(store_pos_only_buffered(e->t.s), 1);
 	assert_int_equal(sync_pos_from_memory(e->s), 1);
-	RUN_UNTIL(e, store_pos_buffered(e->t.s, &oldest, &newest) == 0, 5000);
+	TU_RUN_UNTIL(e->l, store_pos_buffered(e->t.s, &oldest, &newest) == 0, 5000);
 	assert_int_equal(store_pos_buffered(e->t.s, &oldest, &newest), 0);
 	assert_int_equal(store_pos_count(e->t.s, &n), 0);
 	assert_int_equal(n, 0);
@@ -622,13 +614,13 @@ static void test_positions_from_memory(void **state)
 	assert_int_equal(st.fixes_sent, 20);
 
 	/* the server fails: nothing leaves the buffer */
-	RUN_UNTIL(e, 0, 1200);
+	TU_RUN_UNTIL(e->l, 0, 1200);
 	append_fixes(e, t0 + 30000, 10);
 	cJSON_Delete(admin(e, "/admin/faults", "{\"fail_for_s\":60,\"fail_status\":502}"));
 	sync_get_stats(e->s, &st);
 	uint64_t req0 = st.requests;
 	assert_int_equal(sync_pos_from_memory(e->s), 1);
-	RUN_UNTIL(e, (sync_get_stats(e->s, &st), st.requests > req0), 5000);
+	TU_RUN_UNTIL(e->l, (sync_get_stats(e->s, &st), st.requests > req0), 5000);
 	assert_true(st.requests > req0);
 	assert_int_equal(store_pos_buffered(e->t.s, &oldest, &newest), 10);
 	assert_int_equal(st.fixes_sent, 20);

@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <signal.h>
@@ -184,51 +183,86 @@ static void on_drained(void *arg, const struct sync_note *n)
 		(*(int *)arg)++;
 }
 
+/* A device of the HTTP/2 tests: its store in a directory of its own. */
+struct agent {
+	char *dir;
+	struct tu_store t;
+	struct loop *l;
+	struct config cfg;
+	struct sync *s;
+	int drained;
+};
+
+/* Enrolls a fresh device (token doubling as its serial) against
+ * https://localhost:port/api; its engine not open yet. */
+static void agent_enroll(struct env *e, struct agent *a, const char *tag, int port,
+                         const char *token)
+{
+	char err[256] = "";
+	memset(a, 0, sizeof(*a));
+	a->dir = tu_tmpdir(tag);
+	assert_int_equal(tu_store_open(&a->t, a->dir, 1), 0);
+	assert_int_equal(loop_open(&a->l), 0);
+	config_defaults(&a->cfg);
+	snprintf(a->cfg.server.url, sizeof(a->cfg.server.url), "https://localhost:%d/api", port);
+	snprintf(a->cfg.server.ca_file, sizeof(a->cfg.server.ca_file), "%s/ca.pem", e->dir);
+	assert_int_equal(refsrv_token(&e->srv, "TLS-UNIT", token), 0);
+	struct sync_enroll_info info = {.token = token, .serial = token, .board = "host"};
+	int rc = sync_enroll(a->l, a->t.s, &a->cfg, &info, err, sizeof(err));
+	if (rc)
+		fail_msg("enroll: %d %s", rc, err);
+}
+
+/* Opens and starts its engine. */
+static void agent_start(struct agent *a)
+{
+	char err[256] = "";
+	struct sync_params p = {.loop = a->l,
+	                        .store = a->t.s,
+	                        .cfg = &a->cfg,
+	                        .note = on_drained,
+	                        .arg = &a->drained,
+	                        .position_upload_s = 3600};
+	assert_int_equal(sync_open(&p, &a->s, err, sizeof(err)), 0);
+	assert_int_equal(sync_start(a->s), 0);
+}
+
+static void agent_close(struct agent *a)
+{
+	sync_close(a->s);
+	loop_close(a->l);
+	tu_store_close(&a->t);
+	tu_rmrf(a->dir);
+}
+
+/* 1,200 SOS events in one transaction: three batches. */
+static void queue_sos(struct agent *a)
+{
+	assert_int_equal(store_begin(a->t.s), 0);
+	for (int i = 0; i < 1200; i++) {
+		struct proto_event ev = {
+		    .type = PROTO_EV_SOS, .at_ms = 1764400000000 + i, .clock = PROTO_CLOCK_GPS};
+		assert_int_equal(sync_event_queue(a->t.s, &ev, NULL, NULL), 0);
+	}
+	assert_int_equal(store_commit(a->t.s), 0);
+}
+
 /* HTTP/2 through nginx: the long poll, the heartbeat and two events batches
  * in flight at once all ride one TLS connection (one handshake). */
 static void test_one_connection_http2(void **state)
 {
 	struct env *e = *state;
 	need(e);
-	char *dir = tu_tmpdir("tlsh2");
-	struct tu_store t;
-	struct loop *l;
-	struct config cfg;
-	struct sync *s;
-	char err[256] = "";
-	int drained = 0;
-	assert_int_equal(tu_store_open(&t, dir, 1), 0);
-	assert_int_equal(loop_open(&l), 0);
-	config_defaults(&cfg);
-	snprintf(cfg.server.url, sizeof(cfg.server.url), "https://localhost:%d/api", e->port);
-	snprintf(cfg.server.ca_file, sizeof(cfg.server.ca_file), "%s/ca.pem", e->dir);
-	assert_int_equal(refsrv_token(&e->srv, "TLS-UNIT", "tok-h2"), 0);
-	struct sync_enroll_info info = {.token = "tok-h2", .serial = "tok-h2", .board = "host"};
-	int rc = sync_enroll(l, t.s, &cfg, &info, err, sizeof(err));
-	if (rc)
-		fail_msg("enroll: %d %s", rc, err);
+	struct agent a;
+	agent_enroll(e, &a, "tlsh2", e->port, "tok-h2");
 	/* 1,200 SOS events: three batches, the first two in flight together */
-	assert_int_equal(store_begin(t.s), 0);
-	for (int i = 0; i < 1200; i++) {
-		struct proto_event ev = {
-		    .type = PROTO_EV_SOS, .at_ms = 1764400000000 + i, .clock = PROTO_CLOCK_GPS};
-		assert_int_equal(sync_event_queue(t.s, &ev, NULL, NULL), 0);
-	}
-	assert_int_equal(store_commit(t.s), 0);
-	struct sync_params p = {.loop = l,
-	                        .store = t.s,
-	                        .cfg = &cfg,
-	                        .note = on_drained,
-	                        .arg = &drained,
-	                        .position_upload_s = 3600};
-	assert_int_equal(sync_open(&p, &s, err, sizeof(err)), 0);
-	assert_int_equal(sync_start(s), 0);
-	int64_t until = loop_now_ms() + 20000, left = 1;
-	while (!(drained && (store_outbox_count(t.s, &left), left == 0)) && loop_now_ms() < until)
-		assert_true(loop_run_once(l, 50) >= 0);
+	queue_sos(&a);
+	agent_start(&a);
+	int64_t left = 1;
+	TU_RUN_UNTIL(a.l, a.drained && (store_outbox_count(a.t.s, &left), left == 0), 20000);
 	assert_int_equal(left, 0);
 	struct sync_stats st;
-	sync_get_stats(s, &st);
+	sync_get_stats(a.s, &st);
 	print_message("# %llu requests (%llu over HTTP/2), %llu new connection(s), %llu batches "
 	              "(%llu while another was in flight)\n",
 	              (unsigned long long)st.requests, (unsigned long long)st.http2,
@@ -238,10 +272,7 @@ static void test_one_connection_http2(void **state)
 	assert_int_equal(st.http2, st.requests);
 	assert_true(st.events_overlap >= 1);
 	assert_int_equal(st.connects, 1);
-	sync_close(s);
-	loop_close(l);
-	tu_store_close(&t);
-	tu_rmrf(dir);
+	agent_close(&a);
 }
 
 /* One command to the proxy's control port; its answer line starts "ok". */
@@ -262,83 +293,35 @@ static void test_one_new_connection_after_reset(void **state)
 {
 	struct env *e = *state;
 	need(e);
-	char path[600], pf[600], cf[600], conn[64], ans[512], err[256] = "";
-	const char *build = getenv("ESS_BUILD");
-	snprintf(path, sizeof(path), "%s/tools/linkproxy",
-	         build && build[0] ? build : "build/host");
-	snprintf(pf, sizeof(pf), "%s/lp.port", e->dir);
-	snprintf(cf, sizeof(cf), "%s/lp.ctl", e->dir);
-	snprintf(conn, sizeof(conn), "127.0.0.1:%d", e->port);
-	e->lp = fork();
-	if (e->lp == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(path, path, "--listen", "127.0.0.1:0", "--connect", conn, "--port-file", pf,
-		      "--control-port-file", cf, (char *)NULL);
-		_exit(127);
-	}
+	char ans[512];
 	int port = 0, ctl = 0;
-	assert_int_equal(lpc_wait_ports(pf, cf, 5000, &port, &ctl), 0);
+	assert_int_equal(lpc_start(e->dir, e->port, NULL, 5000, &e->lp, &port, &ctl), 0);
 
-	char *dir = tu_tmpdir("tlsrst");
-	struct tu_store t;
-	struct loop *l;
-	struct config cfg;
-	struct sync *s;
-	int drained = 0;
-	assert_int_equal(tu_store_open(&t, dir, 1), 0);
-	assert_int_equal(loop_open(&l), 0);
-	config_defaults(&cfg);
-	snprintf(cfg.server.url, sizeof(cfg.server.url), "https://localhost:%d/api", port);
-	snprintf(cfg.server.ca_file, sizeof(cfg.server.ca_file), "%s/ca.pem", e->dir);
-	assert_int_equal(refsrv_token(&e->srv, "TLS-UNIT", "tok-rst"), 0);
-	struct sync_enroll_info info = {.token = "tok-rst", .serial = "tok-rst", .board = "host"};
-	int rc = sync_enroll(l, t.s, &cfg, &info, err, sizeof(err));
-	if (rc)
-		fail_msg("enroll: %d %s", rc, err);
-	struct sync_params p = {.loop = l,
-	                        .store = t.s,
-	                        .cfg = &cfg,
-	                        .note = on_drained,
-	                        .arg = &drained,
-	                        .position_upload_s = 3600};
-	assert_int_equal(sync_open(&p, &s, err, sizeof(err)), 0);
-	assert_int_equal(sync_start(s), 0);
-	int64_t until = loop_now_ms() + 10000;
-	while (!sync_online(s) && loop_now_ms() < until)
-		assert_true(loop_run_once(l, 50) >= 0);
-	assert_true(sync_online(s));
+	struct agent a;
+	agent_enroll(e, &a, "tlsrst", port, "tok-rst");
+	agent_start(&a);
+	TU_RUN_UNTIL(a.l, sync_online(a.s), 10000);
+	assert_true(sync_online(a.s));
 	/* answers held 3 s: the batches stay in flight with the long poll */
 	long code;
 	cJSON_Delete(refsrv_admin(&e->srv, "POST", "/admin/faults",
 	                          "{\"delay_ms\":3000,\"delay_next\":0}", &code));
 	assert_int_equal(code, 200);
-	assert_int_equal(store_begin(t.s), 0);
-	for (int i = 0; i < 1200; i++) {
-		struct proto_event ev = {
-		    .type = PROTO_EV_SOS, .at_ms = 1764400000000 + i, .clock = PROTO_CLOCK_GPS};
-		assert_int_equal(sync_event_queue(t.s, &ev, NULL, NULL), 0);
-	}
-	assert_int_equal(store_commit(t.s), 0);
+	queue_sos(&a);
 	/* the radio dies with the batches, the heartbeat and the long poll in
 	 * flight; when it comes back the connection is gone */
 	lp_cmd(ctl, "blackout on", ans, sizeof(ans));
-	sync_kick(s);
-	until = loop_now_ms() + 2000;
-	while (loop_now_ms() < until)
-		assert_true(loop_run_once(l, 50) >= 0);
+	sync_kick(a.s);
+	TU_RUN_UNTIL(a.l, 0, 2000);
 	struct sync_stats st0, st;
-	sync_get_stats(s, &st0);
+	sync_get_stats(a.s, &st0);
 	lp_cmd(ctl, "reset all", ans, sizeof(ans));
 	lp_cmd(ctl, "blackout off", ans, sizeof(ans));
 	cJSON_Delete(refsrv_admin(&e->srv, "DELETE", "/admin/faults", NULL, &code));
 	int64_t left = 1;
-	until = loop_now_ms() + 60000;
-	while (!(drained && (store_outbox_count(t.s, &left), left == 0)) && loop_now_ms() < until)
-		assert_true(loop_run_once(l, 50) >= 0);
+	TU_RUN_UNTIL(a.l, a.drained && (store_outbox_count(a.t.s, &left), left == 0), 60000);
 	assert_int_equal(left, 0);
-	sync_get_stats(s, &st);
+	sync_get_stats(a.s, &st);
 	lp_cmd(ctl, "stats", ans, sizeof(ans));
 	const char *acc = strstr(ans, "accepted=");
 	assert_non_null(acc);
@@ -347,10 +330,7 @@ static void test_one_new_connection_after_reset(void **state)
 	              (unsigned long long)(st.requests - st0.requests),
 	              (unsigned long long)(st.connects - st0.connects), atoi(acc + 9));
 	assert_int_equal(atoi(acc + 9), 3);
-	sync_close(s);
-	loop_close(l);
-	tu_store_close(&t);
-	tu_rmrf(dir);
+	agent_close(&a);
 }
 
 int main(void)

@@ -28,12 +28,10 @@
 #include "tests/lib/tlsfront.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,29 +70,8 @@ static int setup(void **state)
 	if (tlsfront_start(&e->tls, e->dir, e->srv.port) < 0)
 		return -1;
 	/* a mobile link: 60 ms round trip, in front of nginx */
-	char path[600], pf[600], cf[600], conn[64];
-	const char *build = getenv("ESS_BUILD");
-	snprintf(path, sizeof(path), "%s/tools/linkproxy",
-	         build && build[0] ? build : "build/host");
-	snprintf(pf, sizeof(pf), "%s/lp.port", e->dir);
-	snprintf(cf, sizeof(cf), "%s/lp.ctl", e->dir);
-	snprintf(conn, sizeof(conn), "127.0.0.1:%d", e->tls.port);
-	pid_t parent = getpid();
-	e->lp = fork();
-	if (e->lp < 0)
-		return -1;
-	if (e->lp == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != parent)
-			_exit(1);
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(path, path, "--listen", "127.0.0.1:0", "--connect", conn, "--port-file", pf,
-		      "--control-port-file", cf, "--delay-ms", "60", (char *)NULL);
-		_exit(127);
-	}
-	if (lpc_wait_ports(pf, cf, 5000, &e->port, &e->ctl) < 0)
+	char *const link[] = {"--delay-ms", "60", NULL};
+	if (lpc_start(e->dir, e->tls.port, link, 5000, &e->lp, &e->port, &e->ctl) < 0)
 		return -1;
 	long code;
 	cJSON_Delete(refsrv_admin(&e->srv, "PUT", "/admin/config",
@@ -150,17 +127,13 @@ static void start_agent(struct env *e, int dead_s)
 	                        .http_dead_s = dead_s};
 	assert_int_equal(sync_open(&p, &e->s, err, sizeof(err)), 0);
 	assert_int_equal(sync_start(e->s), 0);
-	int64_t until = loop_now_ms() + 10000;
-	while (!sync_online(e->s) && loop_now_ms() < until)
-		assert_true(loop_run_once(e->l, 50) >= 0);
+	TU_RUN_UNTIL(e->l, sync_online(e->s), 10000);
 	assert_true(sync_online(e->s));
 }
 
 static void run_ms(struct env *e, int64_t ms)
 {
-	int64_t until = loop_now_ms() + ms;
-	while (loop_now_ms() < until)
-		assert_true(loop_run_once(e->l, 50) >= 0);
+	TU_RUN_UNTIL(e->l, 0, ms);
 }
 
 static void queue_events(struct env *e)
@@ -177,10 +150,8 @@ static void queue_events(struct env *e)
 
 static void drain(struct env *e, int64_t ms)
 {
-	int64_t left = 1, until = loop_now_ms() + ms;
-	while (!(e->drained && (store_outbox_count(e->t.s, &left), left == 0)) &&
-	       loop_now_ms() < until)
-		assert_true(loop_run_once(e->l, 50) >= 0);
+	int64_t left = 1;
+	TU_RUN_UNTIL(e->l, e->drained && (store_outbox_count(e->t.s, &left), left == 0), ms);
 	assert_int_equal(left, 0);
 }
 
@@ -225,34 +196,6 @@ static void server_events(const struct env *e, int *all, int *accepted, int *dis
 		}
 	}
 	cJSON_Delete(doc);
-}
-
-/* Connections nginx saw (tests/lib/tlsfront: tls.access), and how many of
- * them resumed a TLS session. */
-static void tls_sessions(const struct env *e, int *conns, int *resumed)
-{
-	char path[600], line[128];
-	long long seen[64];
-	int n = 0;
-	*conns = *resumed = 0;
-	snprintf(path, sizeof(path), "%s/tls.access", e->dir);
-	FILE *f = fopen(path, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f)) {
-		long long c;
-		char r;
-		if (sscanf(line, "%lld %c", &c, &r) != 2)
-			continue;
-		int known = 0;
-		for (int i = 0; i < n; i++)
-			known |= seen[i] == c;
-		if (known || n == 64)
-			continue;
-		seen[n++] = c;
-		(*conns)++;
-		*resumed += r == 'r';
-	}
-	fclose(f);
 }
 
 /* A 28 s hole with the batches sent into it: the connection is kept (no new
@@ -335,10 +278,10 @@ static void test_silent_drop_abandoned(void **state)
 	assert_int_equal(distinct, NEVENTS);
 	/* the new connection resumed the engine's TLS session, though the one
 	 * it came from ended without a close_notify (sync/http.c) */
-	int conns, resumed;
-	tls_sessions(e, &conns, &resumed);
-	print_message("# nginx saw %d connection(s), %d of them resumed a TLS session\n", conns,
-	              resumed);
+	long long resumed, full;
+	assert_int_equal(tlsfront_sessions(&e->tls, 0, &resumed, &full), 0);
+	print_message("# nginx saw %lld connection(s), %lld of them resumed a TLS session\n",
+	              resumed + full, resumed);
 	assert_int_equal(resumed, 1);
 }
 

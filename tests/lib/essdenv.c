@@ -5,10 +5,10 @@
 #include "hal/keystore.h"
 #include "tests/lib/lpctl.h"
 #include "tests/lib/proc.h"
+#include "tests/lib/refsrv.h"
 #include "tests/lib/testutil.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -58,55 +58,15 @@ static pid_t spawn(struct essenv *e, const char *name, char *const argv[])
 
 /* ---- the reference server ---- */
 
-struct ee_buf {
-	char *p;
-	size_t n;
-};
-
-static size_t buf_write(char *d, size_t sz, size_t nm, void *arg)
-{
-	struct ee_buf *b = arg;
-	char *p = realloc(b->p, b->n + sz * nm + 1);
-	if (!p)
-		return 0;
-	memcpy(p + b->n, d, sz * nm);
-	b->p = p;
-	b->n += sz * nm;
-	p[b->n] = 0;
-	return sz * nm;
-}
-
 cJSON *ee_admin(struct essenv *e, const char *method, const char *path, const char *json,
                 long *code)
 {
-	CURL *c = curl_easy_init();
-	struct ee_buf b = {0};
-	char url[512];
-	long st = 0;
-	if (!c) {
-		*code = 0;
-		return NULL;
-	}
-	struct curl_slist *h = curl_slist_append(NULL, "Authorization: Bearer " EE_ADMIN);
-	h = curl_slist_append(h, "Content-Type: application/json");
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", e->srv_port, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (json)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	/* the long form reads back hundreds of thousands of events */
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h);
-	*code = st;
-	cJSON *doc = b.p ? cJSON_Parse(b.p) : NULL;
-	free(b.p);
+	char base[64];
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d", e->srv_port);
+	/* the long form reads back hundreds of thousands of events: 300 s */
+	char *body = refsrv_admin_body(base, EE_ADMIN, method, path, json, 300L, 1, code);
+	cJSON *doc = body ? cJSON_Parse(body) : NULL;
+	free(body);
 	return doc;
 }
 

@@ -5,9 +5,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,6 +40,51 @@ int lpc_wait_ports(const char *port_file, const char *ctl_file, int wait_ms, int
 			return -ETIMEDOUT;
 		usleep(10000);
 	}
+}
+
+int lpc_start(const char *dir, int connect_port, char *const extra[], int wait_ms, pid_t *pid,
+              int *port, int *ctl_port)
+{
+	char path[512], pf[600], cf[600], conn[64];
+	const char *build = getenv("ESS_BUILD");
+	*pid = 0;
+	snprintf(path, sizeof(path), "%s/tools/linkproxy",
+	         build && build[0] ? build : "build/host");
+	if (access(path, X_OK) != 0)
+		return -ENOENT;
+	snprintf(pf, sizeof(pf), "%s/lp.port", dir);
+	snprintf(cf, sizeof(cf), "%s/lp.ctl", dir);
+	snprintf(conn, sizeof(conn), "127.0.0.1:%d", connect_port);
+	char *argv[32] = {path,          "--listen", "127.0.0.1:0",         "--connect", conn,
+	                  "--port-file", pf,         "--control-port-file", cf};
+	int n = 9;
+	for (int i = 0; extra && extra[i]; i++) {
+		if (n == 29)
+			return -E2BIG;
+		argv[n++] = extra[i];
+	}
+	argv[n] = NULL;
+	/* stale port files from an earlier proxy in dir would be read at once */
+	unlink(pf);
+	unlink(cf);
+	pid_t parent = getpid();
+	*pid = fork();
+	if (*pid < 0) {
+		int err = -errno;
+		*pid = 0;
+		return err;
+	}
+	if (*pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(path, argv);
+		_exit(127);
+	}
+	return lpc_wait_ports(pf, cf, wait_ms, port, ctl_port);
 }
 
 int lpc_cmd(int ctl_port, const char *cmd, char *ans, size_t cap)

@@ -106,21 +106,20 @@ static size_t buf_write(char *d, size_t sz, size_t nm, void *arg)
 	return sz * nm;
 }
 
-cJSON *refsrv_admin(const struct refsrv *s, const char *method, const char *path, const char *json,
-                    long *status)
+char *refsrv_admin_body(const char *base, const char *token, const char *method, const char *path,
+                        const char *json, long timeout_s, int nosignal, long *status)
 {
 	CURL *c = curl_easy_init();
 	struct refsrv_buf b = {0};
-	char url[512];
+	char url[512], auth[256];
 	long code = 0;
-	if (!c) {
-		if (status)
-			*status = 0;
+	*status = 0;
+	if (!c)
 		return NULL;
-	}
-	struct curl_slist *h = curl_slist_append(NULL, "Authorization: Bearer " REFSRV_ADMIN_TOKEN);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+	struct curl_slist *h = curl_slist_append(NULL, auth);
 	h = curl_slist_append(h, "Content-Type: application/json");
-	snprintf(url, sizeof(url), "%s%s", s->base, path);
+	snprintf(url, sizeof(url), "%s%s", base, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -128,17 +127,33 @@ cJSON *refsrv_admin(const struct refsrv *s, const char *method, const char *path
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
+	if (nosignal)
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_cleanup(c);
 	curl_slist_free_all(h);
+	*status = code;
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
+
+cJSON *refsrv_admin(const struct refsrv *s, const char *method, const char *path, const char *json,
+                    long *status)
+{
+	long code;
+	char *body =
+	    refsrv_admin_body(s->base, REFSRV_ADMIN_TOKEN, method, path, json, 10L, 0, &code);
 	if (status)
 		*status = code;
 	if ((code < 200 || code >= 300) && code != 0)
-		fprintf(stderr, "# refsrv: %s %s: %ld %s\n", method, path, code, b.p ? b.p : "");
-	cJSON *doc = b.p && !b.oom ? cJSON_Parse(b.p) : NULL;
-	free(b.p);
+		fprintf(stderr, "# refsrv: %s %s: %ld %s\n", method, path, code, body ? body : "");
+	cJSON *doc = body ? cJSON_Parse(body) : NULL;
+	free(body);
 	return doc;
 }
 

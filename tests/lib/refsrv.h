@@ -44,6 +44,14 @@ int refsrv_stop(struct refsrv *s);
 cJSON *refsrv_admin(const struct refsrv *s, const char *method, const char *path, const char *json,
                     long *status);
 
+/* refsrv_admin's call, to any reference server: base is http://HOST:PORT,
+ * token its admin token, timeout_s bounds the whole call, nosignal sets
+ * CURLOPT_NOSIGNAL. Returns the answer's body (malloc'd, NUL-terminated;
+ * NULL when empty or when it could not be held), *status as refsrv_admin's;
+ * prints nothing. (tests/lib/essdenv's ee_admin is this too.) */
+char *refsrv_admin_body(const char *base, const char *token, const char *method, const char *path,
+                        const char *json, long timeout_s, int nosignal, long *status);
+
 /* POST /admin/tokens for unit with the given token id. */
 int refsrv_token(const struct refsrv *s, const char *unit, const char *token);
 

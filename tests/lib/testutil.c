@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "tests/lib/testutil.h"
+#include "agent/loop.h"
 #include "agent/store.h"
 #include "hal/keystore.h"
 
@@ -181,4 +182,11 @@ int tu_free_port(void)
 	}
 	close(fd);
 	return ntohs(a.sin_port);
+}
+
+void tu_run_for(struct loop *l, int ms)
+{
+	int64_t end = loop_now_ms() + ms;
+	while (loop_now_ms() < end)
+		loop_run_once(l, (int)(end - loop_now_ms()));
 }

@@ -8,6 +8,7 @@
 
 struct store;
 struct hal_keystore;
+struct loop;
 
 /* mkdtemp under $TMPDIR (or /tmp); returns a malloc'd path. */
 char *tu_tmpdir(const char *tag);
@@ -43,6 +44,18 @@ int64_t tu_now_ms(void);
 		while (!(cond) && tu_now_ms() < until_)                                            \
 			usleep(50000);                                                             \
 	} while (0)
+/* Runs the event loop l (agent/loop.h; the caller includes it and cmocka.h)
+ * until cond holds or ms have passed, failing the test on a loop error; the
+ * caller asserts cond afterwards, as with TU_WAIT_FOR. cond 0 runs it for ms. */
+#define TU_RUN_UNTIL(l, cond, ms)                                                                  \
+	do {                                                                                       \
+		int64_t until_ = loop_now_ms() + (ms);                                             \
+		while (!(cond) && loop_now_ms() < until_)                                          \
+			assert_true(loop_run_once((l), 50) >= 0);                                  \
+	} while (0)
+/* Runs the event loop l for ms; unlike TU_RUN_UNTIL, a loop error is not
+ * checked here (the hal tests check what the loop's callbacks did). */
+void tu_run_for(struct loop *l, int ms);
 /* A TCP port on 127.0.0.1 that was free a moment ago (for programs that
  * take a fixed port, like gpsd); aborts on failure. */
 int tu_free_port(void);

@@ -38,6 +38,9 @@ int tlsfront_start(struct tlsfront *t, const char *dir, int upstream_port)
 	if ((size_t)snprintf(t->ca_file, sizeof(t->ca_file), "%s/ca.pem", dir) >=
 	    sizeof(t->ca_file))
 		return -ENAMETOOLONG;
+	if ((size_t)snprintf(t->access_log, sizeof(t->access_log), "%s/tls.access", dir) >=
+	    sizeof(t->access_log))
+		return -ENAMETOOLONG;
 	t->port = tu_free_port();
 	/* http2 on the TLS listener: the agent multiplexes every request on
 	 * one connection. Bodies up to the contract's 8 MiB; long polls held
@@ -99,4 +102,31 @@ void tlsfront_stop(struct tlsfront *t)
 	kill(t->pid, SIGKILL);
 	waitpid(t->pid, NULL, 0);
 	t->pid = 0;
+}
+
+int tlsfront_sessions(const struct tlsfront *t, long long skip, long long *resumed, long long *full)
+{
+	char line[128];
+	long long seen[256];
+	int n = 0;
+	*resumed = *full = 0;
+	FILE *f = fopen(t->access_log, "r");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		long long c;
+		char r;
+		if (sscanf(line, "%lld %c", &c, &r) != 2)
+			continue;
+		int known = 0;
+		for (int i = 0; i < n; i++)
+			known |= seen[i] == c;
+		if (known || n == 256)
+			continue;
+		seen[n++] = c;
+		if (n > skip)
+			*(r == 'r' ? resumed : full) += 1;
+	}
+	fclose(f);
+	return 0;
 }

@@ -14,6 +14,7 @@ struct tlsfront {
 	pid_t pid; /* 0 when not running */
 	int port;  /* https://localhost:PORT */
 	char ca_file[200];
+	char access_log[200]; /* tls.access: "<connection serial> <r|.>" a request */
 };
 
 /* Makes ca.pem, srv.pem (CN and SAN localhost, 127.0.0.1) and srv.key in
@@ -21,5 +22,12 @@ struct tlsfront {
  * 127.0.0.1:upstream_port. Waits (at most 5 s) until it answers. */
 int tlsfront_start(struct tlsfront *t, const char *dir, int upstream_port);
 void tlsfront_stop(struct tlsfront *t);
+
+/* The TLS connections nginx has logged so far (access_log), in the order of
+ * their first request: those after the first skip, counted as resumed (a
+ * TLS session resumed) or full (a full handshake). Tells at most 256
+ * connections apart. Readable after tlsfront_stop too. */
+int tlsfront_sessions(const struct tlsfront *t, long long skip, long long *resumed,
+                      long long *full);
 
 #endif

@@ -79,13 +79,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void run_for(struct loop *l, int ms)
-{
-	int64_t end = loop_now_ms() + ms;
-	while (loop_now_ms() < end)
-		loop_run_once(l, (int)(end - loop_now_ms()));
-}
-
 #define HIST(chip, line) fg_line_history(f->root, chip, line, hist, sizeof(hist))
 
 static void test_line(void **state)
@@ -229,7 +222,7 @@ static void test_alert_sounder(void **state)
 	                    "1");
 	hal_alert_stats(a, &st);
 	assert_int_equal(st.sounding, 1);
-	run_for(f->l, 200);
+	tu_run_for(f->l, 200);
 	assert_int_equal(fg_line_get(f->root, "gpiochip0", 17), 0);
 	assert_string_equal(HIST("gpiochip0", 17), "010");
 	hal_alert_stats(a, &st);
@@ -239,7 +232,7 @@ static void test_alert_sounder(void **state)
 	/* a silent incident: the line is never asserted, not even briefly */
 	fg_line_history_clear(f->root, "gpiochip0", 17);
 	hal_alert_incident(a, 1);
-	run_for(f->l, 200);
+	tu_run_for(f->l, 200);
 	assert_null(strchr(HIST("gpiochip0", 17), '1'));
 	assert_int_equal(fg_line_get(f->root, "gpiochip0", 17), 0);
 	assert_string_equal(ft_read(f->root, "sys/class/leds/status/brightness", buf, sizeof(buf)),
@@ -250,7 +243,7 @@ static void test_alert_sounder(void **state)
 	assert_int_equal(fg_line_get(f->root, "gpiochip0", 17), 1);
 	hal_alert_incident(a, 1);
 	assert_int_equal(fg_line_get(f->root, "gpiochip0", 17), 0);
-	run_for(f->l, 200);
+	tu_run_for(f->l, 200);
 	assert_int_equal(fg_line_get(f->root, "gpiochip0", 17), 0);
 	/* the responder acts: everything off */
 	hal_alert_incident(a, 0);
@@ -268,7 +261,7 @@ static void test_alert_sounder(void **state)
 	/* a sounder that is only ever silent is never even requested */
 	a = alert_open(f, "gpio:gpiochip0:18");
 	hal_alert_incident(a, 1);
-	run_for(f->l, 150);
+	tu_run_for(f->l, 150);
 	hal_alert_close(a);
 	assert_string_equal(HIST("gpiochip0", 18), "");
 	assert_int_equal(logged(f, "sounder"), 0);
@@ -283,10 +276,10 @@ static void test_alert_sounder_vanishes(void **state)
 	assert_int_equal(fg_line_get(f->root, "gpiochip0", 17), 1);
 	/* unplugged while sounding: the timer's "off" finds it gone */
 	fg_chip_remove(f->root, "gpiochip0");
-	run_for(f->l, 200);
+	tu_run_for(f->l, 200);
 	for (int i = 0; i < 3; i++) {
 		hal_alert_incident(a, 0);
-		run_for(f->l, 20);
+		tu_run_for(f->l, 20);
 	}
 	hal_alert_stats(a, &st);
 	assert_int_equal(st.sounder_missing, 3);
@@ -300,7 +293,7 @@ static void test_alert_sounder_vanishes(void **state)
 	hal_alert_stats(a, &st);
 	assert_int_equal(st.sounding, 1);
 	assert_int_equal(st.sounder_error, 0);
-	run_for(f->l, 200);
+	tu_run_for(f->l, 200);
 	assert_int_equal(fg_line_get(f->root, "gpiochip0", 17), 0);
 	assert_int_equal(logged(f, "sounder gpio:gpiochip0:17 is back"), 1);
 	assert_int_equal(logged(f, "unavailable"), 1);
@@ -365,7 +358,7 @@ static void contact(struct fx *f, unsigned line, int to, int bounces)
 		fg_line_set(f->root, "gpiochip1", line, !to);
 	}
 	fg_line_set(f->root, "gpiochip1", line, to);
-	run_for(f->l, 60);
+	tu_run_for(f->l, 60);
 }
 
 static void test_button(void **state)
@@ -400,12 +393,12 @@ static void test_button(void **state)
 	in = button(f, "gpiochip1:3", 0, 600);
 	int64_t t0 = loop_now_ms();
 	contact(f, 3, 1, 5);
-	run_for(f->l, 100);
+	tu_run_for(f->l, 100);
 	assert_int_equal(f->panics[HAL_PANIC_LONG], 0);
-	run_for(f->l, 700);
+	tu_run_for(f->l, 700);
 	assert_int_equal(f->panics[HAL_PANIC_LONG], 1);
 	assert_true(loop_now_ms() - t0 >= 600);
-	run_for(f->l, 400); /* held on: still one */
+	tu_run_for(f->l, 400); /* held on: still one */
 	contact(f, 3, 0, 3);
 	assert_int_equal(f->panics[HAL_PANIC_LONG], 1);
 	assert_int_equal(f->panics[HAL_PANIC_DOUBLE], 1);
@@ -432,7 +425,7 @@ static void test_button_vanishes(void **state)
 	/* held down when the chip goes away: let go, no phantom long press */
 	contact(f, 3, 1, 0);
 	fg_chip_remove(f->root, "gpiochip1");
-	run_for(f->l, 500);
+	tu_run_for(f->l, 500);
 	hal_input_stats(in, &st);
 	assert_int_equal(st.attached, 0);
 	assert_int_equal(st.losses, 1);
@@ -442,7 +435,7 @@ static void test_button_vanishes(void **state)
 	assert_int_equal(logged(f, "panic button (gpio) went away"), 1);
 	/* back: attached again by the rescan, and it works */
 	fg_chip_add(f->root, "gpiochip1", 8, "buttons");
-	run_for(f->l, 100);
+	tu_run_for(f->l, 100);
 	hal_input_stats(in, &st);
 	assert_int_equal(st.attached, 1);
 	assert_int_equal(st.attaches, 2);
@@ -450,7 +443,7 @@ static void test_button_vanishes(void **state)
 	assert_int_equal(logged(f, "panic button (gpio) is back"), 1);
 	/* within double_press_ms of the press the loss cut short: a double */
 	contact(f, 3, 1, 1);
-	run_for(f->l, 400);
+	tu_run_for(f->l, 400);
 	assert_int_equal(f->panics[HAL_PANIC_DOUBLE], 1);
 	assert_int_equal(f->panics[HAL_PANIC_LONG], 0);
 	contact(f, 3, 0, 1);
@@ -459,7 +452,7 @@ static void test_button_vanishes(void **state)
 
 	/* a wrong offset, a busy line: never attached, the reason kept */
 	in = button(f, "gpiochip1:8", 0, 300);
-	run_for(f->l, 100);
+	tu_run_for(f->l, 100);
 	hal_input_stats(in, &st);
 	assert_int_equal(st.attached, 0);
 	assert_int_equal(st.error, -ERANGE);
@@ -471,7 +464,7 @@ static void test_button_vanishes(void **state)
 	assert_int_equal(st.error, -EBUSY);
 	/* the other program lets go: the rescan takes the line */
 	hal_gpio_close(other);
-	run_for(f->l, 100);
+	tu_run_for(f->l, 100);
 	hal_input_stats(in, &st);
 	assert_int_equal(st.attached, 1);
 	hal_input_close(in);

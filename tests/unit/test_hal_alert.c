@@ -51,13 +51,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void run_for(struct loop *l, int ms)
-{
-	int64_t end = loop_now_ms() + ms;
-	while (loop_now_ms() < end)
-		loop_run_once(l, (int)(end - loop_now_ms()));
-}
-
 #define RD(path) ft_read(f->root, path, buf, sizeof(buf))
 
 /* What the kernel does to a trigger file: a write selects one trigger, a
@@ -103,10 +96,10 @@ static void test_sysfs_normal_and_silent(void **state)
 	hal_alert_stats(a, &st);
 	assert_int_equal(st.sounding, 1);
 	assert_int_equal(st.led_on, 1);
-	run_for(f->l, 90);
+	tu_run_for(f->l, 90);
 	assert_string_equal(RD("sys/class/leds/zbuzzer/brightness"), "0");
 	assert_string_equal(RD("sys/class/leds/status/trigger"), "timer");
-	run_for(f->l, 120);
+	tu_run_for(f->l, 120);
 	assert_string_equal(RD("sys/class/leds/status/trigger"), "none");
 	assert_string_equal(RD("sys/class/leds/status/brightness"), "0");
 
@@ -158,7 +151,7 @@ static void test_sysfs_vanishing_hardware(void **state)
 	assert_int_equal(st.led_on, 0);
 	/* nothing was created in place of the missing devices */
 	assert_string_equal(RD("sys/class/leds/status/brightness"), "");
-	run_for(f->l, 80);
+	tu_run_for(f->l, 80);
 
 	/* the LED comes back (another name: found by the rescan) */
 	ft_write(f->root, "sys/class/leds/red/brightness", "0\n");
@@ -269,7 +262,7 @@ static void test_policy_silent_never_sounds(void **state)
 		assert_int_equal(R.sound_on, 0);
 		assert_int_equal(R.led_on, 1);
 		if (i % 5 == 0)
-			run_for(f->l, 25);
+			tu_run_for(f->l, 25);
 	}
 	assert_int_equal(R.sound_on_calls, 0);
 	assert_int_equal(R.wakes, 20);
@@ -285,7 +278,7 @@ static void test_policy_silent_never_sounds(void **state)
 		assert_int_equal(R.sound_on, !silent);
 	}
 	assert_int_equal(R.sound_on_calls, normal);
-	run_for(f->l, 60);
+	tu_run_for(f->l, 60);
 	assert_int_equal(R.sound_on, 0);
 	assert_int_equal(R.led_on, 0);
 	/* a sounder that is gone is counted and never fatal */

@@ -104,13 +104,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void run_for(struct loop *l, int ms)
-{
-	int64_t end = loop_now_ms() + ms;
-	while (loop_now_ms() < end)
-		loop_run_once(l, (int)(end - loop_now_ms()));
-}
-
 static void emit(int fd, int type, int code, int value)
 {
 	struct input_event ev;
@@ -160,34 +153,34 @@ static void test_evdev_fifo(void **state)
 	 * Presses come at a human's pace (the loop runs in between): closer
 	 * than the debounce time they would be one bouncing press. */
 	key(w, KEY_F13, 1);
-	run_for(f->l, 40);
+	tu_run_for(f->l, 40);
 	key(w, KEY_F13, 0);
-	run_for(f->l, 40);
+	tu_run_for(f->l, 40);
 	key(w, KEY_A, 1);
 	key(w, KEY_A, 0);
 	key(w, KEY_A, 1);
 	key(w, KEY_A, 0);
-	run_for(f->l, 20);
+	tu_run_for(f->l, 20);
 	assert_int_equal(f->panics[HAL_PANIC_DOUBLE] + f->panics[HAL_PANIC_LONG], 0);
-	run_for(f->l, 350); /* past the double-press window */
+	tu_run_for(f->l, 350); /* past the double-press window */
 	/* a bounce (release and press at once) is not a second press */
 	key(w, KEY_F13, 1);
 	key(w, KEY_F13, 0);
 	key(w, KEY_F13, 1);
 	key(w, KEY_F13, 0);
-	run_for(f->l, 20);
+	tu_run_for(f->l, 20);
 	assert_int_equal(f->panics[HAL_PANIC_DOUBLE], 0);
-	run_for(f->l, 350);
+	tu_run_for(f->l, 350);
 	/* press twice: a double */
 	key(w, KEY_F13, 1);
-	run_for(f->l, 40);
+	tu_run_for(f->l, 40);
 	key(w, KEY_F13, 0);
-	run_for(f->l, 40);
+	tu_run_for(f->l, 40);
 	key(w, KEY_F13, 1);
 	key(w, KEY_F13, 0);
-	run_for(f->l, 20);
+	tu_run_for(f->l, 20);
 	assert_int_equal(f->panics[HAL_PANIC_DOUBLE], 1);
-	run_for(f->l, 350); /* the double-press window passes */
+	tu_run_for(f->l, 350); /* the double-press window passes */
 
 	/* a long press, sent as a record split across two writes and with
 	 * auto-repeat records while held */
@@ -197,28 +190,28 @@ static void test_evdev_fifo(void **state)
 	ev.code = KEY_F13;
 	ev.value = 1;
 	assert_int_equal(write(w, &ev, 5), 5);
-	run_for(f->l, 10);
+	tu_run_for(f->l, 10);
 	assert_int_equal(write(w, (char *)&ev + 5, sizeof(ev) - 5), (ssize_t)(sizeof(ev) - 5));
-	run_for(f->l, 60);
+	tu_run_for(f->l, 60);
 	key(w, KEY_F13, 2);
-	run_for(f->l, 60);
+	tu_run_for(f->l, 60);
 	assert_int_equal(f->panics[HAL_PANIC_LONG], 0);
-	run_for(f->l, 60);
+	tu_run_for(f->l, 60);
 	assert_int_equal(f->panics[HAL_PANIC_LONG], 1);
 	key(w, KEY_F13, 0);
-	run_for(f->l, 350);
+	tu_run_for(f->l, 350);
 	hal_input_stats(in, &st);
 	assert_int_equal(st.presses, 5);
 	assert_int_equal(st.panics, 2);
 
 	/* the device goes away while the key is held: no phantom long press */
 	key(w, KEY_F13, 1);
-	run_for(f->l, 10);
+	tu_run_for(f->l, 10);
 	close(w);
-	run_for(f->l, 20);
+	tu_run_for(f->l, 20);
 	hal_input_stats(in, &st);
 	assert_int_equal(st.losses, 1);
-	run_for(f->l, 200);
+	tu_run_for(f->l, 200);
 	assert_int_equal(f->panics[HAL_PANIC_LONG], 1);
 	/* it was found again by the rescan */
 	hal_input_stats(in, &st);
@@ -228,23 +221,23 @@ static void test_evdev_fifo(void **state)
 	/* now the node itself disappears: rescans fail quietly until it is back */
 	w = writer(f->fifo);
 	close(w);
-	run_for(f->l, 10);
+	tu_run_for(f->l, 10);
 	unlink(f->fifo);
-	run_for(f->l, 120);
+	tu_run_for(f->l, 120);
 	hal_input_stats(in, &st);
 	assert_int_equal(st.attached, 0);
 	assert_int_equal(st.losses, 2);
 	assert_int_equal(mkfifo(f->fifo, 0600), 0);
-	run_for(f->l, 80);
+	tu_run_for(f->l, 80);
 	hal_input_stats(in, &st);
 	assert_int_equal(st.attached, 1);
 	w = writer(f->fifo);
 	key(w, KEY_F13, 1);
-	run_for(f->l, 40);
+	tu_run_for(f->l, 40);
 	key(w, KEY_F13, 0);
-	run_for(f->l, 40);
+	tu_run_for(f->l, 40);
 	key(w, KEY_F13, 1);
-	run_for(f->l, 20);
+	tu_run_for(f->l, 20);
 	assert_int_equal(f->panics[HAL_PANIC_DOUBLE], 2);
 	close(w);
 	hal_input_close(in);
@@ -262,11 +255,11 @@ static void test_absent_and_bad(void **state)
 	assert_int_equal(hal_input_open("evdev", &p, &in, err, sizeof(err)), 0);
 	hal_input_stats(in, &st);
 	assert_int_equal(st.attached, 0);
-	run_for(f->l, 50);
+	tu_run_for(f->l, 50);
 	char path[600];
 	snprintf(path, sizeof(path), "%s/dev/input/event9", f->root);
 	assert_int_equal(mkfifo(path, 0600), 0);
-	run_for(f->l, 50);
+	tu_run_for(f->l, 50);
 	hal_input_stats(in, &st);
 	assert_int_equal(st.attached, 1);
 	hal_input_close(in);
@@ -275,7 +268,7 @@ static void test_absent_and_bad(void **state)
 	ft_write(f->root, "dev/gpiochip2", "");
 	p.device = "gpiochip2:5";
 	assert_int_equal(hal_input_open("gpio", &p, &in, err, sizeof(err)), 0);
-	run_for(f->l, 60);
+	tu_run_for(f->l, 60);
 	hal_input_stats(in, &st);
 	assert_int_equal(st.attached, 0);
 	hal_input_close(in);

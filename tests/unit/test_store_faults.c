@@ -789,15 +789,25 @@ static int user_version_of(const char *dir)
 	return v;
 }
 
+/* Takes the closed store in dir back to schema version: afterwards its
+ * schema is exactly the one that version made, and so is its user_version. */
+static void take_back_to(const char *dir, int version)
+{
+	static char want[8192], got[8192];
+	schema_at(version, want, sizeof(want));
+	sqlite3 *db = raw_open(dir);
+	take_back(db, version);
+	schema_of(db, got, sizeof(got));
+	sqlite3_close(db);
+	assert_string_equal(want, got);
+	assert_int_equal(user_version_of(dir), version);
+}
+
 static void test_migration_from_v1(void **state)
 {
 	const char *dir = *state;
 
-	/* The schema as version 1 made it. */
-	static char v1[8192], got[8192];
-	schema_at(1, v1, sizeof(v1));
-
-	/* A store with data, taken back to exactly that schema. */
+	/* A store with data, taken back to exactly the schema version 1 made. */
 	struct tu_store t;
 	assert_int_equal(tu_store_open(&t, dir, 1), 0);
 	put(t.s, "a", 1, "{\"v\":1}");
@@ -811,11 +821,7 @@ static void test_migration_from_v1(void **state)
 	                      .mode = 2};
 	assert_int_equal(store_pos_append(t.s, &f), 0);
 	tu_store_close(&t);
-	sqlite3 *db = raw_open(dir);
-	take_back(db, 1);
-	schema_of(db, got, sizeof(got));
-	sqlite3_close(db);
-	assert_string_equal(v1, got);
+	take_back_to(dir, 1);
 
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
 	assert_true(t.flags & STORE_OPENED_MIGRATED);
@@ -840,8 +846,6 @@ static void test_migration_from_v1(void **state)
 static void test_migration_from_v2(void **state)
 {
 	const char *dir = *state;
-	static char v2[8192], got[8192];
-	schema_at(2, v2, sizeof(v2));
 
 	struct tu_store t;
 	assert_int_equal(tu_store_open(&t, dir, 1), 0);
@@ -854,12 +858,7 @@ static void test_migration_from_v2(void **state)
 		                 0);
 	assert_int_equal(store_outbox_reject(t.s, seq[1], "v2 reason", 5), 0);
 	tu_store_close(&t);
-	sqlite3 *db = raw_open(dir);
-	take_back(db, 2);
-	schema_of(db, got, sizeof(got));
-	sqlite3_close(db);
-	assert_string_equal(v2, got);
-	assert_int_equal(user_version_of(dir), 2);
+	take_back_to(dir, 2);
 
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
 	assert_true(t.flags & STORE_OPENED_MIGRATED);
@@ -909,20 +908,13 @@ static int count_incident(void *arg, const struct store_incident *inc)
 static void test_migration_from_v3(void **state)
 {
 	const char *dir = *state;
-	static char v3[8192], got[8192];
-	schema_at(3, v3, sizeof(v3));
 
 	struct tu_store t;
 	assert_int_equal(tu_store_open(&t, dir, 1), 0);
 	put(t.s, "a", 1, "{\"v\":1}");
 	put(t.s, "b", 1, "{\"v\":2}");
 	tu_store_close(&t);
-	sqlite3 *db = raw_open(dir);
-	take_back(db, 3);
-	schema_of(db, got, sizeof(got));
-	sqlite3_close(db);
-	assert_string_equal(v3, got);
-	assert_int_equal(user_version_of(dir), 3);
+	take_back_to(dir, 3);
 
 	assert_int_equal(tu_store_open(&t, dir, 0), 0);
 	assert_true(t.flags & STORE_OPENED_MIGRATED);
@@ -1086,6 +1078,27 @@ static int count_aside(const char *dir)
 	return n;
 }
 
+/* The one database moved aside (its -wal/-shm companions aside) still hashes
+ * to before: recovery renames the damaged file, never rewrites or deletes it,
+ * so it stays there for a technician to look at. */
+static void assert_aside_unchanged(const char *dir, const char *before)
+{
+	char aside[700], cmd[900], after[65];
+	snprintf(cmd, sizeof(cmd), "ls %s/ess.db.corrupt-* | grep -v -- '-wal$\\|-shm$' > %s/aside",
+	         dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(aside, sizeof(aside), "%s/aside", dir);
+	size_t alen;
+	unsigned char *name = tu_read_file(aside, &alen);
+	assert_non_null(name);
+	while (alen && name[alen - 1] == '\n')
+		name[--alen] = 0;
+	tu_file_hash((char *)name, after);
+	assert_string_equal(before, after);
+	free(name);
+	unlink(aside);
+}
+
 static void test_corrupt_database_moved_aside(void **state)
 {
 	const char *dir = *state;
@@ -1120,20 +1133,7 @@ static void test_corrupt_database_moved_aside(void **state)
 	assert_true(t.flags & STORE_OPENED_RECOVERED);
 	assert_int_equal(count_aside(dir), 1);
 	/* moved, never deleted or rewritten: the aside file is the damaged one */
-	char aside[700], cmd[900], after[65];
-	snprintf(cmd, sizeof(cmd), "ls %s/ess.db.corrupt-* | grep -v -- '-wal$\\|-shm$' > %s/aside",
-	         dir, dir);
-	assert_int_equal(system(cmd), 0);
-	snprintf(aside, sizeof(aside), "%s/aside", dir);
-	size_t alen;
-	unsigned char *name = tu_read_file(aside, &alen);
-	assert_non_null(name);
-	while (alen && name[alen - 1] == '\n')
-		name[--alen] = 0;
-	tu_file_hash((char *)name, after);
-	assert_string_equal(before, after);
-	free(name);
-	unlink(aside);
+	assert_aside_unchanged(dir, before);
 	int64_t n;
 	assert_int_equal(store_incident_count(t.s, &n), 0);
 	assert_int_equal(n, 0);
@@ -1313,20 +1313,7 @@ static void test_integrity_deferred_check_finds_damage(void **state)
 	assert_true(t.flags & STORE_OPENED_CHECKED);
 	assert_true(t.flags & STORE_OPENED_RECOVERED);
 	assert_int_equal(count_aside(dir), 1);
-	char cmd[900], aside[700];
-	snprintf(cmd, sizeof(cmd), "ls %s/ess.db.corrupt-* | grep -v -- '-wal$\\|-shm$' > %s/aside",
-	         dir, dir);
-	assert_int_equal(system(cmd), 0);
-	snprintf(aside, sizeof(aside), "%s/aside", dir);
-	size_t alen;
-	unsigned char *name = tu_read_file(aside, &alen);
-	assert_non_null(name);
-	while (alen && name[alen - 1] == '\n')
-		name[--alen] = 0;
-	tu_file_hash((char *)name, after);
-	assert_string_equal(before, after);
-	free(name);
-	unlink(aside);
+	assert_aside_unchanged(dir, before);
 	assert_int_equal(n_incidents(t.s), 0);
 	put(t.s, "new", 1, "{}");
 	tu_store_close(&t);
