@@ -201,8 +201,9 @@ static const struct key keys[] = {
          "Ignition sense: file:PATH (a 0/1 value file) or gpio:CHIP:OFFSET; empty: none."),
     KENUM("power", "ignition_level", power.ignition_level, levels, "high",
           "The ignition line's level while the ignition is on."),
-    KINT("power", "poll_s", power.poll_s, 1, 3600, 10,
-         "Seconds between readings of the power supplies and the ignition."),
+    KINT("power", "poll_s", power.poll_s, 1, 3600, 60,
+         "Seconds between backstop readings of the power supplies and the ignition "
+         "(changes with events are read at once)."),
     KENUM("power", "fallback", power.fallback, config_power_source_names, "vehicle",
           "Power source reported in heartbeats when nothing is sensed."),
 

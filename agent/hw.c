@@ -212,12 +212,14 @@ cJSON *hw_status(struct hw *h, const char *clock_state)
 	struct hal_alert_stats as;
 	struct hal_input_stats is;
 	struct hal_power_state ps;
+	struct hal_power_stats pst;
 	struct hal_link_stats ls;
 	struct hal_clock_info ci;
 	int64_t drift;
 	hal_alert_stats(h->alert, &as);
 	hal_input_stats(h->input, &is);
 	hal_power_get(h->power, &ps);
+	hal_power_stats(h->power, &pst);
 	hal_link_stats(h->link, &ls);
 	hal_clock_read(h->clock, &ci);
 	const char *assess = hal_clock_assess(&ci, clock_state, loop_wall_ms() / 1000, &drift);
@@ -244,6 +246,10 @@ cJSON *hw_status(struct hw *h, const char *clock_state)
 	                              : cJSON_AddBoolToObject(p, "charging", ps.raw.charging)) &&
 	         (ps.raw.ignition < 0 ? cJSON_AddNullToObject(p, "ignition")
 	                              : cJSON_AddBoolToObject(p, "ignition", ps.raw.ignition)) &&
+	         /* whether changes are heard at once or only at the poll */
+	         cJSON_AddBoolToObject(p, "ignition_edges", pst.ignition_events) &&
+	         cJSON_AddBoolToObject(p, "uevents", pst.uevents) &&
+	         add_int(p, "readings", (long long)pst.reads) &&
 	         (l = cJSON_AddObjectToObject(o, "link")) &&
 	         cJSON_AddStringToObject(l, "backend", hal_link_name(h->link)) &&
 	         add_int(l, "running", ls.running) && add_int(l, "ups", (long long)ls.ups) &&

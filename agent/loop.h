@@ -54,9 +54,10 @@ int64_t loop_timer_due(const struct loop_timer *t);
  * polls of sysfs): longer than the 1 s between a 1 Hz receiver's reports,
  * so that with GPS running such a job costs no wakeup of its own. */
 #define LOOP_PERIODIC_SLACK_MS 2000
-/* The slack of cheap local checks (nothing to send, nothing to write): as
- * long as the period of the most frequent idle wakeup (the power poll, 10 s)
- * so that, idle, they always meet it. */
+/* The slack of cheap local checks (nothing to send, nothing to write), so
+ * that, idle, they meet a wakeup essd has anyway: the long poll's answers
+ * (every 25 s) and libcurl's timer with each (the power poll, 10 s when
+ * this was chosen, is now a 60 s backstop). */
 #define LOOP_IDLE_SLACK_MS 10000
 
 /* Delivers signo through a signalfd, outside signal-handler context. The

@@ -60,18 +60,24 @@ struct gpsd_src {
 
 static int64_t try_connect(struct loop *l, void *arg);
 
-static void schedule_reconnect(struct gpsd_src *s)
+/* The next backoff delay, and its slack: at the long delays (gpsd gone for
+ * good) the attempt may go up to a third early (10 s at most), in a wakeup
+ * essd has anyway (loop_timer_set_slack, LOOP_IDLE_SLACK_MS); the short
+ * ones of a restarting gpsd stay exact. */
+static int64_t next_backoff(struct gpsd_src *s, int64_t *slack)
 {
 	int64_t delay = s->backoff_ms;
 	s->backoff_ms = delay * 2 > s->p.backoff_max_ms ? s->p.backoff_max_ms : delay * 2;
 	s->st.next_backoff_ms = delay;
-	/* At the long delays (gpsd gone for good) the attempt may go up to a
-	 * third early (10 s at most), in a wakeup essd has anyway
-	 * (loop_timer_set_slack, LOOP_IDLE_SLACK_MS); the short
-	 * ones of a restarting gpsd stay exact. */
-	int64_t slack = delay < 10000                    ? 0
-	                : delay / 3 < LOOP_IDLE_SLACK_MS ? delay / 3
-	                                                 : LOOP_IDLE_SLACK_MS;
+	*slack = delay < 10000                    ? 0
+	         : delay / 3 < LOOP_IDLE_SLACK_MS ? delay / 3
+	                                          : LOOP_IDLE_SLACK_MS;
+	return delay;
+}
+
+static void schedule_reconnect(struct gpsd_src *s)
+{
+	int64_t slack, delay = next_backoff(s, &slack);
 	if (!s->reconnect)
 		s->reconnect = loop_timer_add(s->p.loop, delay - slack, try_connect, s);
 	else
@@ -244,10 +250,11 @@ static int64_t try_connect(struct loop *l, void *arg)
 	s->reconnect = NULL;
 	return -1; /* the timer ends; end_session makes a new one */
 retry : {
-	int64_t delay = s->backoff_ms;
-	s->backoff_ms = delay * 2 > s->p.backoff_max_ms ? s->p.backoff_max_ms : delay * 2;
-	s->st.next_backoff_ms = delay;
-	return delay;
+	/* the same slack as after a lost session: without it a gpsd that is
+	 * not there cost an idle essd a wakeup of its own every 30 s */
+	int64_t slack, delay = next_backoff(s, &slack);
+	loop_timer_set_slack(s->reconnect, slack);
+	return delay - slack;
 }
 }
 

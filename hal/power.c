@@ -13,6 +13,9 @@ struct hal_power {
 	void *priv;
 	struct loop *loop;
 	struct loop_timer *t;
+	struct loop_timer *settle_t; /* armed while a kicked reading is pending */
+	int64_t first_kick;          /* when the pending reading was first asked for */
+	uint64_t reads, kicks;
 	int poll_ms;
 	int poll_slack;
 	hal_power_change_fn on_change;
@@ -63,6 +66,7 @@ int hal_power_refresh(struct hal_power *pw)
 	struct hal_power_state n;
 	memset(&n, 0, sizeof(n));
 	n.raw = (struct hal_power_raw){-1, -1, 0, -1, -1};
+	pw->reads++;
 	pw->ops->read(pw->priv, &n.raw);
 	/* clamp what a backend (a driver, a fake) may get wrong */
 	if (n.raw.battery_pct < -1 || n.raw.battery_pct > 100 || !n.raw.battery)
@@ -84,6 +88,49 @@ static int64_t poll_timer(struct loop *l, void *arg)
 	/* in phase: the next reading is due a period after this one was */
 	int64_t next = loop_timer_due(pw->t) + pw->poll_ms - loop_now_ms();
 	return next >= 0 ? next : pw->poll_ms - pw->poll_slack;
+}
+
+static int64_t settle_timer(struct loop *l, void *arg)
+{
+	(void)l;
+	struct hal_power *pw = arg;
+	pw->settle_t = NULL; /* ended by the -1 below; a kick from on_change arms a new one */
+	hal_power_refresh(pw);
+	return -1;
+}
+
+void hal_power_kick(struct hal_power *pw)
+{
+	int64_t now = loop_now_ms();
+	pw->kicks++;
+	if (!pw->settle_t) {
+		pw->first_kick = now;
+		if (!(pw->settle_t =
+		          loop_timer_add(pw->loop, HAL_POWER_SETTLE_MS, settle_timer, pw)))
+			hal_power_refresh(pw); /* no memory for a timer: read now, not never */
+		return;
+	}
+	/* Pushed back by each kick (a bouncing line reads once it is quiet),
+	 * but a line that never stops chattering is still read within
+	 * HAL_POWER_SETTLE_MAX_MS. */
+	int64_t due = now + HAL_POWER_SETTLE_MS;
+	if (due > pw->first_kick + HAL_POWER_SETTLE_MAX_MS)
+		due = pw->first_kick + HAL_POWER_SETTLE_MAX_MS;
+	loop_timer_set(pw->loop, pw->settle_t, due > now ? due - now : 0);
+}
+
+struct loop *hal_power_loop(const struct hal_power *pw)
+{
+	return pw->loop;
+}
+
+void hal_power_stats(const struct hal_power *pw, struct hal_power_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->reads = pw->reads;
+	st->kicks = pw->kicks;
+	if (pw->ops->stats)
+		pw->ops->stats(pw->priv, st);
 }
 
 int hal_power_open(const char *name, const struct hal_power_params *p, struct hal_power **out,
@@ -109,8 +156,8 @@ int hal_power_open(const char *name, const struct hal_power_params *p, struct ha
 		return -ENOMEM;
 	pw->ops = ops;
 	pw->loop = p->loop;
-	pw->poll_ms = p->poll_ms ? p->poll_ms : 10000;
-	int rc = ops->open(p, &pw->priv, err, errlen);
+	pw->poll_ms = p->poll_ms ? p->poll_ms : 60000;
+	int rc = ops->open(p, pw, &pw->priv, err, errlen);
 	if (rc < 0) {
 		free(pw);
 		return rc;
@@ -118,9 +165,12 @@ int hal_power_open(const char *name, const struct hal_power_params *p, struct ha
 	hal_power_refresh(pw); /* the first reading, before anyone listens */
 	pw->on_change = p->on_change;
 	pw->arg = p->arg;
-	/* A reading every poll_ms at the latest, taken when the loop is awake
-	 * anyway (a GPS report, a server's answer) if one comes in the second
-	 * half of the period: idle, this poll is the most frequent wakeup. */
+	/* The backstop: a reading every poll_ms at the latest, taken when the
+	 * loop is awake anyway (a GPS report, a server's answer) if one comes
+	 * in the second half of the period. Changes that announce themselves
+	 * (edges, uevents) are read at once through hal_power_kick; this only
+	 * catches what does not (a fuel gauge without uevents, a "file:"
+	 * ignition, a line to request again). */
 	pw->poll_slack = pw->poll_ms / 2;
 	if (!(pw->t = loop_timer_add(pw->loop, pw->poll_ms - pw->poll_slack, poll_timer, pw))) {
 		ops->close(pw->priv);
@@ -137,6 +187,7 @@ void hal_power_close(struct hal_power *pw)
 	if (!pw)
 		return;
 	loop_timer_cancel(pw->loop, pw->t);
+	loop_timer_cancel(pw->loop, pw->settle_t);
 	pw->ops->close(pw->priv);
 	free(pw);
 }

@@ -2,9 +2,11 @@
  * the daemon's configured fallback is reported. */
 #include "hal/power.h"
 
-static int none_open(const struct hal_power_params *p, void **priv, char *err, size_t errlen)
+static int none_open(const struct hal_power_params *p, struct hal_power *pw, void **priv, char *err,
+                     size_t errlen)
 {
 	(void)p;
+	(void)pw;
 	(void)err;
 	(void)errlen;
 	*priv = NULL;

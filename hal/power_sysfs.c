@@ -4,11 +4,21 @@
  * holding 0/1) or a GPIO line ("gpio:CHIP:OFFSET", libgpiod).
  *
  * The supply directory is listed afresh on each read: a battery pulled out
- * of a handheld or a dock that comes and goes is seen at the next poll. */
+ * of a handheld or a dock that comes and goes is seen at the next reading.
+ *
+ * Readings come on events where there are any: a GPIO ignition is
+ * requested for both edges and its fd put on the loop; on the real root a
+ * kernel uevent socket (hal/uevent.h) reports power_supply changes. Each
+ * event kicks the module (hal_power_kick), which reads after a short
+ * settle time. A "file:" ignition has no events: it is seen at the
+ * backstop poll only, which is why a GPIO line is preferred. */
 #include "hal/power.h"
 
+#include "agent/log.h"
+#include "agent/loop.h"
 #include "hal/gpio.h"
 #include "hal/sysfs.h"
+#include "hal/uevent.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,14 +30,67 @@ struct sysfs_power {
 	char ign_file[HAL_SYSFS_PATH_MAX]; /* full path */
 	char ign_gpio[80];
 	int active_low;
+	struct hal_power *pw;
 	struct hal_gpio *gpio;
+	int gpio_fd; /* on the loop while >= 0 (an edge-capable request) */
+	struct hal_uevent_mon *uev;
 };
 
-static int sysfs_open(const struct hal_power_params *p, void **priv, char *err, size_t errlen)
+static void uevent(void *arg, const struct hal_uevent *ev)
+{
+	(void)ev; /* which supply changed does not matter: all are read */
+	struct sysfs_power *s = arg;
+	hal_power_kick(s->pw);
+}
+
+static void uevent_overrun(void *arg)
+{
+	struct sysfs_power *s = arg;
+	hal_power_kick(s->pw);
+}
+
+static void gpio_drop(struct sysfs_power *s)
+{
+	if (s->gpio_fd >= 0)
+		loop_fd_del(hal_power_loop(s->pw), s->gpio_fd);
+	s->gpio_fd = -1;
+	hal_gpio_close(s->gpio);
+	s->gpio = NULL;
+}
+
+static void on_edge(struct loop *l, int fd, unsigned events, void *arg)
+{
+	(void)l;
+	(void)fd;
+	(void)events;
+	struct sysfs_power *s = arg;
+	/* Only that the line moved matters: the reading after the settle time
+	 * takes its level then, which is the truth once the bouncing stopped. */
+	int edges = 0;
+	for (int i = 0; i < 64 && s->gpio; i++) {
+		int rising;
+		int rc = hal_gpio_read_edge(s->gpio, &rising);
+		if (rc == -EAGAIN)
+			break;
+		if (rc < 0) {
+			/* the chip went away: off the loop; the reading (now
+			 * unknown) requests it again, as every later one does */
+			gpio_drop(s);
+		}
+		edges++;
+	}
+	if (edges)
+		hal_power_kick(s->pw);
+}
+
+static int sysfs_open(const struct hal_power_params *p, struct hal_power *pw, void **priv,
+                      char *err, size_t errlen)
 {
 	struct sysfs_power *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->pw = pw;
+	s->gpio_fd = -1;
 	const char *ign = p->ignition ? p->ignition : "";
 	int rc = hal_sysfs_root(p->root, s->root, sizeof(s->root));
 	if (rc == 0 && !strncmp(ign, "file:", 5)) {
@@ -53,6 +116,21 @@ static int sysfs_open(const struct hal_power_params *p, void **priv, char *err, 
 		return rc;
 	}
 	s->active_low = !!p->ignition_active_low;
+	if (p->uevent_fd > 0 || !s->root[0]) {
+		/* The kernel announces power_supply changes only for the real
+		 * root; a test tree gets them through the seam or not at all. */
+		struct hal_uevent_params up = {.loop = p->loop,
+		                               .subsystem = "power_supply",
+		                               .fd = p->uevent_fd,
+		                               .on_event = uevent,
+		                               .on_overrun = uevent_overrun,
+		                               .arg = s};
+		rc = hal_uevent_open(&up, &s->uev);
+		if (rc < 0)
+			log_info("power: no kernel uevents (%s); power_supply changes are seen "
+			         "by the backstop poll only",
+			         strerror(-rc));
+	}
 	*priv = s;
 	return 0;
 }
@@ -60,8 +138,35 @@ static int sysfs_open(const struct hal_power_params *p, void **priv, char *err, 
 static void sysfs_close(void *priv)
 {
 	struct sysfs_power *s = priv;
-	hal_gpio_close(s->gpio);
+	hal_uevent_close(s->uev);
+	gpio_drop(s);
 	free(s);
+}
+
+static void sysfs_stats(void *priv, struct hal_power_stats *st)
+{
+	struct sysfs_power *s = priv;
+	st->ignition_events = s->gpio_fd >= 0;
+	st->uevents = hal_uevent_active(s->uev);
+	if (s->uev) {
+		struct hal_uevent_stats us;
+		hal_uevent_stats(s->uev, &us);
+		st->uevents_matched = us.matched;
+		st->uevents_dropped = us.dropped;
+	}
+}
+
+/* Requests the ignition line, for edges where the chip can (the loop then
+ * hears it move), else as a plain input read at each poll. */
+static int gpio_request(struct sysfs_power *s)
+{
+	if (hal_gpio_open(s->root, s->ign_gpio, HAL_GPIO_EDGES, "essd", &s->gpio) == 0) {
+		int fd = hal_gpio_fd(s->gpio);
+		if (fd >= 0 && loop_fd_add(hal_power_loop(s->pw), fd, LOOP_READ, on_edge, s) == 0)
+			s->gpio_fd = fd;
+		return 0;
+	}
+	return hal_gpio_open(s->root, s->ign_gpio, HAL_GPIO_INPUT, "essd", &s->gpio);
 }
 
 static int ignition(struct sysfs_power *s)
@@ -72,13 +177,11 @@ static int ignition(struct sysfs_power *s)
 		if (hal_sysfs_read_int(s->ign_file, &x) == 0)
 			v = x != 0;
 	} else if (s->ign_gpio[0]) {
-		if (!s->gpio &&
-		    hal_gpio_open(s->root, s->ign_gpio, HAL_GPIO_INPUT, "essd", &s->gpio) < 0)
+		if (!s->gpio && gpio_request(s) < 0)
 			return -1;
 		v = hal_gpio_get(s->gpio);
 		if (v < 0) {
-			hal_gpio_close(s->gpio); /* gone: request anew at the next poll */
-			s->gpio = NULL;
+			gpio_drop(s); /* gone: request anew at the next reading */
 			return -1;
 		}
 	}
@@ -159,4 +262,5 @@ const struct hal_power_ops hal_power_sysfs_ops = {
     .open = sysfs_open,
     .close = sysfs_close,
     .read = sysfs_read,
+    .stats = sysfs_stats,
 };

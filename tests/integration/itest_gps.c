@@ -358,6 +358,30 @@ static void test_gpsd_absent(void **state)
 	free(rx);
 }
 
+/* At a long backoff (12 s) an attempt after a refused one may go up to a
+ * third early, in a wakeup the loop has anyway (here run_until's 200 ms
+ * slices): the second attempt comes at 8 s, not at 12. Idle, with no gpsd,
+ * this is what keeps the attempts from costing wakeups of their own. */
+static void test_gpsd_absent_slack(void **state)
+{
+	(void)state;
+	int port = tu_free_port(); /* nobody listens */
+	struct loop *l;
+	assert_int_equal(loop_open(&l), 0);
+	struct rx *rx = calloc(1, sizeof(*rx));
+	struct hal_gps *g = open_backend(l, port, rx, 12000, 12000);
+	struct hal_gps_stats st;
+	run_until(l, 7500, never, NULL);
+	hal_gps_stats(g, &st);
+	assert_int_equal(st.attempts, 1); /* never more than a third early */
+	run_until(l, 1500, never, NULL);
+	hal_gps_stats(g, &st);
+	assert_int_equal(st.attempts, 2);
+	hal_gps_close(g);
+	loop_close(l);
+	free(rx);
+}
+
 static int store_check(void *arg, const struct store_fix *f, size_t n)
 {
 	int64_t *prev = arg;
@@ -430,6 +454,7 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_gpsd_absent, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpsd_absent_slack, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fixes_in_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gpsd_restart, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_log, setup, teardown),

@@ -277,6 +277,10 @@ static void test_essd_hardware(void **state)
 	assert_string_equal(cJSON_GetObjectItem(pw, "source")->valuestring, "battery");
 	assert_int_equal(cJSON_GetObjectItem(pw, "battery_pct")->valueint, 55);
 	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(pw, "charging")));
+	/* a test tree: no kernel uevents, no GPIO ignition; only the poll */
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(pw, "uevents")));
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(pw, "ignition_edges")));
+	assert_true(cJSON_GetObjectItem(pw, "readings")->valueint >= 2);
 	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(pb, "attached")));
 	assert_int_equal(cJSON_GetObjectItem(pb, "presses")->valueint, 3);
 	assert_int_equal(cJSON_GetObjectItem(pb, "panics")->valueint, 1);
