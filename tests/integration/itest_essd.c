@@ -684,11 +684,10 @@ static void gen_log(struct env *e, const char *path, const char *skip)
 
 static void gpsfake_start(struct env *e, const char *log)
 {
-	char port[16], path[600];
-	snprintf(port, sizeof(port), "%d", e->ee.gps_port);
-	snprintf(path, sizeof(path), "%s", log);
-	char *argv[] = {"gpsfake", "-P", port, "-1", "-q", "-n", "-c", "0.1", path, NULL};
-	e->fake = spawn(e, "gpsfake", argv);
+	char flog[700];
+	snprintf(flog, sizeof(flog), "%s/gpsfake.log", e->ee.dir);
+	e->fake = tp_gpsfake(flog, e->ee.gps_port, log, "0.1");
+	assert_true(e->fake > 0);
 }
 
 static void test_gps(void **state)

@@ -111,8 +111,8 @@ static void gpsfake_start(struct env *e)
 	snprintf(port, sizeof(port), "%d", e->gps_port);
 	char flog[700];
 	snprintf(flog, sizeof(flog), "%s/gpsfake.log", e->dir);
-	char *const argv[] = {"gpsfake", "-P", port, "-1", "-q", "-n", "-c", "0.1", log, NULL};
-	e->fake = tp_spawn(flog, argv, NULL);
+	e->fake = tp_gpsfake(flog, e->gps_port, log, "0.1");
+	assert_true(e->fake > 0);
 }
 
 static int setup(void **state)

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -108,4 +111,69 @@ int tp_run(const char *prog, char *const argv[], char *out, size_t cap)
 	out[n > 0 ? n : 0] = 0;
 	fclose(f);
 	return status_of(status);
+}
+
+/* 1 when a client watching gpsd on port hears of a device (or a report)
+ * within ms. */
+static int gpsd_has_device(int port, int ms)
+{
+	int64_t end = tu_now_ms() + ms;
+	while (tu_now_ms() < end) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return 0;
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+			close(fd);
+			usleep(100000);
+			continue;
+		}
+		static const char watch[] = "?WATCH={\"enable\":true,\"json\":true};\n";
+		int found = 0;
+		char buf[8192];
+		size_t have = 0;
+		if (write(fd, watch, sizeof(watch) - 1) == (ssize_t)(sizeof(watch) - 1)) {
+			while (!found && tu_now_ms() < end) {
+				struct pollfd p = {.fd = fd, .events = POLLIN};
+				int left = (int)(end - tu_now_ms());
+				if (poll(&p, 1, left > 0 ? left : 0) <= 0)
+					break;
+				ssize_t r = read(fd, buf + have, sizeof(buf) - 1 - have);
+				if (r <= 0)
+					break;
+				have += (size_t)r;
+				buf[have] = '\0';
+				found = strstr(buf, "\"class\":\"DEVICE\",") != NULL ||
+				        strstr(buf, "\"class\":\"TPV\"") != NULL;
+				if (have >
+				    sizeof(buf) / 2) { /* keep the tail: a class may straddle */
+					memmove(buf, buf + have - 64, 64);
+					have = 64;
+				}
+			}
+		}
+		close(fd);
+		return found;
+	}
+	return 0;
+}
+
+pid_t tp_gpsfake(const char *log, int port, const char *nmea, const char *cycle)
+{
+	char portstr[16], path[1024], cyc[32];
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	snprintf(path, sizeof(path), "%s", nmea);
+	snprintf(cyc, sizeof(cyc), "%s", cycle);
+	char *argv[] = {"gpsfake", "-P", portstr, "-1", "-q", "-n", "-c", cyc, path, NULL};
+	for (int attempt = 0; attempt < 3; attempt++) {
+		pid_t pid = tp_spawn(log, argv, NULL);
+		if (gpsd_has_device(port, 8000))
+			return pid;
+		fprintf(stderr,
+		        "# gpsfake on port %d: gpsd never got the receiver; starting it again\n",
+		        port);
+		tp_stop(&pid, SIGTERM, 2000);
+	}
+	return 0;
 }

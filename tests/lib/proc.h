@@ -31,4 +31,14 @@ int tp_wait(pid_t *pid, int wait_ms);
  * exit status, 128 + signal when killed by one. */
 int tp_run(const char *prog, char *const argv[], char *out, size_t cap);
 
+/* gpsfake replaying nmea (a log, paced at cycle seconds a sentence, once)
+ * to a gpsd on 127.0.0.1:port, in its own process group (tp_spawn, output
+ * appended to log), returned once gpsd has the fake receiver: a watching
+ * client is told of the device or gets a report. gpsfake sometimes leaves
+ * its gpsd without the receiver for good (seen under load: "DEVICES" empty
+ * and nothing after it): then it is stopped and started again, three
+ * times at most; a test fails on its subject, not on that. 0 when gpsd
+ * never had the receiver (the last one is stopped). */
+pid_t tp_gpsfake(const char *log, int port, const char *nmea, const char *cycle);
+
 #endif
