@@ -72,8 +72,8 @@ start_server
 say "gps: real gpsd via gpsfake replays a generated drive (Victory Monument -> Sukhumvit)"
 "$build/tools/nmeagen" --seed 7 --seconds 900 --start now >"$dir/drive.nmea" ||
 	fail "nmeagen"
-setsid gpsfake -P "$gps_port" -1 -q -n -c 0.1 "$dir/drive.nmea" >"$dir/gpsfake.log" 2>&1 &
-gps_pid=$!
+start_gps "$gps_port" "$dir/drive.nmea" 0.1 "$dir/gpsfake.log" ||
+	fail "gpsd never got gpsfake's receiver"
 
 say "technician: provisions the handheld (device key, enrollment, sealed identity)"
 admin POST /admin/tokens "{\"unit\":\"$UNIT\",\"token\":\"demo-enroll-1\"}" >/dev/null

@@ -22,6 +22,48 @@ stop_gps() { # stop_gps PID: gpsfake (started by setsid) and its gpsd, the whole
 	kill -KILL -"$1" 2>/dev/null # gpsfake can outlive SIGTERM
 	wait "$1" 2>/dev/null
 }
+gpsd_has_device() { # gpsd_has_device PORT: a watching client hears of a device within 8 s
+	python3 - "$1" <<'PY'
+import socket, sys, time
+end = time.time() + 8
+while time.time() < end:
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit(1)
+s.sendall(b'?WATCH={"enable":true,"json":true};\n')
+buf = b""
+while time.time() < end:
+    s.settimeout(max(0.1, end - time.time()))
+    try:
+        d = s.recv(65536)
+    except OSError:
+        break
+    if not d:
+        break
+    buf = buf[-64:] + d
+    if b'"class":"DEVICE",' in buf or b'"class":"TPV"' in buf:
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+# start_gps PORT NMEA CYCLE LOG: gpsfake (its own session, stopped by
+# stop_gps "$gps_pid") replaying NMEA once to a gpsd on PORT; returns once
+# gpsd has the fake receiver. gpsfake sometimes leaves its gpsd without it
+# for good (seen under load): then it is started again, 3 times at most.
+start_gps() {
+	for _try in 1 2 3; do
+		setsid gpsfake -P "$1" -1 -q -n -c "$3" "$2" >>"$4" 2>&1 &
+		gps_pid=$!
+		gpsd_has_device "$1" && return 0
+		echo "gpsfake on port $1: gpsd never got the receiver; starting it again" >>"$4"
+		stop_gps "$gps_pid"
+	done
+	return 1
+}
 wait_for() { # wait_for SECONDS COMMAND...: until the command succeeds
 	_t=$1
 	shift

@@ -37,8 +37,8 @@ ui_stack_start() {
 	gps_port=$(free_port)
 	ui_start_server || { echo "# the reference server did not start"; return 1; }
 	"$build/tools/nmeagen" --seed 11 --seconds 900 --start now >"$dir/drive.nmea" || return 1
-	setsid gpsfake -P "$gps_port" -1 -q -n -c 0.2 "$dir/drive.nmea" >"$dir/gpsfake.log" 2>&1 &
-	gps_pid=$!
+	start_gps "$gps_port" "$dir/drive.nmea" 0.2 "$dir/gpsfake.log" ||
+		{ echo "# gpsd never got gpsfake's receiver"; return 1; }
 	# commands (lock) ride on the heartbeat: the shortest the contract allows
 	ui_admin PUT /admin/config "$(ui_admin GET /admin/config |
 		python3 -c 'import sys,json; c=json.load(sys.stdin); c["heartbeat_interval_s"]=10; print(json.dumps(c))')" >/dev/null
