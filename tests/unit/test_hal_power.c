@@ -86,17 +86,24 @@ static void run_for(struct loop *l, int ms)
 		loop_run_once(l, (int)(end - loop_now_ms()));
 }
 
+/* The supplies most tests start from: a mains adapter offline and a
+ * battery at 71 %. */
+static void mains_off_battery_71(const char *root)
+{
+	ft_write(root, "sys/class/power_supply/AC/type", "Mains\n");
+	ft_write(root, "sys/class/power_supply/AC/online", "0\n");
+	ft_write(root, "sys/class/power_supply/BAT0/type", "Battery\n");
+	ft_write(root, "sys/class/power_supply/BAT0/capacity", "71\n");
+}
+
 static void test_sysfs_tree(void **state)
 {
 	(void)state;
 	char *root = tu_tmpdir("power"), err[256];
 	struct loop *l;
 	assert_int_equal(loop_open(&l), 0);
-	ft_write(root, "sys/class/power_supply/AC/type", "Mains\n");
-	ft_write(root, "sys/class/power_supply/AC/online", "0\n");
-	ft_write(root, "sys/class/power_supply/BAT0/type", "Battery\n");
+	mains_off_battery_71(root);
 	ft_write(root, "sys/class/power_supply/BAT0/present", "1\n");
-	ft_write(root, "sys/class/power_supply/BAT0/capacity", "71\n");
 	ft_write(root, "sys/class/power_supply/BAT0/status", "Discharging\n");
 	/* a peripheral's battery (scope Device) sorts first and is not ours */
 	ft_write(root, "sys/class/power_supply/0-hid-mouse/type", "Battery\n");
@@ -408,10 +415,7 @@ static void test_uevents(void **state)
 	char *root = tu_tmpdir("uevent"), err[256], b[HAL_UEVENT_MAX * 2];
 	struct loop *l;
 	assert_int_equal(loop_open(&l), 0);
-	ft_write(root, "sys/class/power_supply/AC/type", "Mains\n");
-	ft_write(root, "sys/class/power_supply/AC/online", "0\n");
-	ft_write(root, "sys/class/power_supply/BAT0/type", "Battery\n");
-	ft_write(root, "sys/class/power_supply/BAT0/capacity", "71\n");
+	mains_off_battery_71(root);
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	struct seen s = {0};
